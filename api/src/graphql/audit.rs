@@ -1,0 +1,170 @@
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::audit_log;
+use service::audit;
+
+use crate::{
+    error::{ApiError, ApiResult},
+    graphql::{
+        accounts,
+        context::ContextExt,
+        ids,
+        paging::{self, IdConnection},
+    },
+};
+
+/// The global-id type name of audit entries.
+pub const KIND: &str = "AuditEntry";
+
+/// Everything the audit log records.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "service::audit::AuditAction")]
+pub enum AuditAction {
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    AccountConnected,
+    AccountReconnected,
+    AccountDisconnected,
+    AccountDeactivated,
+    AccountReactivated,
+    AccountPurged,
+    TokenRefreshed,
+    TokenRefreshFailed,
+    AccessTokenRead,
+    EncryptionKeyRotated,
+}
+
+/// One audit entry. `details` never contains secrets.
+#[derive(SimpleObject)]
+pub struct AuditEntry {
+    pub id: ID,
+    pub action: AuditAction,
+    /// `api_key:<id>`, `cli`, `bootstrap` or `system`.
+    pub actor: String,
+    /// The type of the object acted on (`SocialAccount`, `ApiKey`...).
+    pub target_type: Option<String>,
+    /// The global id of the object acted on.
+    pub target_id: Option<ID>,
+    pub details: Json<serde_json::Value>,
+    pub client_ip: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub row_id: i64,
+}
+
+impl TryFrom<audit_log::Model> for AuditEntry {
+    type Error = ApiError;
+
+    fn try_from(model: audit_log::Model) -> ApiResult<Self> {
+        let action: audit::AuditAction = model.action.parse().map_err(|_| {
+            tracing::error!(action = model.action, "unknown audit action stored");
+            ApiError::internal()
+        })?;
+        let target_id = match (&model.target_type, &model.target_id) {
+            (Some(kind), Some(id)) => Some(match id.parse::<i64>() {
+                Ok(row) => ids::encode(kind, row),
+                Err(_) => ID(id.clone()),
+            }),
+            (_, id) => id.clone().map(ID),
+        };
+        Ok(Self {
+            id: ids::encode(KIND, model.id),
+            action: action.into(),
+            actor: model.actor,
+            target_type: model.target_type,
+            target_id,
+            details: Json(model.details),
+            client_ip: model.client_ip,
+            occurred_at: model.occurred_at,
+            row_id: model.id,
+        })
+    }
+}
+
+/// Narrows the audit log.
+#[derive(InputObject, Default)]
+pub struct AuditFilter {
+    pub actions: Option<Vec<AuditAction>>,
+    /// Only entries about this account.
+    pub account_id: Option<ID>,
+    /// Only entries by this actor (e.g. `api_key:3`).
+    pub actor: Option<String>,
+    /// Entries at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Entries before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<AuditFilter> for audit::AuditFilter {
+    type Error = ApiError;
+
+    fn try_from(filter: AuditFilter) -> ApiResult<Self> {
+        Ok(Self {
+            actions: filter
+                .actions
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            account_id: filter
+                .account_id
+                .map(|id| ids::decode(&id, accounts::KIND))
+                .transpose()?,
+            actor: filter.actor,
+            since: filter.since,
+            until: filter.until,
+        })
+    }
+}
+
+/// Extra fields of the audit connection.
+pub struct AuditTotals {
+    filter: audit::AuditFilter,
+}
+
+#[Object]
+impl AuditTotals {
+    /// How many entries match the filter (all pages).
+    async fn total_count(&self, ctx: &Context<'_>) -> ApiResult<u64> {
+        Ok(audit::count(ctx.db()?, ctx.caller()?, &self.filter).await?)
+    }
+}
+
+/// Audit queries.
+#[derive(Default)]
+pub struct AuditQuery;
+
+#[Object]
+impl AuditQuery {
+    /// The tenant's audit log, newest first.
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<AuditFilter>,
+    ) -> async_graphql::Result<IdConnection<AuditEntry, AuditTotals>> {
+        let db = ctx.db()?;
+        let caller = ctx.caller()?;
+        let filter: audit::AuditFilter = filter.unwrap_or_default().try_into()?;
+        let totals = AuditTotals {
+            filter: filter.clone(),
+        };
+        paging::relay(after, before, first, last, totals, |e: &AuditEntry| e.row_id, |page| async move {
+            let page = audit::list(db, caller, &filter, page).await?;
+            let items = page
+                .items
+                .into_iter()
+                .map(AuditEntry::try_from)
+                .collect::<ApiResult<Vec<_>>>()?;
+            Ok(service::pagination::Page {
+                items,
+                has_previous: page.has_previous,
+                has_next: page.has_next,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,24 @@
+//! The GraphQL schema. One file per domain, each with its Query / Mutation objects, merged
+//! in `schema.rs`.
+
+/// Accounts: listing, filters, deactivation, token health.
+pub mod accounts;
+/// API keys (ADMIN).
+pub mod admin;
+/// The audit log.
+pub mod audit;
+/// Per-request context: database, caller, data loaders.
+pub mod context;
+/// Global ids and pagination cursors.
+pub mod ids;
+/// Relay connection plumbing shared by every list.
+pub mod paging;
+/// The Relay `Node` interface and `node(id)`.
+pub mod node;
+/// Schema assembly and limits.
+pub mod schema;
+/// `viewer`: who am I.
+pub mod viewer;
+
+pub use context::{ContextExt, RequestAuth};
+pub use schema::{AppSchema, build_schema};

@@ -1,0 +1,50 @@
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    config::Config,
+    graphql::{
+        accounts::{AccountsMutation, AccountsQuery},
+        admin::{AdminMutation, AdminQuery},
+        audit::AuditQuery,
+        node::NodeQuery,
+        viewer::ViewerQuery,
+    },
+};
+
+/// Every query, merged from the domain files.
+#[derive(MergedObject, Default)]
+pub struct Query(ViewerQuery, NodeQuery, AccountsQuery, AuditQuery, AdminQuery);
+
+/// Every mutation, merged from the domain files.
+#[derive(MergedObject, Default)]
+pub struct Mutation(AccountsMutation, AdminMutation);
+
+/// The application schema.
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+}
+
+/// Builds the served schema with the configured limits and hardening.
+pub fn build_schema(db: DatabaseConnection, config: &Config) -> AppSchema {
+    let mut builder = builder()
+        .data(db)
+        .limit_depth(config.max_query_depth)
+        .limit_complexity(config.max_query_complexity)
+        .limit_recursive_depth(64)
+        .limit_directives(16);
+    if !config.introspection_enabled() {
+        builder = builder.disable_introspection();
+    }
+    if config.production {
+        builder = builder.disable_suggestions();
+    }
+    builder.finish()
+}
+
+/// The SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}

@@ -1,0 +1,330 @@
+//! GraphQL over HTTP (https://graphql.github.io/graphql-over-http/): JSON `POST`, query-only
+//! `GET`, and `application/graphql-response+json` negotiation.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use async_graphql::{
+    Request, Response, ServerError, Value, Variables,
+    dataloader::DataLoader,
+    http::GraphiQLSource,
+    parser::{parse_query, types::OperationType},
+};
+use axum::{
+    body::Bytes,
+    extract::{ConnectInfo, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response as HttpResponse},
+};
+use serde_json::json;
+use service::{ServiceError, api_keys};
+
+use crate::{
+    app::AppState,
+    graphql::{RequestAuth, accounts::TokenLoader},
+};
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const APPLICATION_JSON: &str = "application/json";
+
+/// The response media type the client asked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MediaType {
+    /// `application/graphql-response+json`: request errors get 4xx statuses.
+    GraphqlResponse,
+    /// `application/json`: always 200 once the request was understood.
+    Json,
+}
+
+impl MediaType {
+    fn as_str(self) -> &'static str {
+        match self {
+            MediaType::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
+            MediaType::Json => APPLICATION_JSON,
+        }
+    }
+}
+
+/// Picks the response media type from `Accept`; `None` when nothing acceptable is offered.
+fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(MediaType::Json);
+    };
+    let mut best: Option<(f32, MediaType)> = None;
+    for part in accept.split(',') {
+        let mut pieces = part.split(';').map(str::trim);
+        let media = pieces.next().unwrap_or_default().to_ascii_lowercase();
+        let q = pieces
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let candidate = match media.as_str() {
+            GRAPHQL_RESPONSE_JSON => MediaType::GraphqlResponse,
+            APPLICATION_JSON | "application/*" | "*/*" => MediaType::Json,
+            _ => continue,
+        };
+        if q > 0.0 && best.is_none_or(|(best_q, _)| q > best_q) {
+            best = Some((q, candidate));
+        }
+    }
+    best.map(|(_, media)| media)
+}
+
+/// A JSON error body in GraphQL response shape, for failures before execution.
+fn request_error(status: StatusCode, media: MediaType, code: &str, message: &str) -> HttpResponse {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(media.as_str()))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Gives every error a stable `extensions.code`: request-level errors (no path: parse,
+/// validation, depth and complexity limits) get GRAPHQL_VALIDATION_FAILED, field errors
+/// without one get BAD_USER_INPUT.
+fn ensure_codes(errors: &mut [ServerError]) {
+    for error in errors {
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|ext| ext.get("code").is_some());
+        if !has_code {
+            let code = if error.path.is_empty() {
+                "GRAPHQL_VALIDATION_FAILED"
+            } else {
+                "BAD_USER_INPUT"
+            };
+            error.extensions.get_or_insert_with(Default::default).set("code", code);
+        }
+    }
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap, client_ip: String) -> RequestAuth {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return RequestAuth::Missing;
+    };
+    let presented = value.to_str().ok().and_then(|v| {
+        let (scheme, key) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+    });
+    let Some(key) = presented.filter(|k| !k.is_empty()) else {
+        return RequestAuth::Invalid(
+            "malformed Authorization header: expected `Bearer <api key>`".into(),
+        );
+    };
+    match api_keys::authenticate(&state.db, key, Some(client_ip)).await {
+        Ok(caller) => RequestAuth::Authenticated(caller),
+        Err(ServiceError::Unauthenticated(message)) => RequestAuth::Invalid(message.into()),
+        Err(err) => {
+            tracing::error!(error = %err, "could not check an API key");
+            RequestAuth::Unavailable
+        }
+    }
+}
+
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    media: MediaType,
+    request: Request,
+) -> HttpResponse {
+    let auth = authenticate(state, headers, peer.ip().to_string()).await;
+    let mut request = request;
+    if let RequestAuth::Authenticated(caller) = &auth {
+        request = request.data(DataLoader::new(
+            TokenLoader {
+                db: state.db.clone(),
+                tenant_id: caller.tenant_id,
+            },
+            tokio::spawn,
+        ));
+    }
+    let mut response: Response = state.schema.execute(request.data(auth)).await;
+    ensure_codes(&mut response.errors);
+    let request_failed = response.data == Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let status = if media == MediaType::GraphqlResponse && request_failed {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    match serde_json::to_string(&response) {
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(media.as_str()))],
+            body,
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "could not serialize a GraphQL response");
+            request_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                media,
+                "INTERNAL",
+                "internal error",
+            )
+        }
+    }
+}
+
+/// `POST /graphql` with an `application/json` body `{query, operationName?, variables?}`.
+pub async fn post_handler(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResponse {
+    let Some(media) = negotiate(&headers) else {
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            "supported response types: application/graphql-response+json, application/json",
+        )
+            .into_response();
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    if content_type.as_deref() != Some(APPLICATION_JSON) {
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            "BAD_USER_INPUT",
+            "send GraphQL requests as Content-Type: application/json",
+        );
+    }
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                media,
+                "BAD_USER_INPUT",
+                &format!("the body is not a GraphQL request: {err}"),
+            );
+        }
+    };
+    execute(&state, &headers, peer, media, request).await
+}
+
+/// `GET /graphql?query=...&variables=...&operationName=...`: queries only.
+pub async fn get_handler(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let Some(media) = negotiate(&headers) else {
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            "supported response types: application/graphql-response+json, application/json",
+        )
+            .into_response();
+    };
+    let Some(query) = params.get("query") else {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            media,
+            "BAD_USER_INPUT",
+            "missing the `query` parameter",
+        );
+    };
+    let operation_name = params.get("operationName").filter(|n| !n.is_empty());
+    if let Ok(document) = parse_query(query) {
+        let operation = document
+            .operations
+            .iter()
+            .find(|(name, _)| match operation_name {
+                Some(wanted) => name.is_some_and(|n| n.as_str() == wanted),
+                None => true,
+            })
+            .map(|(_, op)| op.node.ty);
+        if matches!(
+            operation,
+            Some(OperationType::Mutation | OperationType::Subscription)
+        ) {
+            let mut response = request_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                media,
+                "BAD_USER_INPUT",
+                "only queries may be sent with GET; use POST for mutations",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+    }
+    let mut request = Request::new(query.clone());
+    if let Some(name) = operation_name {
+        request = request.operation_name(name.clone());
+    }
+    if let Some(raw) = params.get("variables").filter(|v| !v.is_empty()) {
+        match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(json) => request = request.variables(Variables::from_json(json)),
+            Err(_) => {
+                return request_error(
+                    StatusCode::BAD_REQUEST,
+                    media,
+                    "BAD_USER_INPUT",
+                    "the `variables` parameter is not valid JSON",
+                );
+            }
+        }
+    }
+    execute(&state, &headers, peer, media, request).await
+}
+
+/// GraphiQL, pointed at this server.
+pub async fn graphiql() -> impl IntoResponse {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("tokenwarden")
+            .finish(),
+    )
+}
+
+/// `/graphql/ws` is reserved for subscriptions (token events), which are not served yet.
+pub async fn subscriptions_reserved() -> impl IntoResponse {
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        axum::Json(json!({
+            "errors": [{
+                "message": "subscriptions are not available yet on this server",
+                "extensions": { "code": "NOT_IMPLEMENTED" }
+            }]
+        })),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).expect("header"));
+        headers
+    }
+
+    #[test]
+    fn negotiation_prefers_the_higher_quality() {
+        assert!(negotiate(&HeaderMap::new()) == Some(MediaType::Json));
+        assert!(negotiate(&accept(GRAPHQL_RESPONSE_JSON)) == Some(MediaType::GraphqlResponse));
+        assert!(
+            negotiate(&accept(
+                "application/json;q=0.9, application/graphql-response+json"
+            )) == Some(MediaType::GraphqlResponse)
+        );
+        assert!(
+            negotiate(&accept(
+                "application/json, application/graphql-response+json;q=0.5"
+            )) == Some(MediaType::Json)
+        );
+        assert!(negotiate(&accept("text/html")).is_none());
+    }
+}

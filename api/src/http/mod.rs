@@ -1,0 +1,44 @@
+//! HTTP routes. `graphql` speaks GraphQL over HTTP; `health` answers probes.
+
+/// `POST/GET /graphql` and GraphiQL.
+mod graphql;
+/// `/healthz` and `/readyz`.
+mod health;
+/// Request ids and access logs.
+mod observe;
+
+use axum::{Router, extract::DefaultBodyLimit, routing::get};
+use sea_orm::DatabaseConnection;
+
+use crate::app::AppState;
+
+/// Only the probes, for processes that serve no API (`tokenwarden worker`).
+pub fn probe_router(db: DatabaseConnection) -> Router {
+    observe::layer(
+        Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .with_state(db),
+    )
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    let mut router = Router::new()
+        .route(
+            "/graphql",
+            get(graphql::get_handler).post(graphql::post_handler),
+        )
+        .route("/graphql/ws", get(graphql::subscriptions_reserved))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+    if state.config.graphiql_enabled() {
+        router = router.route("/", get(graphql::graphiql));
+    }
+    observe::layer(
+        router
+            .layer(DefaultBodyLimit::max(body_limit))
+            .with_state(state),
+    )
+}

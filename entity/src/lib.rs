@@ -1,0 +1,16 @@
+//! sea-orm entities: one module per table, nothing else. Domain rules live in `service`.
+
+pub mod api_key;
+pub mod audit_log;
+pub mod oauth_token;
+pub mod social_account;
+pub mod tenant;
+
+pub mod prelude {
+    //! The entities under their table-ish names, for `use entity::prelude::*`.
+    pub use super::api_key::Entity as ApiKey;
+    pub use super::audit_log::Entity as AuditLog;
+    pub use super::oauth_token::Entity as OauthToken;
+    pub use super::social_account::Entity as SocialAccount;
+    pub use super::tenant::Entity as Tenant;
+}

@@ -1,0 +1,46 @@
+//! `oauth_tokens`: the encrypted tokens of an account (at most one row per account).
+
+use sea_orm::entity::prelude::*;
+
+/// Encrypted token columns hold the vault's versioned ciphertext (`tw1.<key id>.<data>`),
+/// never plaintext. `version` is bumped on every write for compare-and-swap.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "oauth_tokens")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(unique)]
+    pub account_id: i64,
+    pub tenant_id: i64,
+    pub key_id: String,
+    pub access_token_enc: String,
+    pub refresh_token_enc: Option<String>,
+    pub expires_at: DateTimeUtc,
+    pub refresh_expires_at: Option<DateTimeUtc>,
+    pub issued_at: DateTimeUtc,
+    pub last_refreshed_at: Option<DateTimeUtc>,
+    /// Granted scopes, comma separated.
+    pub scopes: String,
+    pub version: i64,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::social_account::Entity",
+        from = "Column::AccountId",
+        to = "super::social_account::Column::Id",
+        on_delete = "Cascade"
+    )]
+    SocialAccount,
+}
+
+impl Related<super::social_account::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::SocialAccount.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

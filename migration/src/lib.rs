@@ -1,0 +1,16 @@
+//! Schema migrations. Every migration must run unchanged on SQLite and PostgreSQL; later
+//! features add tables in new files (`mYYYYMMDD_NNNNNN_<what>.rs`) appended to the list.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_foundation;
+
+/// Runs the migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_foundation::Migration)]
+    }
+}

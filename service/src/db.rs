@@ -1,0 +1,83 @@
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+
+/// The database URL used when none is configured: a SQLite file in the working directory,
+/// created if missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://tokenwarden.db?mode=rwc";
+
+/// Opens a pool to SQLite or PostgreSQL. For SQLite, `mode=rwc` is added when missing so a
+/// fresh file is created, and foreign keys plus WAL are switched on.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let url = normalize_url(url);
+    let mut options = ConnectOptions::new(url.clone());
+    options
+        .max_connections(if is_sqlite(&url) { 8 } else { 20 })
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db = Database::connect(options).await?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.execute_unprepared("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;")
+            .await?;
+    }
+    Ok(db)
+}
+
+/// Connects and brings the schema up to date.
+pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let db = connect(url).await?;
+    migrate(&db).await?;
+    Ok(db)
+}
+
+/// Applies pending migrations.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// Whether the URL names a SQLite database.
+pub fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+/// The URL with credentials replaced, safe to log.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable database url>".to_owned(),
+    }
+}
+
+fn normalize_url(url: &str) -> String {
+    if is_sqlite(url) && !url.contains("mode=") && !url.contains(":memory:") {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}mode=rwc")
+    } else {
+        url.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        assert_eq!(normalize_url("sqlite://a.db"), "sqlite://a.db?mode=rwc");
+        assert_eq!(normalize_url("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+        assert_eq!(normalize_url("postgres://x/y"), "postgres://x/y");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let shown = redacted_url("postgres://user:hunter2@db:5432/tw");
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("user"));
+    }
+}

@@ -1,0 +1,36 @@
+use sea_orm::DbErr;
+
+/// Result alias of the service layer.
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// What went wrong, in terms a caller can act on. The API layer maps each variant to a
+/// stable GraphQL `extensions.code`; `Db` and `Internal` are logged in full and shown to
+/// clients only as a generic message.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No key, an unknown key or a revoked key.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The key is valid but its role does not allow the operation.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The object does not exist or belongs to another tenant (indistinguishable on purpose).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The input is invalid; the message says which part and why.
+    #[error("{0}")]
+    BadInput(String),
+    /// A database error. Never shown to clients.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    /// Any other unexpected failure. Never shown to clients.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// A `BadInput` from anything displayable.
+    pub fn bad_input(msg: impl Into<String>) -> Self {
+        Self::BadInput(msg.into())
+    }
+}

@@ -1,0 +1,181 @@
+//! `tokenwarden`: the command line. Parses flags and environment, then hands over to the
+//! `api` (HTTP) and `jobs` (workers) crates. No logic lives here.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use api::{App, Config};
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use service::Role;
+use tokio::net::TcpListener;
+
+/// Keeps TikTok and Instagram OAuth connections alive, behind a GraphQL API.
+///
+/// Without a subcommand it runs everything in one process (embedded mode): migrations,
+/// the GraphQL server and, once jobs exist, the worker.
+#[derive(Parser)]
+#[command(name = "tokenwarden", version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the GraphQL API (migrates first).
+    Serve,
+    /// Run background workers; serves /healthz and /readyz on the listen address.
+    Worker,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL) and exit.
+    Schema,
+    /// Manage API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create a key and print it once.
+    Create {
+        /// Tenant name (created if missing).
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// ADMIN, INTEGRATOR or VIEWER.
+        #[arg(long)]
+        role: String,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+    },
+    /// List every key (never the key itself).
+    List,
+    /// Revoke a key by its numeric id (see `apikey list`).
+    Revoke { id: i64 },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    api::telemetry::init(cli.config.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    match cli.command {
+        None | Some(Command::Serve) => serve(config).await,
+        Some(Command::Worker) => worker(config).await,
+        Some(Command::Migrate) => {
+            service::db::connect_and_migrate(&config.database_url).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Schema) => {
+            print!("{}", api::graphql::schema::sdl());
+            Ok(())
+        }
+        Some(Command::Apikey { command }) => apikey(config, command).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", config.listen))?;
+    tracing::info!(
+        mode = jobs::QueueBackend::for_redis_url(config.redis_url.as_deref()).as_str(),
+        database = %service::db::redacted_url(&config.database_url),
+        "starting"
+    );
+    let app = App::build(config).await?;
+    app.serve(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn worker(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", config.listen))?;
+    let db = service::db::connect(&config.database_url).await?;
+    tracing::info!("worker started (no jobs are defined yet); serving /healthz and /readyz");
+    api::app::serve_probes(db, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn apikey(config: Config, command: ApikeyCommand) -> anyhow::Result<()> {
+    let db = service::db::connect_and_migrate(&config.database_url).await?;
+    match command {
+        ApikeyCommand::Create { tenant, role, name } => {
+            let role: Role = role.parse()?;
+            let created = service::api_keys::create_for_tenant(&db, &tenant, &name, role).await?;
+            println!(
+                "created API key {} ({}, {role}, tenant {tenant}); it is shown only once:\n{}",
+                created.api_key.id,
+                created.api_key.name,
+                created.key.expose_secret()
+            );
+        }
+        ApikeyCommand::List => {
+            println!("{:>6}  {:<8}  {:<10}  {:<12}  {:<25}  name", "id", "tenant", "role", "prefix", "status");
+            for key in service::api_keys::list_all(&db).await? {
+                let status = match key.revoked_at {
+                    Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+                    None => "active".to_owned(),
+                };
+                println!(
+                    "{:>6}  {:<8}  {:<10}  {:<12}  {:<25}  {}",
+                    key.id, key.tenant_id, key.role, key.key_prefix, status, key.name
+                );
+            }
+        }
+        ApikeyCommand::Revoke { id } => {
+            let key = service::api_keys::revoke_any(&db, id).await?;
+            println!("revoked API key {} ({})", key.id, key.name);
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "could not listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "could not listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; draining requests");
+}
