@@ -66,7 +66,23 @@ pub struct Config {
     pub production: bool,
 }
 
+#[derive(clap::Parser)]
+struct ConfigOnly {
+    #[command(flatten)]
+    config: Config,
+}
+
 impl Config {
+    /// Parses a configuration from arguments (and the environment), as the binary does.
+    /// The first argument is the program name. Used by tests and embedders.
+    pub fn try_parse_from<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        <ConfigOnly as clap::Parser>::try_parse_from(args).map(|c| c.config)
+    }
+
     /// The bootstrap key as a secret.
     pub fn bootstrap_key(&self) -> Option<SecretString> {
         self.bootstrap_admin_key
@@ -122,17 +138,10 @@ impl fmt::Debug for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        config: Config,
-    }
 
     #[test]
     fn debug_redacts_secrets() {
-        let cli = Cli::parse_from([
+        let config = Config::try_parse_from([
             "tw",
             "--bootstrap-admin-key",
             "super-secret-key",
@@ -140,8 +149,9 @@ mod tests {
             "postgres://u:dbpass@h/db",
             "--redis-url",
             "redis://:redispass@h:6379",
-        ]);
-        let shown = format!("{:?}", cli.config);
+        ])
+        .expect("valid arguments");
+        let shown = format!("{config:?}");
         for secret in ["super-secret-key", "dbpass", "redispass"] {
             assert!(!shown.contains(secret), "{secret} leaked in {shown}");
         }
@@ -149,11 +159,11 @@ mod tests {
 
     #[test]
     fn production_disables_introspection_and_graphiql() {
-        let cli = Cli::parse_from(["tw", "--production", "true"]);
-        assert!(!cli.config.introspection_enabled());
-        assert!(!cli.config.graphiql_enabled());
-        let cli = Cli::parse_from(["tw"]);
-        assert!(cli.config.introspection_enabled());
-        assert_eq!(cli.config.public_url(), "http://127.0.0.1:8080");
+        let config = Config::try_parse_from(["tw", "--production", "true"]).expect("valid");
+        assert!(!config.introspection_enabled());
+        assert!(!config.graphiql_enabled());
+        let config = Config::try_parse_from(["tw", "--listen", "127.0.0.1:9000"]).expect("valid");
+        assert!(config.introspection_enabled());
+        assert_eq!(config.public_url(), "http://127.0.0.1:9000");
     }
 }

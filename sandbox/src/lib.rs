@@ -1,0 +1,628 @@
+//! Faithful simulator of the TikTok Login Kit v2 and "Instagram API with Instagram Login"
+//! OAuth endpoints, with fault injection, a controllable clock, latency and rate limiting.
+//!
+//! Every route lives under `/sandbox/...`; the service maps each real provider host to a
+//! prefix (see [`Sandbox::router`]). The sandbox is used by the service's tests and by the
+//! embedded demo mode.
+
+mod control;
+mod instagram;
+mod tiktok;
+mod util;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::{get, post};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The only TikTok `client_key` the sandbox accepts.
+pub const TIKTOK_CLIENT_KEY: &str = "sandbox-tiktok-client";
+/// The secret belonging to [`TIKTOK_CLIENT_KEY`].
+pub const TIKTOK_CLIENT_SECRET: &str = "sandbox-tiktok-secret";
+/// The only Instagram `client_id` (app id) the sandbox accepts.
+pub const INSTAGRAM_CLIENT_ID: &str = "sandbox-instagram-app";
+/// The secret belonging to [`INSTAGRAM_CLIENT_ID`].
+pub const INSTAGRAM_CLIENT_SECRET: &str = "sandbox-instagram-secret";
+
+/// Minimum age (sandbox clock) of an Instagram long-lived token before it may be refreshed.
+pub const INSTAGRAM_MIN_REFRESH_AGE_S: i64 = 24 * 3600;
+/// Lifetime of a TikTok authorization code.
+pub const TIKTOK_CODE_TTL_S: i64 = 600;
+/// Lifetime of an Instagram authorization code.
+pub const INSTAGRAM_CODE_TTL_S: i64 = 3600;
+
+/// OAuth provider simulated by the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// TikTok Login Kit v2.
+    Tiktok,
+    /// Instagram API with Instagram Login.
+    Instagram,
+}
+
+/// Kind of failure injected into the next token calls of a platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// HTTP 429 with `Retry-After` and the platform's rate-limit body.
+    RateLimited,
+    /// HTTP 503 with the platform's transient server-error body.
+    ServerError,
+    /// Hang for `timeout_fault_ms`, then answer 504.
+    Timeout,
+    /// The platform's dead-grant error (TikTok `invalid_grant`, Instagram 190/460).
+    InvalidGrant,
+}
+
+/// Sandbox configuration. Every field has a default, so partial JSON is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// TikTok access token lifetime in seconds (`expires_in`).
+    pub tiktok_access_ttl_s: i64,
+    /// TikTok refresh token lifetime in seconds (`refresh_expires_in`), counted from the
+    /// authorization-code exchange; rotation does not extend it.
+    pub tiktok_refresh_ttl_s: i64,
+    /// Instagram short-lived token lifetime in seconds.
+    pub instagram_short_ttl_s: i64,
+    /// Instagram long-lived token lifetime in seconds.
+    pub instagram_ttl_s: i64,
+    /// Artificial latency added to every provider endpoint call, in milliseconds.
+    pub latency_ms: u64,
+    /// Token-bucket limit on token calls per platform and second; `None` = unlimited.
+    pub rate_limit_per_s: Option<u32>,
+    /// How long a `timeout` fault hangs before answering 504, in milliseconds.
+    pub timeout_fault_ms: u64,
+    /// `Retry-After` value (seconds) sent with every 429.
+    pub retry_after_s: u64,
+    /// Return the flat `{"access_token","user_id","permissions":[..]}` shape from the
+    /// Instagram code exchange instead of the wrapped `{"data":[..]}` shape.
+    pub instagram_flat_exchange: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            tiktok_access_ttl_s: 86_400,
+            tiktok_refresh_ttl_s: 31_536_000,
+            instagram_short_ttl_s: 3_600,
+            instagram_ttl_s: 5_184_000,
+            latency_ms: 0,
+            rate_limit_per_s: None,
+            timeout_fault_ms: 30_000,
+            retry_after_s: 1,
+            instagram_flat_exchange: false,
+        }
+    }
+}
+
+/// Partial update of [`SandboxConfig`]; `None` fields are left unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigPatch {
+    /// See [`SandboxConfig::tiktok_access_ttl_s`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tiktok_access_ttl_s: Option<i64>,
+    /// See [`SandboxConfig::tiktok_refresh_ttl_s`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tiktok_refresh_ttl_s: Option<i64>,
+    /// See [`SandboxConfig::instagram_short_ttl_s`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instagram_short_ttl_s: Option<i64>,
+    /// See [`SandboxConfig::instagram_ttl_s`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instagram_ttl_s: Option<i64>,
+    /// See [`SandboxConfig::latency_ms`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// `Some(None)` (JSON `null`) switches rate limiting off; absent leaves it unchanged.
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rate_limit_per_s: Option<Option<u32>>,
+    /// See [`SandboxConfig::timeout_fault_ms`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_fault_ms: Option<u64>,
+    /// See [`SandboxConfig::retry_after_s`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
+    /// See [`SandboxConfig::instagram_flat_exchange`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instagram_flat_exchange: Option<bool>,
+}
+
+fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+impl SandboxConfig {
+    fn apply(&mut self, patch: ConfigPatch) {
+        let ConfigPatch {
+            tiktok_access_ttl_s,
+            tiktok_refresh_ttl_s,
+            instagram_short_ttl_s,
+            instagram_ttl_s,
+            latency_ms,
+            rate_limit_per_s,
+            timeout_fault_ms,
+            retry_after_s,
+            instagram_flat_exchange,
+        } = patch;
+        set(&mut self.tiktok_access_ttl_s, tiktok_access_ttl_s);
+        set(&mut self.tiktok_refresh_ttl_s, tiktok_refresh_ttl_s);
+        set(&mut self.instagram_short_ttl_s, instagram_short_ttl_s);
+        set(&mut self.instagram_ttl_s, instagram_ttl_s);
+        set(&mut self.latency_ms, latency_ms);
+        set(&mut self.rate_limit_per_s, rate_limit_per_s);
+        set(&mut self.timeout_fault_ms, timeout_fault_ms);
+        set(&mut self.retry_after_s, retry_after_s);
+        set(&mut self.instagram_flat_exchange, instagram_flat_exchange);
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+/// Call counters of one platform.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformStats {
+    /// Every call to a token endpoint (exchanges + refreshes), faulted/limited ones included.
+    pub token_calls: u64,
+    /// Code exchanges (TikTok `authorization_code`; Instagram code and long-lived exchanges).
+    pub exchange_calls: u64,
+    /// Refresh calls (TikTok `refresh_token` grant; Instagram `refresh_access_token`).
+    pub refresh_calls: u64,
+    /// Rotated-out refresh tokens presented again (TikTok only).
+    pub reused_refresh_tokens: u64,
+    /// Calls to the provider revoke endpoint (TikTok only; Instagram has none).
+    pub revoke_calls: u64,
+    /// Calls to the user endpoint (TikTok `/v2/user/info/`, Instagram `/me`).
+    pub user_info_calls: u64,
+    /// Injected faults served (any kind).
+    pub faults_injected: u64,
+    /// 429 responses served (rate-limit faults and token-bucket rejections).
+    pub rate_limited: u64,
+}
+
+/// Call counters of both platforms (`GET /sandbox/control/stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// TikTok counters.
+    pub tiktok: PlatformStats,
+    /// Instagram counters.
+    pub instagram: PlatformStats,
+}
+
+impl Stats {
+    /// Counters of one platform.
+    pub fn platform(&self, platform: Platform) -> &PlatformStats {
+        match platform {
+            Platform::Tiktok => &self.tiktok,
+            Platform::Instagram => &self.instagram,
+        }
+    }
+
+    fn platform_mut(&mut self, platform: Platform) -> &mut PlatformStats {
+        match platform {
+            Platform::Tiktok => &mut self.tiktok,
+            Platform::Instagram => &mut self.instagram,
+        }
+    }
+}
+
+/// Deterministic TikTok `open_id` of a sandbox user name.
+pub fn tiktok_open_id(user: &str) -> String {
+    format!("tt-open-{user}")
+}
+
+/// Deterministic TikTok `union_id` of a sandbox user name.
+pub fn tiktok_union_id(user: &str) -> String {
+    format!("tt-union-{user}")
+}
+
+/// Deterministic Instagram app-scoped user id of a sandbox user name: the `user_id` of the
+/// code exchange and the `id` of `/me`.
+pub fn instagram_user_id(user: &str) -> String {
+    format!(
+        "2{:016}",
+        util::numeric_hash(&format!("ig-asid:{user}"), 16)
+    )
+}
+
+/// Deterministic Instagram professional account id of a sandbox user name: the `user_id`
+/// field of `/me` (as on the real API, it differs from the app-scoped id).
+pub fn instagram_account_id(user: &str) -> String {
+    format!(
+        "17841{:012}",
+        util::numeric_hash(&format!("ig-user:{user}"), 12)
+    )
+}
+
+/// What a token call should do after the fault / rate-limit checks.
+pub(crate) enum Gate {
+    Proceed,
+    RateLimited {
+        retry_after: u64,
+    },
+    Fault {
+        kind: FaultKind,
+        retry_after: u64,
+        timeout_ms: u64,
+    },
+}
+
+/// Classification of a token call for the stats.
+#[derive(Clone, Copy)]
+pub(crate) enum CallKind {
+    Exchange,
+    Refresh,
+    Other,
+}
+
+/// Token bucket over real time; capacity = rate (one second of burst).
+#[derive(Default)]
+pub(crate) struct Bucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl Bucket {
+    fn refill(&mut self, rate: u32, now: Instant) {
+        let cap = f64::from(rate);
+        self.tokens = match self.last {
+            None => cap,
+            Some(last) => (self.tokens + now.duration_since(last).as_secs_f64() * cap).min(cap),
+        };
+        self.last = Some(now);
+    }
+
+    fn try_take(&mut self, rate: Option<u32>, now: Instant) -> bool {
+        let Some(rate) = rate else { return true };
+        self.refill(rate, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn usage_percent(&mut self, rate: Option<u32>, now: Instant) -> u32 {
+        match rate {
+            None => 0,
+            Some(0) => 100,
+            Some(rate) => {
+                self.refill(rate, now);
+                let used = 1.0 - self.tokens / f64::from(rate);
+                (used * 100.0).round().clamp(0.0, 100.0) as u32
+            }
+        }
+    }
+}
+
+/// All mutable sandbox state, behind one mutex (never held across an await).
+pub(crate) struct State {
+    pub(crate) config: SandboxConfig,
+    pub(crate) clock_offset: i64,
+    pub(crate) faults: HashMap<Platform, (FaultKind, u32)>,
+    pub(crate) stats: Stats,
+    pub(crate) buckets: HashMap<Platform, Bucket>,
+    pub(crate) tiktok: tiktok::TtState,
+    pub(crate) instagram: instagram::IgState,
+}
+
+impl State {
+    fn new(config: SandboxConfig) -> Self {
+        Self {
+            config,
+            clock_offset: 0,
+            faults: HashMap::new(),
+            stats: Stats::default(),
+            buckets: HashMap::new(),
+            tiktok: tiktok::TtState::default(),
+            instagram: instagram::IgState::default(),
+        }
+    }
+
+    /// Sandbox clock: wall clock (unix seconds) plus the offset.
+    pub(crate) fn now(&self) -> i64 {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        wall.saturating_add(self.clock_offset)
+    }
+
+    pub(crate) fn usage_percent(&mut self, platform: Platform) -> u32 {
+        let rate = self.config.rate_limit_per_s;
+        self.buckets
+            .entry(platform)
+            .or_default()
+            .usage_percent(rate, Instant::now())
+    }
+}
+
+struct Inner {
+    initial: SandboxConfig,
+    state: Mutex<State>,
+}
+
+/// Handle to one simulated TikTok + Instagram provider. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("config", &self.lock().config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new(SandboxConfig::default())
+    }
+}
+
+impl Sandbox {
+    /// Creates a sandbox; `config` is also what [`Sandbox::reset`] returns to.
+    pub fn new(config: SandboxConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                initial: config.clone(),
+                state: Mutex::new(State::new(config)),
+            }),
+        }
+    }
+
+    /// Routes with FULL paths starting with `/sandbox/...` (merge into the host app as is).
+    pub fn router(&self) -> Router {
+        const TT_AUTH: &str = "/sandbox/tiktok/auth";
+        const TT_API: &str = "/sandbox/tiktok/api";
+        const IG_AUTH: &str = "/sandbox/instagram/auth";
+        const IG_GRAPH: &str = "/sandbox/instagram/graph";
+        const CONTROL: &str = "/sandbox/control";
+        Router::new()
+            .route(
+                &format!("{TT_AUTH}/v2/auth/authorize/"),
+                get(tiktok::authorize),
+            )
+            .route(&format!("{TT_API}/v2/oauth/token/"), post(tiktok::token))
+            .route(&format!("{TT_API}/v2/oauth/revoke/"), post(tiktok::revoke))
+            .route(&format!("{TT_API}/v2/user/info/"), get(tiktok::user_info))
+            .route(
+                &format!("{IG_AUTH}/oauth/authorize"),
+                get(instagram::authorize),
+            )
+            .route(
+                &format!("{IG_AUTH}/oauth/access_token"),
+                post(instagram::exchange),
+            )
+            .route(
+                &format!("{IG_GRAPH}/access_token"),
+                get(instagram::long_lived),
+            )
+            .route(
+                &format!("{IG_GRAPH}/{{version}}/access_token"),
+                get(instagram::long_lived),
+            )
+            .route(
+                &format!("{IG_GRAPH}/refresh_access_token"),
+                get(instagram::refresh),
+            )
+            .route(
+                &format!("{IG_GRAPH}/{{version}}/refresh_access_token"),
+                get(instagram::refresh),
+            )
+            .route(&format!("{IG_GRAPH}/me"), get(instagram::me))
+            .route(&format!("{IG_GRAPH}/{{version}}/me"), get(instagram::me))
+            .route(&format!("{CONTROL}/faults"), post(control::faults))
+            .route(
+                &format!("{CONTROL}/config"),
+                get(control::get_config).post(control::patch_config),
+            )
+            .route(&format!("{CONTROL}/revoke"), post(control::revoke))
+            .route(&format!("{CONTROL}/clock"), post(control::clock))
+            .route(&format!("{CONTROL}/reset"), post(control::reset))
+            .route(&format!("{CONTROL}/stats"), get(control::stats))
+            .with_state(self.clone())
+    }
+
+    /// Binds 127.0.0.1:port (0 = any), serves [`Sandbox::router`] in a tokio task and
+    /// returns the bound address.
+    pub async fn spawn(&self, port: u16) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
+        let addr = listener.local_addr()?;
+        let app = self.router();
+        tokio::spawn(async move {
+            // The server only stops when the runtime shuts down; nothing to report to.
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(addr)
+    }
+
+    /// Snapshot of the call counters (same data as `GET /sandbox/control/stats`).
+    pub fn stats(&self) -> Stats {
+        self.lock().stats
+    }
+
+    /// The next `count` token calls of `platform` fail with `kind` (replaces any pending
+    /// fault of that platform; `count` 0 clears it).
+    pub fn set_faults(&self, platform: Platform, kind: FaultKind, count: u32) {
+        let mut st = self.lock();
+        if count == 0 {
+            st.faults.remove(&platform);
+        } else {
+            st.faults.insert(platform, (kind, count));
+        }
+    }
+
+    /// Revokes every live grant of a provider account (TikTok `open_id`; Instagram
+    /// app-scoped id or professional account id) and drops its pending codes.
+    /// Returns whether a live grant was revoked.
+    pub fn revoke(&self, platform: Platform, provider_account_id: &str) -> bool {
+        let mut st = self.lock();
+        match platform {
+            Platform::Tiktok => st.tiktok.revoke_account(provider_account_id),
+            Platform::Instagram => st.instagram.revoke_account(provider_account_id),
+        }
+    }
+
+    /// Applies a partial configuration update (changing the rate limit refills the buckets).
+    pub fn update_config(&self, patch: ConfigPatch) {
+        let mut st = self.lock();
+        let rate_changed = patch
+            .rate_limit_per_s
+            .is_some_and(|r| r != st.config.rate_limit_per_s);
+        st.config.apply(patch);
+        if rate_changed {
+            st.buckets.clear();
+        }
+    }
+
+    /// Current configuration.
+    pub fn config(&self) -> SandboxConfig {
+        self.lock().config.clone()
+    }
+
+    /// Moves the sandbox clock by `secs` (may be negative); drives every expiry rule.
+    pub fn advance_clock(&self, secs: i64) {
+        let mut st = self.lock();
+        st.clock_offset = st.clock_offset.saturating_add(secs);
+    }
+
+    /// Current sandbox time in unix seconds (wall clock plus the offset).
+    pub fn now(&self) -> i64 {
+        self.lock().now()
+    }
+
+    /// Forgets all codes, tokens, faults and stats, zeroes the clock offset and restores the
+    /// configuration given to [`Sandbox::new`].
+    pub fn reset(&self) {
+        let mut st = self.lock();
+        *st = State::new(self.inner.initial.clone());
+    }
+
+    /// Locks the state; a poisoned lock is recovered (the state stays usable).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sleeps for the configured latency.
+    pub(crate) async fn latency(&self) {
+        let ms = self.lock().config.latency_ms;
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+
+    /// Counts a token call and decides whether it is rate limited or faulted.
+    pub(crate) fn gate(&self, platform: Platform, kind: CallKind) -> Gate {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let stats = st.stats.platform_mut(platform);
+        stats.token_calls += 1;
+        match kind {
+            CallKind::Exchange => stats.exchange_calls += 1,
+            CallKind::Refresh => stats.refresh_calls += 1,
+            CallKind::Other => {}
+        }
+        let retry_after = st.config.retry_after_s;
+        let allowed = st
+            .buckets
+            .entry(platform)
+            .or_default()
+            .try_take(st.config.rate_limit_per_s, Instant::now());
+        if !allowed {
+            stats.rate_limited += 1;
+            return Gate::RateLimited { retry_after };
+        }
+        let Some((fault, remaining)) = st.faults.get_mut(&platform) else {
+            return Gate::Proceed;
+        };
+        let fault = *fault;
+        *remaining = remaining.saturating_sub(1);
+        if *remaining == 0 {
+            st.faults.remove(&platform);
+        }
+        stats.faults_injected += 1;
+        if fault == FaultKind::RateLimited {
+            stats.rate_limited += 1;
+        }
+        Gate::Fault {
+            kind: fault,
+            retry_after,
+            timeout_ms: st.config.timeout_fault_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_limits_and_refills() {
+        let mut b = Bucket::default();
+        let t0 = Instant::now();
+        assert!(b.try_take(Some(2), t0));
+        assert!(b.try_take(Some(2), t0));
+        assert!(!b.try_take(Some(2), t0));
+        assert_eq!(b.usage_percent(Some(2), t0), 100);
+        assert!(b.try_take(Some(2), t0 + Duration::from_millis(600)));
+        assert!(b.try_take(None, t0));
+        assert!(!Bucket::default().try_take(Some(0), t0));
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_distinct() {
+        assert_eq!(tiktok_open_id("alice"), "tt-open-alice");
+        assert_eq!(instagram_user_id("alice"), instagram_user_id("alice"));
+        assert_ne!(instagram_user_id("alice"), instagram_user_id("bob"));
+        assert_ne!(instagram_user_id("alice"), instagram_account_id("alice"));
+        assert_eq!(instagram_user_id("alice").len(), 17);
+        assert!(instagram_account_id("alice").starts_with("17841"));
+    }
+
+    #[test]
+    fn config_patch_null_disables_rate_limit() {
+        let mut cfg = SandboxConfig {
+            rate_limit_per_s: Some(5),
+            ..SandboxConfig::default()
+        };
+        let patch: ConfigPatch = serde_json::from_str(r#"{"latency_ms":5}"#).unwrap_or_default();
+        cfg.apply(patch);
+        assert_eq!((cfg.rate_limit_per_s, cfg.latency_ms), (Some(5), 5));
+        let patch: ConfigPatch =
+            serde_json::from_str(r#"{"rate_limit_per_s":null}"#).unwrap_or_default();
+        cfg.apply(patch);
+        assert_eq!(cfg.rate_limit_per_s, None);
+        assert!(serde_json::from_str::<ConfigPatch>(r#"{"latency":5}"#).is_err());
+    }
+
+    #[test]
+    fn enums_use_documented_serde_names() {
+        let json = serde_json::to_string(&(Platform::Tiktok, FaultKind::InvalidGrant));
+        assert_eq!(json.ok().as_deref(), Some(r#"["tiktok","invalid_grant"]"#));
+        let json = serde_json::to_string(&(Platform::Instagram, FaultKind::RateLimited));
+        assert_eq!(
+            json.ok().as_deref(),
+            Some(r#"["instagram","rate_limited"]"#)
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! `TestApp`: a running server over a fresh database, plus request helpers.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use api::{App, Config};
+use chrono::Utc;
+use entity::{oauth_token, social_account};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::{net::TcpListener, sync::oneshot};
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TOKENWARDEN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(TestApp)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use $crate::helpers::{Backend, TestApp};
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(TestApp::spawn(Backend::Sqlite).await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(TestApp::spawn(Backend::Postgres).await).await
+            }
+        }
+    )*};
+}
+
+/// A unique name for a test database.
+pub fn unique_name(prefix: &str) -> String {
+    let mut bytes = [0u8; 6];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("system random");
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+/// Creates a fresh, empty database and returns its URL. PostgreSQL must be running:
+/// the panic message says how to start it.
+pub async fn fresh_database(backend: Backend, dir: &TempDir) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}/tokenwarden.db?mode=rwc", dir.path().display()),
+        Backend::Postgres => {
+            let admin_url = postgres_admin_url();
+            let admin = sea_orm::Database::connect(&admin_url).await.unwrap_or_else(|err| {
+                panic!(
+                    "PostgreSQL is not reachable at {admin_url} ({err}). Start it with \
+                     `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                     or point TOKENWARDEN_TEST_POSTGRES_URL at a server"
+                )
+            });
+            let name = unique_name("tw_test");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            let base = admin_url
+                .rsplit_once('/')
+                .map(|(base, _)| base.to_owned())
+                .expect("database url with a path");
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// Counts the SQL statements a connection runs.
+#[derive(Clone, Default)]
+pub struct QueryCounter(Arc<AtomicUsize>);
+
+impl QueryCounter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    /// The bootstrap ADMIN key of tenant `default`.
+    pub admin_key: String,
+    pub db: DatabaseConnection,
+    pub queries: QueryCounter,
+    _dir: TempDir,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Spawns with extra command-line style configuration flags.
+    pub async fn spawn_with(backend: Backend, extra: &[&str]) -> TestApp {
+        if std::env::var_os("TEST_LOG").is_some() {
+            api::telemetry::init(api::config::LogFormat::Text);
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = fresh_database(backend, &dir).await;
+        let admin_key = format!("tw_test_admin_{}", unique_name("k"));
+        let mut args = vec![
+            "tokenwarden",
+            "--database-url",
+            url.as_str(),
+            "--listen",
+            "127.0.0.1:0",
+            "--bootstrap-admin-key",
+            admin_key.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let config = Config::try_parse_from(args).expect("test configuration");
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let app = App::build(config).await.expect("app starts");
+        let db = app.state.db.clone();
+        let queries = QueryCounter::default();
+        let app = {
+            // Rebuild over a connection that counts statements, for the data loader tests.
+            let mut counted = service::db::connect(&url).await.expect("second connection");
+            let counter = queries.0.clone();
+            counted.set_metric_callback(move |_| {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+            App::from_parts(counted, (*app.state.config).clone())
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            app.serve(listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestApp {
+            addr,
+            client: reqwest::Client::new(),
+            admin_key,
+            db,
+            queries,
+            _dir: dir,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a GraphQL request and returns the JSON body (asserting HTTP 200).
+    pub async fn gql(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("request sent");
+        assert_eq!(response.status(), 200, "GraphQL over HTTP answers 200");
+        response.json().await.expect("JSON body")
+    }
+
+    /// Like `gql`, but asserts there are no errors and returns `data`.
+    pub async fn gql_ok(&self, key: &str, query: &str, variables: Value) -> Value {
+        let body = self.gql(Some(key), query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Creates a key of `role` in the admin's tenant and returns it.
+    pub async fn create_key(&self, admin_key: &str, name: &str, role: &str) -> String {
+        let data = self
+            .gql_ok(
+                admin_key,
+                "mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { key } }",
+                json!({ "input": { "name": name, "role": role } }),
+            )
+            .await;
+        data["createApiKey"]["key"].as_str().expect("key").to_owned()
+    }
+
+    /// Creates a key for another tenant (as the CLI does) and returns it.
+    pub async fn key_for_tenant(&self, tenant: &str, role: &str) -> String {
+        let created = service::api_keys::create_for_tenant(
+            &self.db,
+            tenant,
+            "test",
+            role.parse().expect("role"),
+        )
+        .await
+        .expect("key created");
+        secrecy::ExposeSecret::expose_secret(&created.key).to_owned()
+    }
+
+    /// The tenant id of a tenant name.
+    pub async fn tenant_id(&self, name: &str) -> i64 {
+        service::tenants::ensure(&self.db, name)
+            .await
+            .expect("tenant")
+            .id
+    }
+
+    /// Inserts an account row (accounts cannot be connected through the API yet) and,
+    /// when `expires_in_hours` is given, a token row. Returns the row id.
+    pub async fn seed_account(
+        &self,
+        tenant: &str,
+        platform: &str,
+        username: &str,
+        status: &str,
+        expires_in_hours: Option<i64>,
+    ) -> i64 {
+        let tenant_id = self.tenant_id(tenant).await;
+        let now = Utc::now();
+        let account = social_account::ActiveModel {
+            tenant_id: Set(tenant_id),
+            platform: Set(platform.to_owned()),
+            provider_account_id: Set(format!("{platform}-{username}")),
+            username: Set(Some(username.to_owned())),
+            display_name: Set(Some(format!("{username} display"))),
+            avatar_url: Set(None),
+            status: Set(status.to_owned()),
+            status_reason: Set(None),
+            deactivated_at: Set(None),
+            connected_at: Set(Some(now)),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .expect("account inserted");
+        if let Some(hours) = expires_in_hours {
+            oauth_token::ActiveModel {
+                account_id: Set(account.id),
+                tenant_id: Set(tenant_id),
+                key_id: Set("seed".into()),
+                access_token_enc: Set("tw1.seed.not-a-real-ciphertext".into()),
+                refresh_token_enc: Set(None),
+                expires_at: Set(now + chrono::Duration::hours(hours)),
+                refresh_expires_at: Set(None),
+                issued_at: Set(now),
+                last_refreshed_at: Set(None),
+                scopes: Set("user.info.basic,video.publish".into()),
+                version: Set(0),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(&self.db)
+            .await
+            .expect("token inserted");
+        }
+        account.id
+    }
+}
+
+/// The global id of a row, as the API encodes it.
+pub fn global_id(kind: &str, id: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{id}"))
+}
+
+/// The `extensions.code` of the first error, if any.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the real server on port 0, real HTTP, a fresh database per test on
+//! SQLite and on the local PostgreSQL. One binary, so everything compiles once.
+
+mod helpers;
+
+mod accounts;
+mod api_keys;
+mod audit;
+mod auth;
+mod binary;
+mod http;
+mod schema;
