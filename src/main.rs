@@ -131,7 +131,10 @@ async fn apikey(config: Config, command: ApikeyCommand) -> anyhow::Result<()> {
             );
         }
         ApikeyCommand::List => {
-            println!("{:>6}  {:<8}  {:<10}  {:<12}  {:<25}  name", "id", "tenant", "role", "prefix", "status");
+            println!(
+                "{:>6}  {:<8}  {:<10}  {:<12}  {:<25}  name",
+                "id", "tenant", "role", "prefix", "status"
+            );
             for key in service::api_keys::list_all(&db).await? {
                 let status = match key.revoked_at {
                     Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),

@@ -99,7 +99,9 @@ async fn bootstrap(db: &DatabaseConnection, config: &Config) -> anyhow::Result<(
         .map_err(|err| anyhow::anyhow!("could not bootstrap the admin key: {err}"))?;
     match outcome {
         Bootstrap::Generated(key) => {
-            tracing::info!("generated the first ADMIN key for tenant `default` (printed once on stdout)");
+            tracing::info!(
+                "generated the first ADMIN key for tenant `default` (printed once on stdout)"
+            );
             println!(
                 "\nNo API keys existed, so an ADMIN key for tenant `default` was created.\n\
                  It is shown only this once; store it now:\n\n    {}\n",

@@ -26,11 +26,21 @@ pub struct Config {
     pub redis_url: Option<String>,
 
     /// Prefix of every Redis key, so several deployments (or tests) share one Redis.
-    #[arg(long, env = "TOKENWARDEN_REDIS_PREFIX", default_value = "tokenwarden", global = true)]
+    #[arg(
+        long,
+        env = "TOKENWARDEN_REDIS_PREFIX",
+        default_value = "tokenwarden",
+        global = true
+    )]
     pub redis_prefix: String,
 
     /// Address the HTTP server listens on.
-    #[arg(long, env = "TOKENWARDEN_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub listen: SocketAddr,
 
     /// Public base URL (used for OAuth redirect URIs). Default: `http://<listen>`.
@@ -38,7 +48,12 @@ pub struct Config {
     pub public_url: Option<String>,
 
     /// When set, an ADMIN key with exactly this value is ensured for tenant `default`.
-    #[arg(long, env = "TOKENWARDEN_BOOTSTRAP_ADMIN_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "TOKENWARDEN_BOOTSTRAP_ADMIN_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     pub bootstrap_admin_key: Option<String>,
 
     /// Log format.
@@ -50,11 +65,21 @@ pub struct Config {
     pub max_body_bytes: usize,
 
     /// Deepest accepted query nesting.
-    #[arg(long, env = "TOKENWARDEN_MAX_QUERY_DEPTH", default_value_t = 16, global = true)]
+    #[arg(
+        long,
+        env = "TOKENWARDEN_MAX_QUERY_DEPTH",
+        default_value_t = 16,
+        global = true
+    )]
     pub max_query_depth: usize,
 
     /// Highest accepted query complexity (one point per field).
-    #[arg(long, env = "TOKENWARDEN_MAX_QUERY_COMPLEXITY", default_value_t = 1000, global = true)]
+    #[arg(
+        long,
+        env = "TOKENWARDEN_MAX_QUERY_COMPLEXITY",
+        default_value_t = 1000,
+        global = true
+    )]
     pub max_query_complexity: usize,
 
     /// Allow schema introspection (`false` hides the schema from clients).
@@ -113,7 +138,10 @@ impl Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("database_url", &service::db::redacted_url(&self.database_url))
+            .field(
+                "database_url",
+                &service::db::redacted_url(&self.database_url),
+            )
             .field(
                 "redis_url",
                 &self.redis_url.as_deref().map(service::db::redacted_url),

@@ -71,7 +71,9 @@ impl From<ServiceError> for ApiError {
         match err {
             ServiceError::Unauthenticated(msg) => Self::new(ErrorCode::Unauthenticated, msg),
             ServiceError::Forbidden(msg) => Self::new(ErrorCode::Forbidden, msg),
-            ServiceError::NotFound(what) => Self::new(ErrorCode::NotFound, format!("{what} not found")),
+            ServiceError::NotFound(what) => {
+                Self::new(ErrorCode::NotFound, format!("{what} not found"))
+            }
             ServiceError::BadInput(msg) => Self::new(ErrorCode::BadUserInput, msg),
             err @ (ServiceError::Db(_) | ServiceError::Internal(_)) => {
                 tracing::error!(error = %err, "request failed");
@@ -101,8 +103,10 @@ mod tests {
 
     #[test]
     fn database_errors_are_hidden() {
-        let err: ApiError =
-            ServiceError::Db(sea_orm::DbErr::Custom("relation secret_table missing".into())).into();
+        let err: ApiError = ServiceError::Db(sea_orm::DbErr::Custom(
+            "relation secret_table missing".into(),
+        ))
+        .into();
         assert_eq!(err.code, ErrorCode::Internal);
         assert!(!err.message.contains("secret_table"));
     }
@@ -111,6 +115,9 @@ mod tests {
     fn code_is_an_extension() {
         let err: async_graphql::Error = ApiError::bad_input("nope").into();
         let ext = err.extensions.expect("extensions");
-        assert_eq!(ext.get("code"), Some(&async_graphql::Value::from("BAD_USER_INPUT")));
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("BAD_USER_INPUT"))
+        );
     }
 }

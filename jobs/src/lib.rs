@@ -36,7 +36,10 @@ mod tests {
     #[test]
     fn redis_url_selects_redis() {
         assert_eq!(QueueBackend::for_redis_url(None), QueueBackend::Embedded);
-        assert_eq!(QueueBackend::for_redis_url(Some(" ")), QueueBackend::Embedded);
+        assert_eq!(
+            QueueBackend::for_redis_url(Some(" ")),
+            QueueBackend::Embedded
+        );
         assert_eq!(
             QueueBackend::for_redis_url(Some("redis://127.0.0.1")),
             QueueBackend::Redis

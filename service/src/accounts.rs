@@ -41,7 +41,12 @@ pub fn select(tenant_id: i64, filter: &AccountFilter) -> Select<social_account::
             social_account::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())),
         );
     }
-    if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    if let Some(search) = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let escaped = search
             .to_lowercase()
             .replace('\\', "\\\\")
@@ -49,7 +54,8 @@ pub fn select(tenant_id: i64, filter: &AccountFilter) -> Select<social_account::
             .replace('_', "\\_");
         let pattern = format!("%{escaped}%");
         let like = |col: social_account::Column| {
-            Expr::expr(Func::lower(Expr::col(col))).like(LikeExpr::new(pattern.clone()).escape('\\'))
+            Expr::expr(Func::lower(Expr::col(col)))
+                .like(LikeExpr::new(pattern.clone()).escape('\\'))
         };
         select = select.filter(
             Condition::any()
@@ -69,7 +75,14 @@ pub async fn list(
     page: PageArgs,
 ) -> ServiceResult<Page<social_account::Model>> {
     let select = select(caller.tenant_id, filter);
-    pagination::paginate(db, select, social_account::Column::Id, Direction::OldestFirst, page).await
+    pagination::paginate(
+        db,
+        select,
+        social_account::Column::Id,
+        Direction::OldestFirst,
+        page,
+    )
+    .await
 }
 
 /// How many of the caller's accounts match `filter`.

@@ -142,7 +142,14 @@ pub async fn list(
 ) -> ServiceResult<Page<api_key::Model>> {
     caller.require(Role::Admin)?;
     let select = api_key::Entity::find().filter(api_key::Column::TenantId.eq(caller.tenant_id));
-    pagination::paginate(db, select, api_key::Column::Id, Direction::OldestFirst, page).await
+    pagination::paginate(
+        db,
+        select,
+        api_key::Column::Id,
+        Direction::OldestFirst,
+        page,
+    )
+    .await
 }
 
 /// How many keys the caller's tenant has, revoked ones included (ADMIN).
@@ -246,8 +253,7 @@ pub async fn authenticate(
     else {
         return Err(ServiceError::Unauthenticated(INVALID));
     };
-    if !constant_time_eq(key.key_hash.as_bytes(), hash.as_bytes()) || key.revoked_at.is_some()
-    {
+    if !constant_time_eq(key.key_hash.as_bytes(), hash.as_bytes()) || key.revoked_at.is_some() {
         return Err(ServiceError::Unauthenticated(INVALID));
     }
     let role: Role = key
@@ -261,7 +267,10 @@ pub async fn authenticate(
     {
         // Best effort: a failed bookkeeping write must not fail the request.
         let touched = api_key::Entity::update_many()
-            .col_expr(api_key::Column::LastUsedAt, sea_orm::sea_query::Expr::value(now))
+            .col_expr(
+                api_key::Column::LastUsedAt,
+                sea_orm::sea_query::Expr::value(now),
+            )
             .filter(api_key::Column::Id.eq(key.id))
             .exec(db)
             .await;

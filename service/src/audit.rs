@@ -128,9 +128,8 @@ pub struct AuditFilter {
 fn select(tenant_id: i64, filter: &AuditFilter) -> Select<audit_log::Entity> {
     let mut select = audit_log::Entity::find().filter(audit_log::Column::TenantId.eq(tenant_id));
     if !filter.actions.is_empty() {
-        select = select.filter(
-            audit_log::Column::Action.is_in(filter.actions.iter().map(|a| a.as_str())),
-        );
+        select = select
+            .filter(audit_log::Column::Action.is_in(filter.actions.iter().map(|a| a.as_str())));
     }
     if let Some(account_id) = filter.account_id {
         select = select
@@ -157,7 +156,14 @@ pub async fn list(
     page: PageArgs,
 ) -> ServiceResult<Page<audit_log::Model>> {
     let select = select(caller.tenant_id, filter);
-    pagination::paginate(db, select, audit_log::Column::Id, Direction::NewestFirst, page).await
+    pagination::paginate(
+        db,
+        select,
+        audit_log::Column::Id,
+        Direction::NewestFirst,
+        page,
+    )
+    .await
 }
 
 /// One audit entry of the caller's tenant.

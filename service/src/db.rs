@@ -19,8 +19,10 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .sqlx_logging(false);
     let db = Database::connect(options).await?;
     if db.get_database_backend() == DbBackend::Sqlite {
-        db.execute_unprepared("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;")
-            .await?;
+        db.execute_unprepared(
+            "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;",
+        )
+        .await?;
     }
     Ok(db)
 }
@@ -70,7 +72,10 @@ mod tests {
     #[test]
     fn sqlite_urls_get_create_mode() {
         assert_eq!(normalize_url("sqlite://a.db"), "sqlite://a.db?mode=rwc");
-        assert_eq!(normalize_url("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+        assert_eq!(
+            normalize_url("sqlite://a.db?mode=ro"),
+            "sqlite://a.db?mode=ro"
+        );
         assert_eq!(normalize_url("postgres://x/y"), "postgres://x/y");
     }
 

@@ -72,16 +72,20 @@ where
         select = select.filter(if forward { id.gt(after) } else { id.lt(after) });
     }
     if let Some(before) = args.before {
-        select = select.filter(if forward { id.lt(before) } else { id.gt(before) });
+        select = select.filter(if forward {
+            id.lt(before)
+        } else {
+            id.gt(before)
+        });
     }
     let backwards = args.last.is_some() && args.first.is_none();
     let size = if backwards { args.last } else { args.first }.unwrap_or(DEFAULT_PAGE_SIZE);
-    let order = if forward != backwards { Order::Asc } else { Order::Desc };
-    let mut items = select
-        .order_by(id, order)
-        .limit(size + 1)
-        .all(db)
-        .await?;
+    let order = if forward != backwards {
+        Order::Asc
+    } else {
+        Order::Desc
+    };
+    let mut items = select.order_by(id, order).limit(size + 1).all(db).await?;
     let more = items.len() as u64 > size;
     items.truncate(size as usize);
     if backwards {

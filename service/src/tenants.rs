@@ -24,7 +24,10 @@ pub fn validate_name(name: &str) -> ServiceResult<()> {
 }
 
 /// Finds a tenant by name.
-pub async fn find_by_name(db: &impl ConnectionTrait, name: &str) -> ServiceResult<Option<tenant::Model>> {
+pub async fn find_by_name(
+    db: &impl ConnectionTrait,
+    name: &str,
+) -> ServiceResult<Option<tenant::Model>> {
     Ok(tenant::Entity::find()
         .filter(tenant::Column::Name.eq(name))
         .one(db)

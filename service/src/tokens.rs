@@ -70,8 +70,17 @@ mod tests {
     fn state_follows_expiry() {
         let now = Utc::now();
         assert_eq!(state(None, now), TokenState::Missing);
-        assert_eq!(state(Some(&token(Duration::days(3), now)), now), TokenState::Valid);
-        assert_eq!(state(Some(&token(Duration::hours(2), now)), now), TokenState::Expiring);
-        assert_eq!(state(Some(&token(Duration::seconds(-1), now)), now), TokenState::Expired);
+        assert_eq!(
+            state(Some(&token(Duration::days(3), now)), now),
+            TokenState::Valid
+        );
+        assert_eq!(
+            state(Some(&token(Duration::hours(2), now)), now),
+            TokenState::Expiring
+        );
+        assert_eq!(
+            state(Some(&token(Duration::seconds(-1), now)), now),
+            TokenState::Expired
+        );
     }
 }

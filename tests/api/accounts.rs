@@ -16,7 +16,8 @@ on_both_backends!(
     token_health_loads_in_constant_queries,
 );
 
-const LIST: &str = "query($filter: AccountFilter, $first: Int, $after: String, $last: Int, $before: String) {
+const LIST: &str =
+    "query($filter: AccountFilter, $first: Int, $after: String, $last: Int, $before: String) {
   accounts(filter: $filter, first: $first, after: $after, last: $last, before: $before) {
     totalCount
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
@@ -34,11 +35,16 @@ fn usernames(data: &Value) -> Vec<String> {
 }
 
 async fn seed_default(app: &TestApp) {
-    app.seed_account("default", "tiktok", "alice", "ACTIVE", Some(48)).await;
-    app.seed_account("default", "instagram", "Bob_Shop", "ACTIVE", Some(2)).await;
-    app.seed_account("default", "tiktok", "carol", "RECONNECT_REQUIRED", Some(-1)).await;
-    app.seed_account("default", "instagram", "dave%", "EXPIRED", None).await;
-    app.seed_account("default", "tiktok", "erin", "REFRESH_FAILING", Some(1)).await;
+    app.seed_account("default", "tiktok", "alice", "ACTIVE", Some(48))
+        .await;
+    app.seed_account("default", "instagram", "Bob_Shop", "ACTIVE", Some(2))
+        .await;
+    app.seed_account("default", "tiktok", "carol", "RECONNECT_REQUIRED", Some(-1))
+        .await;
+    app.seed_account("default", "instagram", "dave%", "EXPIRED", None)
+        .await;
+    app.seed_account("default", "tiktok", "erin", "REFRESH_FAILING", Some(1))
+        .await;
 }
 
 async fn listing_filters_and_counts(app: TestApp) {
@@ -47,14 +53,20 @@ async fn listing_filters_and_counts(app: TestApp) {
 
     let all = app.gql_ok(&key, LIST, json!({})).await;
     assert_eq!(all["accounts"]["totalCount"], 5);
-    assert_eq!(usernames(&all), ["alice", "Bob_Shop", "carol", "dave%", "erin"]);
+    assert_eq!(
+        usernames(&all),
+        ["alice", "Bob_Shop", "carol", "dave%", "erin"]
+    );
     let states: Vec<&str> = all["accounts"]["nodes"]
         .as_array()
         .expect("nodes")
         .iter()
         .map(|n| n["tokenHealth"]["state"].as_str().expect("state"))
         .collect();
-    assert_eq!(states, ["VALID", "EXPIRING", "EXPIRED", "MISSING", "EXPIRING"]);
+    assert_eq!(
+        states,
+        ["VALID", "EXPIRING", "EXPIRED", "MISSING", "EXPIRING"]
+    );
 
     let tiktok = app
         .gql_ok(&key, LIST, json!({ "filter": { "platforms": ["TIKTOK"] } }))
@@ -83,7 +95,11 @@ async fn listing_filters_and_counts(app: TestApp) {
     let search = app
         .gql_ok(&key, LIST, json!({ "filter": { "search": "bob_s" } }))
         .await;
-    assert_eq!(usernames(&search), ["Bob_Shop"], "search is case-insensitive");
+    assert_eq!(
+        usernames(&search),
+        ["Bob_Shop"],
+        "search is case-insensitive"
+    );
     let percent = app
         .gql_ok(&key, LIST, json!({ "filter": { "search": "%" } }))
         .await;
@@ -101,13 +117,20 @@ async fn pagination_forward_and_backward(app: TestApp) {
     assert_eq!(usernames(&page1), ["alice", "Bob_Shop"]);
     assert_eq!(page1["accounts"]["pageInfo"]["hasNextPage"], true);
     assert_eq!(page1["accounts"]["pageInfo"]["hasPreviousPage"], false);
-    assert_eq!(page1["accounts"]["totalCount"], 5, "totalCount counts all pages");
+    assert_eq!(
+        page1["accounts"]["totalCount"], 5,
+        "totalCount counts all pages"
+    );
 
     let after = page1["accounts"]["pageInfo"]["endCursor"].clone();
-    let page2 = app.gql_ok(key, LIST, json!({ "first": 2, "after": after })).await;
+    let page2 = app
+        .gql_ok(key, LIST, json!({ "first": 2, "after": after }))
+        .await;
     assert_eq!(usernames(&page2), ["carol", "dave%"]);
     let after = page2["accounts"]["pageInfo"]["endCursor"].clone();
-    let page3 = app.gql_ok(key, LIST, json!({ "first": 2, "after": after })).await;
+    let page3 = app
+        .gql_ok(key, LIST, json!({ "first": 2, "after": after }))
+        .await;
     assert_eq!(usernames(&page3), ["erin"]);
     assert_eq!(page3["accounts"]["pageInfo"]["hasNextPage"], false);
 
@@ -115,18 +138,24 @@ async fn pagination_forward_and_backward(app: TestApp) {
     assert_eq!(usernames(&last), ["dave%", "erin"]);
     assert_eq!(last["accounts"]["pageInfo"]["hasPreviousPage"], true);
     let before = last["accounts"]["pageInfo"]["startCursor"].clone();
-    let prev = app.gql_ok(key, LIST, json!({ "last": 2, "before": before })).await;
+    let prev = app
+        .gql_ok(key, LIST, json!({ "last": 2, "before": before }))
+        .await;
     assert_eq!(usernames(&prev), ["Bob_Shop", "carol"]);
 
     let body = app.gql(Some(key), LIST, json!({ "first": 1000 })).await;
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
-    let body = app.gql(Some(key), LIST, json!({ "first": 1, "after": "nonsense" })).await;
+    let body = app
+        .gql(Some(key), LIST, json!({ "first": 1, "after": "nonsense" }))
+        .await;
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
 }
 
 async fn other_tenants_accounts_are_invisible(app: TestApp) {
     seed_default(&app).await;
-    let theirs = app.seed_account("acme", "tiktok", "acme-brand", "ACTIVE", Some(48)).await;
+    let theirs = app
+        .seed_account("acme", "tiktok", "acme-brand", "ACTIVE", Some(48))
+        .await;
     let acme = app.key_for_tenant("acme", "ADMIN").await;
 
     let mine = app.gql_ok(&app.admin_key, LIST, json!({})).await;
@@ -141,11 +170,19 @@ async fn other_tenants_accounts_are_invisible(app: TestApp) {
 
     let alice = global_id("SocialAccount", 1);
     let body = app
-        .gql(Some(&acme), "query($id: ID!) { account(id: $id) { id } }", json!({ "id": alice }))
+        .gql(
+            Some(&acme),
+            "query($id: ID!) { account(id: $id) { id } }",
+            json!({ "id": alice }),
+        )
         .await;
     assert_eq!(error_code(&body), Some("NOT_FOUND"));
     let node = app
-        .gql_ok(&acme, "query($id: ID!) { node(id: $id) { id } }", json!({ "id": alice }))
+        .gql_ok(
+            &acme,
+            "query($id: ID!) { node(id: $id) { id } }",
+            json!({ "id": alice }),
+        )
         .await;
     assert_eq!(node["node"], Value::Null);
     for mutation in ["deactivateAccount", "reactivateAccount"] {
@@ -171,8 +208,12 @@ async fn other_tenants_accounts_are_invisible(app: TestApp) {
 }
 
 async fn deactivate_and_reactivate_are_audited(app: TestApp) {
-    let id = app.seed_account("default", "tiktok", "alice", "ACTIVE", Some(48)).await;
-    let expired = app.seed_account("default", "instagram", "old", "ACTIVE", Some(-2)).await;
+    let id = app
+        .seed_account("default", "tiktok", "alice", "ACTIVE", Some(48))
+        .await;
+    let expired = app
+        .seed_account("default", "instagram", "old", "ACTIVE", Some(-2))
+        .await;
     let gid = global_id("SocialAccount", id);
     let data = app
         .gql_ok(
@@ -210,7 +251,11 @@ async fn deactivate_and_reactivate_are_audited(app: TestApp) {
             json!({ "id": gid }),
         )
         .await;
-    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "not deactivated: {body}");
+    assert_eq!(
+        error_code(&body),
+        Some("BAD_USER_INPUT"),
+        "not deactivated: {body}"
+    );
 
     // An account whose token expired while deactivated comes back EXPIRED.
     let old = global_id("SocialAccount", expired);
@@ -239,14 +284,25 @@ async fn deactivate_and_reactivate_are_audited(app: TestApp) {
         )
         .await;
     assert_eq!(audit["auditLog"]["totalCount"], 2);
-    assert_eq!(audit["auditLog"]["nodes"][0]["action"], "ACCOUNT_REACTIVATED");
-    assert_eq!(audit["auditLog"]["nodes"][1]["action"], "ACCOUNT_DEACTIVATED");
-    assert_eq!(audit["auditLog"]["nodes"][1]["details"]["previousStatus"], "ACTIVE");
+    assert_eq!(
+        audit["auditLog"]["nodes"][0]["action"],
+        "ACCOUNT_REACTIVATED"
+    );
+    assert_eq!(
+        audit["auditLog"]["nodes"][1]["action"],
+        "ACCOUNT_DEACTIVATED"
+    );
+    assert_eq!(
+        audit["auditLog"]["nodes"][1]["details"]["previousStatus"],
+        "ACTIVE"
+    );
     assert_eq!(audit["auditLog"]["nodes"][0]["targetId"], gid);
 }
 
 async fn roles_guard_account_mutations(app: TestApp) {
-    let id = app.seed_account("default", "tiktok", "alice", "ACTIVE", Some(48)).await;
+    let id = app
+        .seed_account("default", "tiktok", "alice", "ACTIVE", Some(48))
+        .await;
     let gid = global_id("SocialAccount", id);
     for role in ["VIEWER", "INTEGRATOR"] {
         let key = app.create_key(&app.admin_key, role, role).await;
@@ -260,9 +316,16 @@ async fn roles_guard_account_mutations(app: TestApp) {
         assert_eq!(error_code(&body), Some("FORBIDDEN"), "{role}: {body}");
         // Reading is fine for every role.
         let data = app
-            .gql_ok(&key, "query($id: ID!) { account(id: $id) { status } }", json!({ "id": gid }))
+            .gql_ok(
+                &key,
+                "query($id: ID!) { account(id: $id) { status } }",
+                json!({ "id": gid }),
+            )
             .await;
-        assert_eq!(data["account"]["status"], "ACTIVE", "{role} changed nothing");
+        assert_eq!(
+            data["account"]["status"], "ACTIVE",
+            "{role} changed nothing"
+        );
     }
     let body = app
         .gql(
@@ -271,24 +334,46 @@ async fn roles_guard_account_mutations(app: TestApp) {
             json!({ "id": global_id("ApiKey", 1) }),
         )
         .await;
-    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "wrong id type: {body}");
+    assert_eq!(
+        error_code(&body),
+        Some("BAD_USER_INPUT"),
+        "wrong id type: {body}"
+    );
 }
 
 async fn token_health_loads_in_constant_queries(app: TestApp) {
     for i in 0..12 {
-        app.seed_account("default", "tiktok", &format!("user{i:02}"), "ACTIVE", Some(30))
-            .await;
+        app.seed_account(
+            "default",
+            "tiktok",
+            &format!("user{i:02}"),
+            "ACTIVE",
+            Some(30),
+        )
+        .await;
     }
     let query = "query($first: Int) { accounts(first: $first) { nodes { username tokenHealth { state expiresAt scopes } } } }";
     // Warm up: the first request of a key also records its last use.
-    app.gql_ok(&app.admin_key, "{ viewer { role } }", json!({})).await;
+    app.gql_ok(&app.admin_key, "{ viewer { role } }", json!({}))
+        .await;
     let mut costs = Vec::new();
     for first in [2, 12] {
         let before = app.queries.get();
-        let data = app.gql_ok(&app.admin_key, query, json!({ "first": first })).await;
-        assert_eq!(data["accounts"]["nodes"].as_array().map(Vec::len), Some(first));
-        assert_eq!(data["accounts"]["nodes"][0]["tokenHealth"]["state"], "VALID");
+        let data = app
+            .gql_ok(&app.admin_key, query, json!({ "first": first }))
+            .await;
+        assert_eq!(
+            data["accounts"]["nodes"].as_array().map(Vec::len),
+            Some(first)
+        );
+        assert_eq!(
+            data["accounts"]["nodes"][0]["tokenHealth"]["state"],
+            "VALID"
+        );
         costs.push(app.queries.get() - before);
     }
-    assert_eq!(costs[0], costs[1], "a bigger page costs no extra queries: {costs:?}");
+    assert_eq!(
+        costs[0], costs[1],
+        "a bigger page costs no extra queries: {costs:?}"
+    );
 }

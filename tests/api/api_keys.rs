@@ -24,12 +24,23 @@ async fn created_key_works_is_audited_and_never_stored_in_plaintext(app: TestApp
             json!({}),
         )
         .await;
-    let key = data["createApiKey"]["key"].as_str().expect("key").to_owned();
+    let key = data["createApiKey"]["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
     assert!(key.starts_with("tw_"));
     assert_eq!(data["createApiKey"]["apiKey"]["role"], "INTEGRATOR");
-    assert!(key.starts_with(data["createApiKey"]["apiKey"]["keyPrefix"].as_str().expect("prefix")));
+    assert!(
+        key.starts_with(
+            data["createApiKey"]["apiKey"]["keyPrefix"]
+                .as_str()
+                .expect("prefix")
+        )
+    );
 
-    let me = app.gql_ok(&key, "{ viewer { role apiKey { name } } }", json!({})).await;
+    let me = app
+        .gql_ok(&key, "{ viewer { role apiKey { name } } }", json!({}))
+        .await;
     assert_eq!(me["viewer"]["role"], "INTEGRATOR");
     assert_eq!(me["viewer"]["apiKey"]["name"], "poster");
 
@@ -48,14 +59,21 @@ async fn created_key_works_is_audited_and_never_stored_in_plaintext(app: TestApp
         .expect("an audit entry for the new key");
     assert_eq!(entry["targetType"], "ApiKey");
     assert_eq!(entry["targetId"], data["createApiKey"]["apiKey"]["id"]);
-    assert!(entry["actor"].as_str().is_some_and(|a| a.starts_with("api_key:")));
+    assert!(
+        entry["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("api_key:"))
+    );
 
     // Neither key appears anywhere in the rows.
     let keys = api_key::Entity::find().all(&app.db).await.expect("rows");
     let audits = audit_log::Entity::find().all(&app.db).await.expect("rows");
     let dump = format!("{keys:?}{audits:?}");
     assert!(!dump.contains(&key), "the new key is stored in plaintext");
-    assert!(!dump.contains(&app.admin_key), "the bootstrap key is stored in plaintext");
+    assert!(
+        !dump.contains(&app.admin_key),
+        "the bootstrap key is stored in plaintext"
+    );
     assert!(keys.iter().all(|k| k.key_hash.len() == 64));
 }
 
@@ -66,19 +84,34 @@ async fn key_listing_is_a_relay_connection(app: TestApp) {
     let query = "query($after: String) { apiKeys(first: 2, after: $after) { totalCount pageInfo { hasNextPage endCursor } nodes { name } } }";
     let first = app.gql_ok(&app.admin_key, query, json!({})).await;
     assert_eq!(first["apiKeys"]["totalCount"], 5);
-    assert_eq!(first["apiKeys"]["nodes"], json!([{ "name": "bootstrap" }, { "name": "a" }]));
+    assert_eq!(
+        first["apiKeys"]["nodes"],
+        json!([{ "name": "bootstrap" }, { "name": "a" }])
+    );
     assert_eq!(first["apiKeys"]["pageInfo"]["hasNextPage"], true);
     let cursor = first["apiKeys"]["pageInfo"]["endCursor"].clone();
-    let second = app.gql_ok(&app.admin_key, query, json!({ "after": cursor })).await;
-    assert_eq!(second["apiKeys"]["nodes"], json!([{ "name": "b" }, { "name": "c" }]));
+    let second = app
+        .gql_ok(&app.admin_key, query, json!({ "after": cursor }))
+        .await;
+    assert_eq!(
+        second["apiKeys"]["nodes"],
+        json!([{ "name": "b" }, { "name": "c" }])
+    );
 }
 
 async fn keys_of_other_tenants_are_invisible(app: TestApp) {
     let other_admin = app.key_for_tenant("acme", "ADMIN").await;
     let listing = app
-        .gql_ok(&other_admin, "{ apiKeys { totalCount nodes { name } } }", json!({}))
+        .gql_ok(
+            &other_admin,
+            "{ apiKeys { totalCount nodes { name } } }",
+            json!({}),
+        )
         .await;
-    assert_eq!(listing["apiKeys"]["totalCount"], 1, "acme sees only its own key");
+    assert_eq!(
+        listing["apiKeys"]["totalCount"], 1,
+        "acme sees only its own key"
+    );
 
     // The bootstrap key (id 1, tenant default) cannot be revoked or fetched from acme.
     let id = global_id("ApiKey", 1);
@@ -91,11 +124,16 @@ async fn keys_of_other_tenants_are_invisible(app: TestApp) {
         .await;
     assert_eq!(error_code(&body), Some("NOT_FOUND"));
     let node = app
-        .gql_ok(&other_admin, "query($id: ID!) { node(id: $id) { id } }", json!({ "id": id }))
+        .gql_ok(
+            &other_admin,
+            "query($id: ID!) { node(id: $id) { id } }",
+            json!({ "id": id }),
+        )
         .await;
     assert_eq!(node["node"], serde_json::Value::Null);
     // And the default tenant's key still works.
-    app.gql_ok(&app.admin_key, "{ viewer { role } }", json!({})).await;
+    app.gql_ok(&app.admin_key, "{ viewer { role } }", json!({}))
+        .await;
 }
 
 async fn bad_key_input_is_rejected(app: TestApp) {
@@ -114,7 +152,10 @@ async fn bad_key_input_is_rejected(app: TestApp) {
             json!({}),
         )
         .await;
-    assert!(error_code(&body).is_some(), "an unknown role is refused: {body}");
+    assert!(
+        error_code(&body).is_some(),
+        "an unknown role is refused: {body}"
+    );
     let body = app
         .gql(
             Some(&app.admin_key),

@@ -59,8 +59,12 @@ async fn unknown_or_malformed_key_is_unauthenticated(app: TestApp) {
 }
 
 async fn revoked_key_is_unauthenticated(app: TestApp) {
-    let key = app.create_key(&app.admin_key, "short-lived", "VIEWER").await;
-    let data = app.gql_ok(&key, "{ viewer { role apiKey { id } } }", json!({})).await;
+    let key = app
+        .create_key(&app.admin_key, "short-lived", "VIEWER")
+        .await;
+    let data = app
+        .gql_ok(&key, "{ viewer { role apiKey { id } } }", json!({}))
+        .await;
     assert_eq!(data["viewer"]["role"], "VIEWER");
     let id = data["viewer"]["apiKey"]["id"].clone();
 

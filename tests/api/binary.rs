@@ -20,7 +20,19 @@ struct Running {
     stdout: Vec<String>,
 }
 
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Never leave a server behind, even when an assertion failed.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts the binary in `dir` with JSON logs on port 0 and waits for its address.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child moves into `Running`, whose Drop kills and waits"
+)]
 fn start(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Running {
     let mut child = Command::new(BIN)
         .args(args)
@@ -98,7 +110,13 @@ async fn viewer_role(addr: &str, key: Option<&str>) -> Value {
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
-    request.send().await.expect("sent").json().await.expect("json")
+    request
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json")
 }
 
 #[tokio::test]
@@ -108,9 +126,16 @@ async fn fresh_directory_one_command_prints_a_key_that_works() {
     let key = running
         .stdout
         .iter()
-        .find_map(|line| line.trim().strip_prefix("tw_").map(|rest| format!("tw_{rest}")))
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("tw_")
+                .map(|rest| format!("tw_{rest}"))
+        })
         .unwrap_or_else(|| panic!("the generated key is printed: {:?}", running.stdout));
-    assert!(dir.path().join("tokenwarden.db").exists(), "SQLite file created");
+    assert!(
+        dir.path().join("tokenwarden.db").exists(),
+        "SQLite file created"
+    );
 
     let health = reqwest::get(format!("http://{}/healthz", running.addr))
         .await
@@ -159,19 +184,19 @@ async fn postgres_with_bootstrap_key_and_cli_key_management() {
         assert!(output.status.success(), "{args:?}: {output:?}");
         String::from_utf8(output.stdout).expect("utf8")
     };
-    let created = cli(&["apikey", "create", "--tenant", "acme", "--role", "VIEWER", "--name", "ops"]);
-    let key = created
-        .lines()
-        .last()
-        .expect("key line")
-        .trim()
-        .to_owned();
+    let created = cli(&[
+        "apikey", "create", "--tenant", "acme", "--role", "VIEWER", "--name", "ops",
+    ]);
+    let key = created.lines().last().expect("key line").trim().to_owned();
     assert!(key.starts_with("tw_"), "{created}");
     let body = viewer_role(&running.addr, Some(&key)).await;
     assert_eq!(body["data"]["viewer"]["role"], "VIEWER");
 
     let listed = cli(&["apikey", "list"]);
-    assert!(listed.contains("ops") && listed.contains("VIEWER"), "{listed}");
+    assert!(
+        listed.contains("ops") && listed.contains("VIEWER"),
+        "{listed}"
+    );
     assert!(!listed.contains(&key), "list never shows keys");
     let id = created
         .split_whitespace()
@@ -199,6 +224,10 @@ async fn worker_serves_probes() {
         .expect("migrate runs");
     assert!(migrate.status.success(), "{migrate:?}");
 
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the child moves into `Running`, whose Drop kills and waits"
+    )]
     let mut child = Command::new(BIN)
         .args(["worker"])
         .env("DATABASE_URL", &url)
@@ -216,7 +245,9 @@ async fn worker_serves_probes() {
         .and_then(|l| l["addr"].as_str().map(str::to_owned))
         .expect("worker logs its address");
     for path in ["/healthz", "/readyz"] {
-        let response = reqwest::get(format!("http://{addr}{path}")).await.expect("sent");
+        let response = reqwest::get(format!("http://{addr}{path}"))
+            .await
+            .expect("sent");
         assert_eq!(response.status(), 200, "{path}");
     }
     let running = Running {

@@ -64,13 +64,15 @@ pub async fn fresh_database(backend: Backend, dir: &TempDir) -> String {
         Backend::Sqlite => format!("sqlite://{}/tokenwarden.db?mode=rwc", dir.path().display()),
         Backend::Postgres => {
             let admin_url = postgres_admin_url();
-            let admin = sea_orm::Database::connect(&admin_url).await.unwrap_or_else(|err| {
-                panic!(
-                    "PostgreSQL is not reachable at {admin_url} ({err}). Start it with \
+            let admin = sea_orm::Database::connect(&admin_url)
+                .await
+                .unwrap_or_else(|err| {
+                    panic!(
+                        "PostgreSQL is not reachable at {admin_url} ({err}). Start it with \
                      `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
                      or point TOKENWARDEN_TEST_POSTGRES_URL at a server"
-                )
-            });
+                    )
+                });
             let name = unique_name("tw_test");
             admin
                 .execute_unprepared(&format!("CREATE DATABASE {name}"))
@@ -199,7 +201,10 @@ impl TestApp {
                 json!({ "input": { "name": name, "role": role } }),
             )
             .await;
-        data["createApiKey"]["key"].as_str().expect("key").to_owned()
+        data["createApiKey"]["key"]
+            .as_str()
+            .expect("key")
+            .to_owned()
     }
 
     /// Creates a key for another tenant (as the CLI does) and returns it.

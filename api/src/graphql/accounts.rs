@@ -1,7 +1,8 @@
 use std::collections::HashMap;
 
 use async_graphql::{
-    ComplexObject, Context, Enum, ID, InputObject, Object, SimpleObject, dataloader::{DataLoader, Loader},
+    ComplexObject, Context, Enum, ID, InputObject, Object, SimpleObject,
+    dataloader::{DataLoader, Loader},
 };
 use chrono::{DateTime, Utc};
 use entity::{oauth_token, social_account};
@@ -242,9 +243,19 @@ impl AccountsQuery {
         let totals = AccountTotals {
             filter: filter.clone(),
         };
-        paging::relay(after, before, first, last, totals, |a: &SocialAccount| a.model.id, |page| async move {
-            Ok(accounts::list(db, caller, &filter, page).await?.map(SocialAccount::from))
-        })
+        paging::relay(
+            after,
+            before,
+            first,
+            last,
+            totals,
+            |a: &SocialAccount| a.model.id,
+            |page| async move {
+                Ok(accounts::list(db, caller, &filter, page)
+                    .await?
+                    .map(SocialAccount::from))
+            },
+        )
         .await
     }
 
@@ -264,12 +275,16 @@ impl AccountsMutation {
     /// Deactivates an account (ADMIN): no more refreshes; purged after the retention period.
     async fn deactivate_account(&self, ctx: &Context<'_>, id: ID) -> ApiResult<SocialAccount> {
         let row = ids::decode(&id, KIND)?;
-        Ok(accounts::deactivate(ctx.db()?, ctx.caller()?, row).await?.into())
+        Ok(accounts::deactivate(ctx.db()?, ctx.caller()?, row)
+            .await?
+            .into())
     }
 
     /// Reactivates a deactivated account (ADMIN).
     async fn reactivate_account(&self, ctx: &Context<'_>, id: ID) -> ApiResult<SocialAccount> {
         let row = ids::decode(&id, KIND)?;
-        Ok(accounts::reactivate(ctx.db()?, ctx.caller()?, row).await?.into())
+        Ok(accounts::reactivate(ctx.db()?, ctx.caller()?, row)
+            .await?
+            .into())
     }
 }

@@ -107,19 +107,27 @@ impl AdminQuery {
     ) -> async_graphql::Result<IdConnection<ApiKey, ApiKeyTotals>> {
         let db = ctx.db()?;
         let caller = ctx.caller()?;
-        paging::relay(after, before, first, last, ApiKeyTotals, |k: &ApiKey| k.row_id, |page| async move {
-            let page = api_keys::list(db, caller, page).await?;
-            let items = page
-                .items
-                .into_iter()
-                .map(ApiKey::try_from)
-                .collect::<ApiResult<Vec<_>>>()?;
-            Ok(service::pagination::Page {
-                items,
-                has_previous: page.has_previous,
-                has_next: page.has_next,
-            })
-        })
+        paging::relay(
+            after,
+            before,
+            first,
+            last,
+            ApiKeyTotals,
+            |k: &ApiKey| k.row_id,
+            |page| async move {
+                let page = api_keys::list(db, caller, page).await?;
+                let items = page
+                    .items
+                    .into_iter()
+                    .map(ApiKey::try_from)
+                    .collect::<ApiResult<Vec<_>>>()?;
+                Ok(service::pagination::Page {
+                    items,
+                    has_previous: page.has_previous,
+                    has_next: page.has_next,
+                })
+            },
+        )
         .await
     }
 }
@@ -148,6 +156,8 @@ impl AdminMutation {
     /// Revokes a key; requests with it fail with UNAUTHENTICATED from then on.
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ApiKey> {
         let row = ids::decode(&id, KIND)?;
-        api_keys::revoke(ctx.db()?, ctx.caller()?, row).await?.try_into()
+        api_keys::revoke(ctx.db()?, ctx.caller()?, row)
+            .await?
+            .try_into()
     }
 }

@@ -152,19 +152,27 @@ impl AuditQuery {
         let totals = AuditTotals {
             filter: filter.clone(),
         };
-        paging::relay(after, before, first, last, totals, |e: &AuditEntry| e.row_id, |page| async move {
-            let page = audit::list(db, caller, &filter, page).await?;
-            let items = page
-                .items
-                .into_iter()
-                .map(AuditEntry::try_from)
-                .collect::<ApiResult<Vec<_>>>()?;
-            Ok(service::pagination::Page {
-                items,
-                has_previous: page.has_previous,
-                has_next: page.has_next,
-            })
-        })
+        paging::relay(
+            after,
+            before,
+            first,
+            last,
+            totals,
+            |e: &AuditEntry| e.row_id,
+            |page| async move {
+                let page = audit::list(db, caller, &filter, page).await?;
+                let items = page
+                    .items
+                    .into_iter()
+                    .map(AuditEntry::try_from)
+                    .collect::<ApiResult<Vec<_>>>()?;
+                Ok(service::pagination::Page {
+                    items,
+                    has_previous: page.has_previous,
+                    has_next: page.has_next,
+                })
+            },
+        )
         .await
     }
 }

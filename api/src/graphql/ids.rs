@@ -11,7 +11,9 @@ pub fn encode(kind: &str, id: i64) -> ID {
 /// Decodes any global id into its type name and row id.
 pub fn decode_any(id: &ID) -> ApiResult<(String, i64)> {
     let invalid = || ApiError::bad_input(format!("{:?} is not a valid id", id.as_str()));
-    let bytes = URL_SAFE_NO_PAD.decode(id.as_bytes()).map_err(|_| invalid())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(id.as_bytes())
+        .map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (kind, raw) = text.split_once(':').ok_or_else(invalid)?;
     let row = raw.parse::<i64>().map_err(|_| invalid())?;

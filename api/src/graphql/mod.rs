@@ -11,10 +11,10 @@ pub mod audit;
 pub mod context;
 /// Global ids and pagination cursors.
 pub mod ids;
-/// Relay connection plumbing shared by every list.
-pub mod paging;
 /// The Relay `Node` interface and `node(id)`.
 pub mod node;
+/// Relay connection plumbing shared by every list.
+pub mod paging;
 /// Schema assembly and limits.
 pub mod schema;
 /// `viewer`: who am I.

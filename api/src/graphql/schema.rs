@@ -14,7 +14,13 @@ use crate::{
 
 /// Every query, merged from the domain files.
 #[derive(MergedObject, Default)]
-pub struct Query(ViewerQuery, NodeQuery, AccountsQuery, AuditQuery, AdminQuery);
+pub struct Query(
+    ViewerQuery,
+    NodeQuery,
+    AccountsQuery,
+    AuditQuery,
+    AdminQuery,
+);
 
 /// Every mutation, merged from the domain files.
 #[derive(MergedObject, Default)]

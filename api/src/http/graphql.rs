@@ -74,7 +74,10 @@ fn request_error(status: StatusCode, media: MediaType, code: &str, message: &str
     let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(media.as_str()))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(media.as_str()),
+        )],
         body.to_string(),
     )
         .into_response()
@@ -95,7 +98,10 @@ fn ensure_codes(errors: &mut [ServerError]) {
             } else {
                 "BAD_USER_INPUT"
             };
-            error.extensions.get_or_insert_with(Default::default).set("code", code);
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code);
         }
     }
 }
@@ -154,7 +160,10 @@ async fn execute(
     match serde_json::to_string(&response) {
         Ok(body) => (
             status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(media.as_str()))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(media.as_str()),
+            )],
             body,
         )
             .into_response(),
@@ -187,7 +196,13 @@ pub async fn post_handler(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
     if content_type.as_deref() != Some(APPLICATION_JSON) {
         return request_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -307,7 +322,10 @@ mod tests {
 
     fn accept(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, HeaderValue::from_str(value).expect("header"));
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_str(value).expect("header"),
+        );
         headers
     }
 

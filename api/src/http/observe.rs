@@ -26,7 +26,10 @@ static COUNTER: AtomicU64 = AtomicU64::new(1);
 impl MakeRequestId for Sequential {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.prefix).parse().ok().map(RequestId::new)
+        format!("{}-{n}", self.prefix)
+            .parse()
+            .ok()
+            .map(RequestId::new)
     }
 }
 

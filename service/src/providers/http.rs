@@ -1,0 +1,352 @@
+//! Shared HTTP plumbing of the providers: rate limiting, call recording, usage tracking.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::HeaderMap;
+use tokio::sync::mpsc;
+
+use super::Platform;
+use super::error::{ErrorClass, ProviderError, USAGE_WARN_PERCENT, UsageReport};
+
+/// One HTTP call to a provider, for the call log (written in batches by a background task).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCall {
+    /// Platform called.
+    pub platform: Platform,
+    /// `exchange_code`, `exchange_long_lived`, `refresh`, `revoke` or `user_info`.
+    pub operation: &'static str,
+    /// HTTP status, `None` for transport failures (timeout, connection refused).
+    pub http_status: Option<u16>,
+    /// [`ProviderError::code`] of a failed call.
+    pub error_code: Option<String>,
+    /// Wall time of the call in milliseconds.
+    pub latency_ms: u32,
+    /// When the call started.
+    pub at: DateTime<Utc>,
+}
+
+/// Non-blocking sender of [`ProviderCall`] records. A full or closed channel drops the record
+/// and counts it; recording never slows a provider call down. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CallSink {
+    tx: Option<mpsc::Sender<ProviderCall>>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Creates a bounded call sink and the receiver the batch writer drains.
+/// A `capacity` of 0 is raised to 1.
+pub fn call_sink(capacity: usize) -> (CallSink, mpsc::Receiver<ProviderCall>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (
+        CallSink {
+            tx: Some(tx),
+            dropped: Arc::new(AtomicU64::new(0)),
+        },
+        rx,
+    )
+}
+
+impl CallSink {
+    /// A sink that discards every record (tests, tools).
+    pub fn noop() -> Self {
+        Self {
+            tx: None,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Records a call with `try_send`; never blocks.
+    pub fn record(&self, call: ProviderCall) {
+        if let Some(tx) = &self.tx
+            && tx.try_send(call).is_err()
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records dropped because the channel was full or closed.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// How a provider call waits for local rate-limit capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquireMode {
+    /// Wait until the token bucket has capacity (background jobs).
+    Wait,
+    /// Fail at once with `Transient` / `rate_limited_local` (request path).
+    FailFast,
+}
+
+/// Local token bucket for one platform + app (client id), shared by all calls of that app.
+pub struct AppRateLimiter {
+    platform: Platform,
+    limiter: Option<DefaultDirectRateLimiter>,
+    per_second: u32,
+}
+
+impl std::fmt::Debug for AppRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppRateLimiter")
+            .field("platform", &self.platform)
+            .field("per_second", &self.per_second)
+            .finish()
+    }
+}
+
+impl AppRateLimiter {
+    /// A bucket of `per_second` calls per second (burst = one second); 0 = unlimited.
+    pub fn new(platform: Platform, per_second: u32) -> Self {
+        let limiter =
+            NonZeroU32::new(per_second).map(|n| RateLimiter::direct(Quota::per_second(n)));
+        Self {
+            platform,
+            limiter,
+            per_second,
+        }
+    }
+
+    /// Configured calls per second (0 = unlimited).
+    pub fn per_second(&self) -> u32 {
+        self.per_second
+    }
+
+    /// Waits until the bucket has capacity, then takes one call.
+    pub async fn acquire(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+    }
+
+    /// Takes one call if the bucket has capacity, else fails with `Transient`
+    /// `rate_limited_local` and the wait as `retry_after`.
+    pub fn try_acquire(&self) -> Result<(), ProviderError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ProviderError::new(
+                ErrorClass::Transient,
+                "rate_limited_local",
+                format!(
+                    "local {} rate limit reached; retry shortly",
+                    self.platform.as_str()
+                ),
+            )
+            .with_retry_after(Some(wait.max(Duration::from_millis(1))))
+        })
+    }
+
+    /// Acquires according to `mode`.
+    pub async fn acquire_with(&self, mode: AcquireMode) -> Result<(), ProviderError> {
+        match mode {
+            AcquireMode::Wait => {
+                self.acquire().await;
+                Ok(())
+            }
+            AcquireMode::FailFast => self.try_acquire(),
+        }
+    }
+}
+
+/// A received provider response, body read as text.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
+    pub(crate) received_at: DateTime<Utc>,
+}
+
+impl RawResponse {
+    /// Whether the status is 2xx.
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// State shared by all handles of one provider: HTTP client, limiter, sink, usage.
+#[derive(Debug)]
+pub(crate) struct HttpCore {
+    pub(crate) platform: Platform,
+    pub(crate) http: reqwest::Client,
+    pub(crate) limiter: Arc<AppRateLimiter>,
+    pub(crate) sink: CallSink,
+    last_usage: Mutex<Option<UsageReport>>,
+}
+
+impl HttpCore {
+    /// New core for one platform.
+    pub(crate) fn new(
+        platform: Platform,
+        http: reqwest::Client,
+        limiter: Arc<AppRateLimiter>,
+        sink: CallSink,
+    ) -> Self {
+        Self {
+            platform,
+            http,
+            limiter,
+            sink,
+            last_usage: Mutex::new(None),
+        }
+    }
+
+    /// Latest usage report seen in any response.
+    pub(crate) fn last_usage(&self) -> Option<UsageReport> {
+        *self
+            .last_usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Acquires rate-limit capacity, sends the request, reads the body, hands it to
+    /// `handle`, and records the call. Transport failures become `Transient` errors.
+    pub(crate) async fn execute<T>(
+        &self,
+        mode: AcquireMode,
+        operation: &'static str,
+        request: reqwest::RequestBuilder,
+        handle: impl FnOnce(&RawResponse) -> Result<T, ProviderError>,
+    ) -> Result<T, ProviderError> {
+        self.limiter.acquire_with(mode).await?;
+        let at = Utc::now();
+        let started = Instant::now();
+        let raw = match request.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                match resp.text().await {
+                    Ok(body) => Ok(RawResponse {
+                        status,
+                        headers,
+                        body,
+                        received_at: Utc::now(),
+                    }),
+                    Err(e) => Err(ProviderError::from_transport(&e).with_status(Some(status))),
+                }
+            }
+            Err(e) => Err(ProviderError::from_transport(&e)),
+        };
+        let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let received_status = raw.as_ref().ok().map(|r| r.status);
+        let result = raw.and_then(|raw| {
+            let usage = UsageReport::from_headers(&raw.headers, raw.received_at);
+            if let Some(usage) = usage {
+                self.note_usage(operation, usage);
+            }
+            handle(&raw).map_err(|mut e| {
+                e.http_status = e.http_status.or(Some(raw.status));
+                e.usage = e.usage.or(usage.map(Box::new));
+                e
+            })
+        });
+        let (http_status, error_code) = match &result {
+            Ok(_) => (received_status, None),
+            Err(e) => (e.http_status, Some(e.code.clone())),
+        };
+        self.sink.record(ProviderCall {
+            platform: self.platform,
+            operation,
+            http_status,
+            error_code,
+            latency_ms,
+            at,
+        });
+        match &result {
+            Ok(_) => tracing::debug!(
+                platform = self.platform.as_str(),
+                operation,
+                latency_ms,
+                "provider call succeeded"
+            ),
+            Err(e) => tracing::info!(
+                platform = self.platform.as_str(),
+                operation,
+                latency_ms,
+                http_status = e.http_status,
+                class = e.class.as_str(),
+                code = %e.code,
+                log_id = e.log_id.as_deref(),
+                reason = e.reason,
+                "provider call failed: {}",
+                e.message
+            ),
+        }
+        result
+    }
+
+    /// Stores the latest usage and warns when it is high.
+    fn note_usage(&self, operation: &'static str, usage: UsageReport) {
+        if usage.max_percent() >= USAGE_WARN_PERCENT {
+            tracing::warn!(
+                platform = self.platform.as_str(),
+                operation,
+                call_count = usage.call_count,
+                total_time = usage.total_time,
+                total_cputime = usage.total_cputime,
+                "provider app usage is high"
+            );
+        }
+        *self
+            .last_usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(usage);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call() -> ProviderCall {
+        ProviderCall {
+            platform: Platform::TikTok,
+            operation: "refresh",
+            http_status: Some(200),
+            error_code: None,
+            latency_ms: 3,
+            at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sink_never_blocks_and_counts_drops() {
+        let (sink, mut rx) = call_sink(1);
+        sink.record(call());
+        sink.record(call());
+        assert_eq!(sink.dropped(), 1);
+        assert_eq!(rx.recv().await.unwrap().operation, "refresh");
+        drop(rx);
+        sink.record(call());
+        assert_eq!(sink.dropped(), 2);
+        CallSink::noop().record(call());
+    }
+
+    #[tokio::test]
+    async fn limiter_modes() {
+        let limiter = AppRateLimiter::new(Platform::Instagram, 2);
+        limiter.try_acquire().unwrap();
+        limiter.try_acquire().unwrap();
+        let err = limiter.try_acquire().unwrap_err();
+        assert_eq!(err.class, ErrorClass::Transient);
+        assert_eq!(err.code, "rate_limited_local");
+        assert!(err.retry_after.is_some_and(|d| d <= Duration::from_secs(1)));
+        // Waiting mode gets through once capacity is back.
+        tokio::time::timeout(Duration::from_secs(2), limiter.acquire())
+            .await
+            .unwrap();
+        let unlimited = AppRateLimiter::new(Platform::TikTok, 0);
+        for _ in 0..100 {
+            unlimited.try_acquire().unwrap();
+        }
+    }
+}
