@@ -33,6 +33,10 @@ enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL) and exit.
     Schema,
+    /// Print a new encryption key as `id:base64`, for TOKENWARDEN_KEYS.
+    Keygen,
+    /// Run the TikTok/Instagram sandbox simulator alone (on TOKENWARDEN_SANDBOX_LISTEN).
+    Sandbox,
     /// Manage API keys.
     Apikey {
         #[command(subcommand)]
@@ -88,14 +92,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", api::graphql::schema::sdl());
             Ok(())
         }
+        Some(Command::Keygen) => {
+            let (id, key) = service::vault::KeyRing::generate_key()?;
+            println!("{id}:{}", key.expose_secret());
+            Ok(())
+        }
+        Some(Command::Sandbox) => sandbox(config).await,
         Some(Command::Apikey { command }) => apikey(config, command).await,
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("could not listen on {}", config.listen))?;
+    if config.public_url.is_none() {
+        // Port 0 means "any": redirect URIs must name the port actually bound.
+        config.public_url = Some(format!("http://{}", listener.local_addr()?));
+    }
     tracing::info!(
         mode = jobs::QueueBackend::for_redis_url(config.redis_url.as_deref()).as_str(),
         database = %service::db::redacted_url(&config.database_url),
@@ -114,6 +128,21 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     let db = service::db::connect(&config.database_url).await?;
     tracing::info!("worker started (no jobs are defined yet); serving /healthz and /readyz");
     api::app::serve_probes(db, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn sandbox(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.sandbox_listen)
+        .await
+        .with_context(|| format!("could not listen on {}", config.sandbox_listen))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        "sandbox serving TikTok and Instagram simulators under /sandbox"
+    );
+    let router = ::sandbox::Sandbox::new(::sandbox::SandboxConfig::default()).router();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     Ok(())
 }
 

@@ -1,9 +1,14 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
-use service::api_keys::{self, Bootstrap};
+use service::{
+    api_keys::{self, Bootstrap},
+    engine::{Engine, EngineSettings},
+    providers::{ClientCredentials, ProviderEndpoints, ProviderSettings, Providers, call_sink},
+    vault::KeyRing,
+};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -18,6 +23,7 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
     pub schema: AppSchema,
+    pub engine: Arc<Engine>,
 }
 
 impl axum::extract::FromRef<AppState> for DatabaseConnection {
@@ -38,14 +44,161 @@ pub async fn serve_probes(
         .await
 }
 
-/// A ready-to-serve application: database connected and migrated, admin key ensured.
+/// Loads the key ring: `TOKENWARDEN_KEYS`, else the key file (created next to a SQLite
+/// database when missing). PostgreSQL deployments must configure keys explicitly.
+pub fn load_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
+    if let Some(keys) = config.keys.as_deref().filter(|k| !k.trim().is_empty()) {
+        return KeyRing::from_config(keys, config.active_key.as_deref())
+            .context("TOKENWARDEN_KEYS is invalid");
+    }
+    let path = match (&config.key_file, config.sqlite_path()) {
+        (Some(path), _) => path.clone(),
+        (None, Some(db)) => db
+            .parent()
+            .map(|dir| dir.join("tokenwarden.keys"))
+            .unwrap_or_else(|| "tokenwarden.keys".into()),
+        (None, None) => bail!(
+            "no encryption keys: set TOKENWARDEN_KEYS (comma-separated id:base64 pairs; \
+             `tokenwarden keygen` prints one) or TOKENWARDEN_KEY_FILE"
+        ),
+    };
+    let (ring, created) = KeyRing::load_or_create_file(&path)
+        .with_context(|| format!("could not load the key file {}", path.display()))?;
+    if created {
+        tracing::warn!(
+            path = %path.display(),
+            "generated a new encryption key file (mode 0600); back it up with the database: \
+             tokens cannot be decrypted without it"
+        );
+    }
+    Ok(ring)
+}
+
+/// Builds the provider clients. With no platform credentials at all, both platforms use
+/// the sandbox: the one at `TOKENWARDEN_SANDBOX_URL`, or one started here.
+async fn build_providers(
+    config: &Config,
+) -> anyhow::Result<(
+    Providers,
+    tokio::sync::mpsc::Receiver<service::providers::ProviderCall>,
+)> {
+    let settings = ProviderSettings {
+        timeout: config.provider_timeout,
+        tiktok_rate_limit_per_s: config.tiktok_rate_limit,
+        instagram_rate_limit_per_s: config.instagram_rate_limit,
+    };
+    let (sink, calls) = call_sink(10_000);
+    let providers = if config.sandbox_url.is_some() || !config.has_platform_credentials() {
+        let base = match &config.sandbox_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let listener = TcpListener::bind(config.sandbox_listen)
+                    .await
+                    .with_context(|| {
+                        format!("could not start the sandbox on {}", config.sandbox_listen)
+                    })?;
+                let addr = listener.local_addr()?;
+                let router = sandbox::Sandbox::new(sandbox::SandboxConfig::default()).router();
+                tokio::spawn(async move {
+                    if let Err(err) = axum::serve(listener, router).await {
+                        tracing::error!(error = %err, "the sandbox stopped");
+                    }
+                });
+                format!("http://{addr}/sandbox")
+            }
+        };
+        tracing::warn!(
+            sandbox = %base,
+            "no TikTok/Instagram credentials configured: using the sandbox simulator (demo mode)"
+        );
+        Providers::new(
+            settings,
+            ProviderEndpoints::sandbox(&base),
+            Some(ClientCredentials::new(
+                sandbox::TIKTOK_CLIENT_KEY,
+                sandbox::TIKTOK_CLIENT_SECRET,
+            )),
+            Some(ClientCredentials::new(
+                sandbox::INSTAGRAM_CLIENT_ID,
+                sandbox::INSTAGRAM_CLIENT_SECRET,
+            )),
+            sink,
+        )
+    } else {
+        let defaults = ProviderEndpoints::default();
+        let endpoints = ProviderEndpoints {
+            tiktok_auth_base: config
+                .tiktok_auth_url
+                .clone()
+                .unwrap_or(defaults.tiktok_auth_base),
+            tiktok_api_base: config
+                .tiktok_api_url
+                .clone()
+                .unwrap_or(defaults.tiktok_api_base),
+            instagram_auth_base: config
+                .instagram_auth_url
+                .clone()
+                .unwrap_or(defaults.instagram_auth_base),
+            instagram_graph_base: config
+                .instagram_graph_url
+                .clone()
+                .unwrap_or(defaults.instagram_graph_base),
+        };
+        let pair = |id: &Option<String>, secret: &Option<String>, what: &str| match (id, secret) {
+            (Some(id), Some(secret)) => {
+                Ok(Some(ClientCredentials::new(id.clone(), secret.clone())))
+            }
+            (None, None) => Ok(None),
+            _ => Err(anyhow::anyhow!(
+                "{what}: set both the client id/key and the secret"
+            )),
+        };
+        Providers::new(
+            settings,
+            endpoints,
+            pair(
+                &config.tiktok_client_key,
+                &config.tiktok_client_secret,
+                "TikTok",
+            )?,
+            pair(
+                &config.instagram_client_id,
+                &config.instagram_client_secret,
+                "Instagram",
+            )?,
+            sink,
+        )
+    }
+    .map_err(|err| anyhow::anyhow!("invalid provider configuration: {err}"))?;
+    Ok((providers, calls))
+}
+
+/// Builds the token engine: key ring (checked against the database canary), provider
+/// clients, and the background writer of the provider call log.
+pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::Result<Arc<Engine>> {
+    let vault = load_key_ring(config)?;
+    service::settings::ensure_canary(db, &vault)
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let (providers, calls) = build_providers(config).await?;
+    service::provider_calls::spawn_writer(db.clone(), calls);
+    let settings = EngineSettings {
+        public_url: config.public_url(),
+        allowed_redirects: config.allowed_redirects.clone(),
+        ..EngineSettings::default()
+    };
+    Ok(Arc::new(Engine::new(vault, providers, settings)))
+}
+
+/// A ready-to-serve application: database connected and migrated, admin key ensured,
+/// token engine running.
 pub struct App {
     pub state: AppState,
 }
 
 impl App {
-    /// Connects to the database, runs migrations and ensures the bootstrap admin key.
-    /// A generated key is printed to stdout once (never logged).
+    /// Connects to the database, runs migrations, ensures the bootstrap admin key and
+    /// starts the token engine. A generated key is printed to stdout once (never logged).
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let db = service::db::connect_and_migrate(&config.database_url)
             .await
@@ -56,17 +209,19 @@ impl App {
                 )
             })?;
         bootstrap(&db, &config).await?;
-        Ok(App::from_parts(db, config))
+        let engine = build_engine(&db, &config).await?;
+        Ok(App::from_parts(db, config, engine))
     }
 
-    /// An app over an existing, migrated database (no bootstrap).
-    pub fn from_parts(db: DatabaseConnection, config: Config) -> App {
-        let schema = build_schema(db.clone(), &config);
+    /// An app over an existing, migrated database and a running engine.
+    pub fn from_parts(db: DatabaseConnection, config: Config, engine: Arc<Engine>) -> App {
+        let schema = build_schema(db.clone(), engine.clone(), &config);
         App {
             state: AppState {
                 db,
                 config: Arc::new(config),
                 schema,
+                engine,
             },
         }
     }

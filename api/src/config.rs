@@ -1,4 +1,4 @@
-use std::{fmt, net::SocketAddr};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
@@ -89,6 +89,107 @@ pub struct Config {
     /// Production hardening: no introspection, no GraphiQL, no "did you mean" suggestions.
     #[arg(long, env = "TOKENWARDEN_PRODUCTION", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub production: bool,
+
+    /// Encryption keys as comma-separated `id:base64` pairs (32-byte AES-256 keys).
+    /// Required with PostgreSQL; with SQLite a key file is generated when unset.
+    #[arg(long, env = "TOKENWARDEN_KEYS", hide_env_values = true, global = true)]
+    pub keys: Option<String>,
+
+    /// The key id new ciphertexts use (default: the last key listed).
+    #[arg(long, env = "TOKENWARDEN_ACTIVE_KEY", global = true)]
+    pub active_key: Option<String>,
+
+    /// Key file used when TOKENWARDEN_KEYS is unset (default: `tokenwarden.keys` next to
+    /// the SQLite database; created with mode 0600).
+    #[arg(long, env = "TOKENWARDEN_KEY_FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+
+    /// TikTok app client key. With no platform credentials at all, the sandbox is used.
+    #[arg(long, env = "TIKTOK_CLIENT_KEY", global = true)]
+    pub tiktok_client_key: Option<String>,
+
+    /// TikTok app client secret.
+    #[arg(
+        long,
+        env = "TIKTOK_CLIENT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub tiktok_client_secret: Option<String>,
+
+    /// Instagram app id (Instagram API with Instagram Login).
+    #[arg(long, env = "INSTAGRAM_CLIENT_ID", global = true)]
+    pub instagram_client_id: Option<String>,
+
+    /// Instagram app secret.
+    #[arg(
+        long,
+        env = "INSTAGRAM_CLIENT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub instagram_client_secret: Option<String>,
+
+    /// Use the sandbox at this URL (e.g. `http://127.0.0.1:9000/sandbox`) instead of
+    /// starting one; for worker processes and tests.
+    #[arg(long, env = "TOKENWARDEN_SANDBOX_URL", global = true)]
+    pub sandbox_url: Option<String>,
+
+    /// Where the embedded sandbox listens when it is started (port 0 = any free port).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_SANDBOX_LISTEN",
+        default_value = "127.0.0.1:0",
+        global = true
+    )]
+    pub sandbox_listen: SocketAddr,
+
+    /// Allowed `redirectAfter` prefixes, comma separated (e.g. `https://app.example.com/`).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_ALLOWED_REDIRECTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_redirects: Vec<String>,
+
+    /// Timeout of one provider HTTP call.
+    #[arg(long, env = "TOKENWARDEN_PROVIDER_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s", global = true)]
+    pub provider_timeout: Duration,
+
+    /// TikTok calls per second this deployment allows itself (0 = unlimited).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_TIKTOK_RATE_LIMIT",
+        default_value_t = 10,
+        global = true
+    )]
+    pub tiktok_rate_limit: u32,
+
+    /// Instagram calls per second this deployment allows itself (0 = unlimited).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_INSTAGRAM_RATE_LIMIT",
+        default_value_t = 5,
+        global = true
+    )]
+    pub instagram_rate_limit: u32,
+
+    /// TikTok authorize host (default `https://www.tiktok.com`).
+    #[arg(long, env = "TOKENWARDEN_TIKTOK_AUTH_URL", global = true)]
+    pub tiktok_auth_url: Option<String>,
+
+    /// TikTok API host (default `https://open.tiktokapis.com`).
+    #[arg(long, env = "TOKENWARDEN_TIKTOK_API_URL", global = true)]
+    pub tiktok_api_url: Option<String>,
+
+    /// Instagram authorize/exchange host (default `https://api.instagram.com`).
+    #[arg(long, env = "TOKENWARDEN_INSTAGRAM_AUTH_URL", global = true)]
+    pub instagram_auth_url: Option<String>,
+
+    /// Instagram Graph host (default `https://graph.instagram.com`).
+    #[arg(long, env = "TOKENWARDEN_INSTAGRAM_GRAPH_URL", global = true)]
+    pub instagram_graph_url: Option<String>,
 }
 
 #[derive(clap::Parser)]
@@ -129,6 +230,21 @@ impl Config {
         self.introspection && !self.production
     }
 
+    /// Whether real platform credentials are configured (otherwise the sandbox is used).
+    pub fn has_platform_credentials(&self) -> bool {
+        self.tiktok_client_key.is_some() || self.instagram_client_id.is_some()
+    }
+
+    /// The SQLite database file, when the database is SQLite on disk.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+    }
+
     /// Whether GraphiQL is served at `/`.
     pub fn graphiql_enabled(&self) -> bool {
         !self.production
@@ -159,7 +275,26 @@ impl fmt::Debug for Config {
             .field("max_query_complexity", &self.max_query_complexity)
             .field("introspection", &self.introspection)
             .field("production", &self.production)
-            .finish()
+            .field("keys", &self.keys.as_ref().map(|_| "[redacted]"))
+            .field("active_key", &self.active_key)
+            .field("key_file", &self.key_file)
+            .field("tiktok_client_key", &self.tiktok_client_key)
+            .field(
+                "tiktok_client_secret",
+                &self.tiktok_client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("instagram_client_id", &self.instagram_client_id)
+            .field(
+                "instagram_client_secret",
+                &self.instagram_client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("sandbox_url", &self.sandbox_url)
+            .field("sandbox_listen", &self.sandbox_listen)
+            .field("allowed_redirects", &self.allowed_redirects)
+            .field("provider_timeout", &self.provider_timeout)
+            .field("tiktok_rate_limit", &self.tiktok_rate_limit)
+            .field("instagram_rate_limit", &self.instagram_rate_limit)
+            .finish_non_exhaustive()
     }
 }
 
@@ -177,12 +312,36 @@ mod tests {
             "postgres://u:dbpass@h/db",
             "--redis-url",
             "redis://:redispass@h:6379",
+            "--keys",
+            "k1:c2VjcmV0LWtleS1tYXRlcmlhbA==",
+            "--tiktok-client-secret",
+            "tt-secret-value",
+            "--instagram-client-secret",
+            "ig-secret-value",
         ])
         .expect("valid arguments");
         let shown = format!("{config:?}");
-        for secret in ["super-secret-key", "dbpass", "redispass"] {
+        for secret in [
+            "super-secret-key",
+            "dbpass",
+            "redispass",
+            "c2VjcmV0LWtleS1tYXRlcmlhbA",
+            "tt-secret-value",
+            "ig-secret-value",
+        ] {
             assert!(!shown.contains(secret), "{secret} leaked in {shown}");
         }
+    }
+
+    #[test]
+    fn sqlite_path_is_read_from_the_url() {
+        let config =
+            Config::try_parse_from(["tw", "--database-url", "sqlite://data/tw.db?mode=rwc"])
+                .expect("valid");
+        assert_eq!(config.sqlite_path(), Some(PathBuf::from("data/tw.db")));
+        let config =
+            Config::try_parse_from(["tw", "--database-url", "postgres://h/db"]).expect("valid");
+        assert_eq!(config.sqlite_path(), None);
     }
 
     #[test]

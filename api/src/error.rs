@@ -1,38 +1,30 @@
 use async_graphql::ErrorExtensions;
-use service::ServiceError;
+use service::{ServiceError, failures};
 
-/// The stable error codes clients branch on (`extensions.code`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
-    Unauthenticated,
-    Forbidden,
-    NotFound,
-    BadUserInput,
-    Internal,
+/// Stable `extensions.code`s of errors that do not come from a provider.
+pub mod code {
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const MISSING_SCOPES: &str = "MISSING_SCOPES";
+    pub const INTERNAL: &str = "INTERNAL";
 }
 
-impl ErrorCode {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
-            ErrorCode::Forbidden => "FORBIDDEN",
-            ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::BadUserInput => "BAD_USER_INPUT",
-            ErrorCode::Internal => "INTERNAL",
-        }
-    }
-}
-
-/// An error as the client sees it: a code and a safe message. Internal details are logged
+/// An error as the client sees it: a stable code (`extensions.code`), a safe message and,
+/// for provider failures, what to do (`extensions.action`, `extensions.retryAfterSeconds`).
+/// Provider codes: RECONNECT_REQUIRED, RATE_LIMITED, PROVIDER_UNAVAILABLE,
+/// PROVIDER_MISCONFIGURED, NOT_REFRESHABLE_YET, ACCESS_DENIED. Internal details are logged
 /// where the error is converted and never reach the client.
 ///
 /// It deliberately does not implement `Display`, so it cannot slip into async-graphql's
 /// catch-all `From<impl Display>` conversion and lose its code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
-    pub code: ErrorCode,
+    pub code: &'static str,
     pub message: String,
+    pub action: Option<String>,
+    pub retry_after_seconds: Option<u64>,
 }
 
 /// Result alias for resolvers.
@@ -40,27 +32,29 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     /// An error with a code and message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
+            action: None,
+            retry_after_seconds: None,
         }
     }
 
     /// UNAUTHENTICATED with a message.
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Unauthenticated, message)
+        Self::new(code::UNAUTHENTICATED, message)
     }
 
     /// BAD_USER_INPUT with a message.
     pub fn bad_input(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::BadUserInput, message)
+        Self::new(code::BAD_USER_INPUT, message)
     }
 
     /// INTERNAL with the generic message; log the cause before calling this.
     pub fn internal() -> Self {
         Self::new(
-            ErrorCode::Internal,
+            code::INTERNAL,
             "internal error; it has been logged, please retry later",
         )
     }
@@ -69,12 +63,28 @@ impl ApiError {
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         match err {
-            ServiceError::Unauthenticated(msg) => Self::new(ErrorCode::Unauthenticated, msg),
-            ServiceError::Forbidden(msg) => Self::new(ErrorCode::Forbidden, msg),
-            ServiceError::NotFound(what) => {
-                Self::new(ErrorCode::NotFound, format!("{what} not found"))
+            ServiceError::Unauthenticated(msg) => Self::new(code::UNAUTHENTICATED, msg),
+            ServiceError::Forbidden(msg) => Self::new(code::FORBIDDEN, msg),
+            ServiceError::NotFound(what) => Self::new(code::NOT_FOUND, format!("{what} not found")),
+            ServiceError::BadInput(msg) => Self::new(code::BAD_USER_INPUT, msg),
+            ServiceError::MissingScopes(missing) => Self {
+                code: code::MISSING_SCOPES,
+                message: format!(
+                    "the user did not grant these permissions: {}",
+                    missing.join(", ")
+                ),
+                action: Some("Connect again and approve every requested permission.".to_owned()),
+                retry_after_seconds: None,
+            },
+            ServiceError::Provider(platform, error) => {
+                let view = failures::describe(&error, platform, None);
+                Self {
+                    code: view.code,
+                    message: view.message,
+                    action: view.action,
+                    retry_after_seconds: error.retry_after.map(|d| d.as_secs().max(1)),
+                }
             }
-            ServiceError::BadInput(msg) => Self::new(ErrorCode::BadUserInput, msg),
             err @ (ServiceError::Db(_) | ServiceError::Internal(_)) => {
                 tracing::error!(error = %err, "request failed");
                 Self::internal()
@@ -86,7 +96,13 @@ impl From<ServiceError> for ApiError {
 impl ErrorExtensions for ApiError {
     fn extend(&self) -> async_graphql::Error {
         async_graphql::Error::new(self.message.clone()).extend_with(|_, ext| {
-            ext.set("code", self.code.as_str());
+            ext.set("code", self.code);
+            if let Some(action) = &self.action {
+                ext.set("action", action.as_str());
+            }
+            if let Some(seconds) = self.retry_after_seconds {
+                ext.set("retryAfterSeconds", seconds);
+            }
         })
     }
 }
@@ -107,7 +123,7 @@ mod tests {
             "relation secret_table missing".into(),
         ))
         .into();
-        assert_eq!(err.code, ErrorCode::Internal);
+        assert_eq!(err.code, code::INTERNAL);
         assert!(!err.message.contains("secret_table"));
     }
 

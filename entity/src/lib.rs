@@ -2,7 +2,10 @@
 
 pub mod api_key;
 pub mod audit_log;
+pub mod oauth_state;
 pub mod oauth_token;
+pub mod provider_call;
+pub mod setting;
 pub mod social_account;
 pub mod tenant;
 
@@ -10,7 +13,10 @@ pub mod prelude {
     //! The entities under their table-ish names, for `use entity::prelude::*`.
     pub use super::api_key::Entity as ApiKey;
     pub use super::audit_log::Entity as AuditLog;
+    pub use super::oauth_state::Entity as OauthState;
     pub use super::oauth_token::Entity as OauthToken;
+    pub use super::provider_call::Entity as ProviderCall;
+    pub use super::setting::Entity as Setting;
     pub use super::social_account::Entity as SocialAccount;
     pub use super::tenant::Entity as Tenant;
 }

@@ -22,6 +22,10 @@ pub struct Model {
     /// Granted scopes, comma separated.
     pub scopes: String,
     pub version: i64,
+    /// While set and in the future, one process holds the right to refresh this token.
+    pub refresh_lease_until: Option<DateTimeUtc>,
+    /// Who holds the refresh lease (process id + random), for diagnostics.
+    pub refresh_lease_owner: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -39,6 +39,7 @@ macro_rules! audit_actions {
 audit_actions! {
     ApiKeyCreated => "API_KEY_CREATED": "An API key was created.",
     ApiKeyRevoked => "API_KEY_REVOKED": "An API key was revoked.",
+    ConnectionStarted => "CONNECTION_STARTED": "An OAuth connection was started.",
     AccountConnected => "ACCOUNT_CONNECTED": "A new account was connected.",
     AccountReconnected => "ACCOUNT_RECONNECTED": "An existing account was connected again.",
     AccountDisconnected => "ACCOUNT_DISCONNECTED": "An account was disconnected and its tokens deleted.",

@@ -1,5 +1,7 @@
 use sea_orm::DbErr;
 
+use crate::{domain::Platform, providers::ProviderError};
+
 /// Result alias of the service layer.
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
@@ -20,6 +22,13 @@ pub enum ServiceError {
     /// The input is invalid; the message says which part and why.
     #[error("{0}")]
     BadInput(String),
+    /// The provider refused or failed; the class says whether to retry, reconnect or fix
+    /// the configuration.
+    #[error("{0}: {1}")]
+    Provider(Platform, ProviderError),
+    /// The user did not grant every requested permission.
+    #[error("the user did not grant these permissions: {}", .0.join(", "))]
+    MissingScopes(Vec<String>),
     /// A database error. Never shown to clients.
     #[error("database error: {0}")]
     Db(#[from] DbErr),
@@ -29,6 +38,11 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// A failure of the token vault (wrong or missing key). Shown as internal.
+    pub fn vault(err: crate::vault::VaultError) -> Self {
+        Self::Internal(format!("token vault: {err}"))
+    }
+
     /// A `BadInput` from anything displayable.
     pub fn bad_input(msg: impl Into<String>) -> Self {
         Self::BadInput(msg.into())

@@ -10,16 +10,28 @@ pub mod api_keys;
 pub mod audit;
 /// Who is calling: tenant, role and actor label, checked by every service function.
 pub mod caller;
+/// Connecting accounts, disconnecting them, reading access tokens.
+pub mod connections;
 /// Connecting to SQLite or PostgreSQL and running migrations.
 pub mod db;
 /// Shared domain enums (platform, account status).
 pub mod domain;
+/// Long-lived token machinery: key ring, providers, refresh locks, settings.
+pub mod engine;
 /// The one error type of the service layer.
 pub mod error;
+/// Provider failures in words: code, message, action.
+pub mod failures;
 /// Keyset (Relay) pagination over id-ordered tables.
 pub mod pagination;
+/// The provider call log and its statistics.
+pub mod provider_calls;
 /// OAuth providers (TikTok, Instagram): one trait, one file per platform.
 pub mod providers;
+/// Single-flight token refresh.
+pub mod refresh;
+/// Deployment settings and the vault canary.
+pub mod settings;
 /// Tenants: lookup and creation.
 pub mod tenants;
 /// Token rows: lookups and health (no decryption here).

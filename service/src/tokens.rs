@@ -1,18 +1,26 @@
 use chrono::{DateTime, Duration, Utc};
-use entity::oauth_token;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use entity::{oauth_token, social_account};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr,
+};
+use secrecy::SecretString;
 
-use crate::error::ServiceResult;
+use crate::{
+    error::{ServiceError, ServiceResult},
+    providers::TokenSet,
+    vault::{Aad, KeyRing, TokenKind},
+};
 
-/// A token is reported as `Expiring` when less than this remains.
+/// A token is `Expiring` when less than a quarter of its lifetime remains, and at most
+/// this long: a day for Instagram's 60-day tokens, six hours for TikTok's 24-hour ones.
 pub const EXPIRING_WITHIN: Duration = Duration::hours(24);
 
 /// The health of an account's access token, derived from its timestamps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenState {
-    /// More than a day left.
+    /// Plenty of time left.
     Valid,
-    /// Less than a day left.
+    /// Less than a quarter of its lifetime (and under a day) left.
     Expiring,
     /// Past its expiry.
     Expired,
@@ -25,7 +33,9 @@ pub fn state(token: Option<&oauth_token::Model>, now: DateTime<Utc>) -> TokenSta
     match token {
         None => TokenState::Missing,
         Some(t) if t.expires_at <= now => TokenState::Expired,
-        Some(t) if t.expires_at - now < EXPIRING_WITHIN => TokenState::Expiring,
+        Some(t) if t.expires_at - now < ((t.expires_at - t.issued_at) / 4).min(EXPIRING_WITHIN) => {
+            TokenState::Expiring
+        }
         Some(_) => TokenState::Valid,
     }
 }
@@ -43,11 +53,251 @@ pub async fn find_by_accounts(
         .await?)
 }
 
+/// The token row of one account.
+pub async fn find_by_account(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+) -> ServiceResult<Option<oauth_token::Model>> {
+    Ok(oauth_token::Entity::find()
+        .filter(oauth_token::Column::AccountId.eq(account_id))
+        .one(db)
+        .await?)
+}
+
+/// The ciphertexts of a token set, bound to one account.
+pub struct Sealed {
+    pub key_id: String,
+    pub access: String,
+    pub refresh: Option<String>,
+}
+
+/// Encrypts a token set for `account` with the active key.
+pub fn seal(
+    vault: &KeyRing,
+    account: &social_account::Model,
+    set: &TokenSet,
+) -> ServiceResult<Sealed> {
+    let access = vault
+        .encrypt(
+            &set.access_token,
+            &Aad::new(account.tenant_id, account.id, TokenKind::Access),
+        )
+        .map_err(ServiceError::vault)?;
+    let refresh = set
+        .refresh_token
+        .as_ref()
+        .map(|token| {
+            vault.encrypt(
+                token,
+                &Aad::new(account.tenant_id, account.id, TokenKind::Refresh),
+            )
+        })
+        .transpose()
+        .map_err(ServiceError::vault)?;
+    Ok(Sealed {
+        key_id: vault.active_key_id().to_owned(),
+        access,
+        refresh,
+    })
+}
+
+/// Decrypts one token of a row.
+pub fn open(
+    vault: &KeyRing,
+    row: &oauth_token::Model,
+    kind: TokenKind,
+) -> ServiceResult<SecretString> {
+    let ciphertext = match kind {
+        TokenKind::Refresh => row.refresh_token_enc.as_deref().ok_or_else(|| {
+            ServiceError::Internal(format!("account {} has no refresh token", row.account_id))
+        })?,
+        _ => row.access_token_enc.as_str(),
+    };
+    vault
+        .decrypt(ciphertext, &Aad::new(row.tenant_id, row.account_id, kind))
+        .map_err(ServiceError::vault)
+}
+
+/// Inserts or replaces the tokens of an account (connect / reconnect). A reconnect that
+/// returns no refresh token keeps the stored one: a token is never overwritten with
+/// nothing.
+pub async fn store_connected(
+    db: &impl ConnectionTrait,
+    vault: &KeyRing,
+    account: &social_account::Model,
+    set: &TokenSet,
+) -> ServiceResult<oauth_token::Model> {
+    let sealed = seal(vault, account, set)?;
+    let now = Utc::now();
+    let scopes = set.scopes.join(",");
+    match find_by_account(db, account.id).await? {
+        Some(existing) => {
+            let version = existing.version;
+            let refresh_expires_at = set.refresh_expires_at.or(existing.refresh_expires_at);
+            let keep_refresh = existing.refresh_token_enc.clone();
+            let mut row: oauth_token::ActiveModel = existing.into();
+            row.key_id = Set(sealed.key_id);
+            row.access_token_enc = Set(sealed.access);
+            row.refresh_token_enc = Set(sealed.refresh.or(keep_refresh));
+            row.expires_at = Set(set.expires_at);
+            row.refresh_expires_at = Set(refresh_expires_at);
+            row.issued_at = Set(set.issued_at);
+            row.last_refreshed_at = Set(None);
+            row.scopes = Set(scopes);
+            row.version = Set(version + 1);
+            row.refresh_lease_until = Set(None);
+            row.refresh_lease_owner = Set(None);
+            row.updated_at = Set(now);
+            Ok(row.update(db).await?)
+        }
+        None => Ok(oauth_token::ActiveModel {
+            account_id: Set(account.id),
+            tenant_id: Set(account.tenant_id),
+            key_id: Set(sealed.key_id),
+            access_token_enc: Set(sealed.access),
+            refresh_token_enc: Set(sealed.refresh),
+            expires_at: Set(set.expires_at),
+            refresh_expires_at: Set(set.refresh_expires_at),
+            issued_at: Set(set.issued_at),
+            last_refreshed_at: Set(None),
+            scopes: Set(scopes),
+            version: Set(0),
+            refresh_lease_until: Set(None),
+            refresh_lease_owner: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?),
+    }
+}
+
+/// Writes refreshed tokens if the row is still at `version` (compare-and-swap) and clears
+/// the lease. Returns whether the write happened.
+pub async fn store_refreshed(
+    db: &impl ConnectionTrait,
+    vault: &KeyRing,
+    account: &social_account::Model,
+    version: i64,
+    set: &TokenSet,
+) -> ServiceResult<bool> {
+    let sealed = seal(vault, account, set)?;
+    let now = Utc::now();
+    let mut update = oauth_token::Entity::update_many()
+        .col_expr(oauth_token::Column::KeyId, Expr::value(sealed.key_id))
+        .col_expr(
+            oauth_token::Column::AccessTokenEnc,
+            Expr::value(sealed.access),
+        )
+        .col_expr(oauth_token::Column::ExpiresAt, Expr::value(set.expires_at))
+        .col_expr(oauth_token::Column::IssuedAt, Expr::value(set.issued_at))
+        .col_expr(oauth_token::Column::LastRefreshedAt, Expr::value(Some(now)))
+        .col_expr(oauth_token::Column::Version, Expr::value(version + 1))
+        .col_expr(
+            oauth_token::Column::RefreshLeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            oauth_token::Column::RefreshLeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(oauth_token::Column::UpdatedAt, Expr::value(now));
+    // Never overwrite a stored token with nothing.
+    if let Some(refresh) = sealed.refresh {
+        update = update.col_expr(
+            oauth_token::Column::RefreshTokenEnc,
+            Expr::value(Some(refresh)),
+        );
+    }
+    if let Some(at) = set.refresh_expires_at {
+        update = update.col_expr(oauth_token::Column::RefreshExpiresAt, Expr::value(Some(at)));
+    }
+    if !set.scopes.is_empty() {
+        update = update.col_expr(
+            oauth_token::Column::Scopes,
+            Expr::value(set.scopes.join(",")),
+        );
+    }
+    let result = update
+        .filter(oauth_token::Column::AccountId.eq(account.id))
+        .filter(oauth_token::Column::Version.eq(version))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Takes the database refresh lease of a token at `version`, so no other process
+/// refreshes it meanwhile. Returns whether this process now holds it.
+pub async fn take_lease(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    version: i64,
+    owner: &str,
+    lease: std::time::Duration,
+) -> ServiceResult<bool> {
+    let now = Utc::now();
+    let until = now + Duration::from_std(lease).unwrap_or_else(|_| Duration::minutes(2));
+    let result = oauth_token::Entity::update_many()
+        .col_expr(
+            oauth_token::Column::RefreshLeaseUntil,
+            Expr::value(Some(until)),
+        )
+        .col_expr(
+            oauth_token::Column::RefreshLeaseOwner,
+            Expr::value(Some(owner.to_owned())),
+        )
+        .filter(oauth_token::Column::AccountId.eq(account_id))
+        .filter(oauth_token::Column::Version.eq(version))
+        .filter(
+            sea_orm::Condition::any()
+                .add(oauth_token::Column::RefreshLeaseUntil.is_null())
+                .add(oauth_token::Column::RefreshLeaseUntil.lt(now)),
+        )
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Gives a lease back without changing the tokens (after a failed refresh).
+pub async fn release_lease(
+    db: &impl ConnectionTrait,
+    account_id: i64,
+    owner: &str,
+) -> ServiceResult<()> {
+    oauth_token::Entity::update_many()
+        .col_expr(
+            oauth_token::Column::RefreshLeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            oauth_token::Column::RefreshLeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(oauth_token::Column::AccountId.eq(account_id))
+        .filter(oauth_token::Column::RefreshLeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn token(expires_in: Duration, now: DateTime<Utc>) -> oauth_token::Model {
+        token_issued(
+            expires_in,
+            now - Duration::hours(24) + expires_in.max(Duration::zero()),
+            now,
+        )
+    }
+
+    fn token_issued(
+        expires_in: Duration,
+        issued_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> oauth_token::Model {
         oauth_token::Model {
             id: 1,
             account_id: 1,
@@ -57,10 +307,12 @@ mod tests {
             refresh_token_enc: None,
             expires_at: now + expires_in,
             refresh_expires_at: None,
-            issued_at: now,
+            issued_at,
             last_refreshed_at: None,
             scopes: String::new(),
             version: 0,
+            refresh_lease_until: None,
+            refresh_lease_owner: None,
             created_at: now,
             updated_at: now,
         }

@@ -89,6 +89,8 @@ pub enum TokenKind {
     Access,
     /// The refresh token.
     Refresh,
+    /// The PKCE verifier of a pending authorization (account id 0).
+    PkceVerifier,
 }
 
 impl TokenKind {
@@ -97,6 +99,7 @@ impl TokenKind {
         match self {
             TokenKind::Access => "access",
             TokenKind::Refresh => "refresh",
+            TokenKind::PkceVerifier => "pkce_verifier",
         }
     }
 }

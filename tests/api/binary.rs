@@ -18,6 +18,22 @@ struct Running {
     child: Child,
     addr: String,
     stdout: Vec<String>,
+    /// Everything printed later: (is stdout, line).
+    rest: Option<mpsc::Receiver<(bool, String)>>,
+}
+
+impl Running {
+    /// Every line printed after startup, up to now (call after the process exited).
+    fn remaining_output(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(rx) = &self.rest {
+            // The reader threads end at EOF, which follows the exit.
+            while let Ok((_, line)) = rx.recv_timeout(Duration::from_secs(5)) {
+                lines.push(line);
+            }
+        }
+        lines
+    }
 }
 
 impl Drop for Running {
@@ -82,12 +98,17 @@ fn start(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Running
                 child,
                 addr,
                 stdout: printed,
+                rest: Some(rx),
             };
         }
     }
 }
 
-fn terminate(mut running: Running) -> std::process::ExitStatus {
+fn terminate(running: Running) -> std::process::ExitStatus {
+    terminate_ref(&mut { running })
+}
+
+fn terminate_ref(running: &mut Running) -> std::process::ExitStatus {
     let status = Command::new("kill")
         .args(["-TERM", &running.child.id().to_string()])
         .status()
@@ -165,10 +186,37 @@ async fn fresh_directory_one_command_prints_a_key_that_works() {
 async fn postgres_with_bootstrap_key_and_cli_key_management() {
     let dir = tempfile::tempdir().expect("dir");
     let url = fresh_database(Backend::Postgres, &dir).await;
+
+    // PostgreSQL has no file to keep a generated key next to: keys must be configured.
+    let refused = Command::new(BIN)
+        .args(["serve"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DATABASE_URL", &url)
+        .env("TOKENWARDEN_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("binary runs");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("TOKENWARDEN_KEYS"),
+        "a clear startup error: {stderr}"
+    );
+
+    let keygen = Command::new(BIN)
+        .arg("keygen")
+        .output()
+        .expect("keygen runs");
+    let keys = String::from_utf8(keygen.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned();
+    assert!(keys.contains(':'), "{keys}");
     let bootstrap = "tw_bootstrap_for_binary_test_0123456789";
     let envs = [
         ("DATABASE_URL", url.as_str()),
         ("TOKENWARDEN_BOOTSTRAP_ADMIN_KEY", bootstrap),
+        ("TOKENWARDEN_KEYS", keys.as_str()),
     ];
     let running = start(dir.path(), &envs, &["serve"]);
     assert!(running.stdout.iter().all(|l| !l.contains(bootstrap)));
@@ -254,6 +302,134 @@ async fn worker_serves_probes() {
         child,
         addr,
         stdout: Vec::new(),
+        rest: None,
     };
     assert!(terminate(running).success());
+}
+
+/// GraphQL as a key, through the binary.
+async fn gql(addr: &str, key: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(key)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json")
+}
+
+#[tokio::test]
+async fn demo_mode_connects_and_keeps_tokens_off_disk_and_out_of_logs() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut running = start(
+        dir.path(),
+        &[("RUST_LOG", "debug,hyper=info,h2=info,rustls=info")],
+        &[],
+    );
+    let key = running
+        .stdout
+        .iter()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("tw_")
+                .map(|rest| format!("tw_{rest}"))
+        })
+        .expect("generated key");
+    let addr = running.addr.clone();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    let started = gql(
+        &addr,
+        &key,
+        "mutation { startConnection(input: {platform: TIKTOK}) { authorizationUrl } }",
+        json!({}),
+    )
+    .await;
+    let authorize = started["data"]["startConnection"]["authorizationUrl"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_owned();
+    let to_callback = no_redirects
+        .get(&authorize)
+        .send()
+        .await
+        .expect("sandbox authorize");
+    let callback = to_callback.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let page = no_redirects.get(&callback).send().await.expect("callback");
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .expect("html")
+            .contains("is connected to TikTok")
+    );
+
+    let accounts = gql(
+        &addr,
+        &key,
+        "{ accounts { nodes { id status } } }",
+        json!({}),
+    )
+    .await;
+    let id = accounts["data"]["accounts"]["nodes"][0]["id"].clone();
+    assert_eq!(accounts["data"]["accounts"]["nodes"][0]["status"], "ACTIVE");
+    let access = "query($id: ID!) { accessToken(accountId: $id) { token } }";
+    let first = gql(&addr, &key, access, json!({ "id": id })).await;
+    let token1 = first["data"]["accessToken"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let refreshed = gql(
+        &addr,
+        &key,
+        "mutation($id: ID!) { refreshAccountToken(accountId: $id) { refreshed error { code } } }",
+        json!({ "id": id }),
+    )
+    .await;
+    assert_eq!(
+        refreshed["data"]["refreshAccountToken"]["refreshed"], true,
+        "{refreshed}"
+    );
+    let second = gql(&addr, &key, access, json!({ "id": id })).await;
+    let token2 = second["data"]["accessToken"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_ne!(token1, token2);
+
+    assert!(terminate_ref(&mut running).success());
+    let logs = running.remaining_output().join("\n");
+    assert!(
+        logs.contains("latency_ms"),
+        "access logs were captured: {logs}"
+    );
+    for secret in [&token1, &token2, &key] {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret leaked into the logs"
+        );
+        for entry in std::fs::read_dir(dir.path()).expect("dir") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("file");
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(
+                !found,
+                "a secret is stored in plaintext in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        dir.path().join("tokenwarden.keys").exists(),
+        "key file next to the database"
+    );
 }

@@ -97,6 +97,9 @@ impl QueryCounter {
     }
 }
 
+/// Where tests send users after a connection (allowed by the test configuration).
+pub const APP_REDIRECT: &str = "https://app.example.test/connected";
+
 /// A running server.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -105,6 +108,9 @@ pub struct TestApp {
     pub admin_key: String,
     pub db: DatabaseConnection,
     pub queries: QueryCounter,
+    /// The provider simulator this server talks to.
+    pub sandbox: sandbox::Sandbox,
+    pub sandbox_addr: SocketAddr,
     _dir: TempDir,
     _shutdown: oneshot::Sender<()>,
 }
@@ -122,20 +128,36 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = fresh_database(backend, &dir).await;
         let admin_key = format!("tw_test_admin_{}", unique_name("k"));
+        let sandbox = sandbox::Sandbox::new(sandbox::SandboxConfig::default());
+        let sandbox_addr = sandbox.spawn(0).await.expect("sandbox starts");
+        let sandbox_url = format!("http://{sandbox_addr}/sandbox");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let public_url = format!("http://{addr}");
+        let key_file = dir.path().join("tokenwarden.keys");
+        let key_file = key_file.to_str().expect("utf8 path").to_owned();
         let mut args = vec![
             "tokenwarden",
             "--database-url",
             url.as_str(),
             "--listen",
             "127.0.0.1:0",
+            "--public-url",
+            public_url.as_str(),
             "--bootstrap-admin-key",
             admin_key.as_str(),
+            "--sandbox-url",
+            sandbox_url.as_str(),
+            "--key-file",
+            key_file.as_str(),
+            "--allowed-redirects",
+            APP_REDIRECT,
+            "--provider-timeout",
+            "2s",
         ];
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).expect("test configuration");
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        let addr = listener.local_addr().expect("local addr");
         let app = App::build(config).await.expect("app starts");
         let db = app.state.db.clone();
         let queries = QueryCounter::default();
@@ -146,7 +168,11 @@ impl TestApp {
             counted.set_metric_callback(move |_| {
                 counter.fetch_add(1, Ordering::SeqCst);
             });
-            App::from_parts(counted, (*app.state.config).clone())
+            App::from_parts(
+                counted,
+                (*app.state.config).clone(),
+                app.state.engine.clone(),
+            )
         };
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -158,10 +184,15 @@ impl TestApp {
         });
         TestApp {
             addr,
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
             admin_key,
             db,
             queries,
+            sandbox,
+            sandbox_addr,
             _dir: dir,
             _shutdown: tx,
         }
@@ -267,10 +298,13 @@ impl TestApp {
                 refresh_token_enc: Set(None),
                 expires_at: Set(now + chrono::Duration::hours(hours)),
                 refresh_expires_at: Set(None),
-                issued_at: Set(now),
+                // A 24-hour token, as TikTok issues.
+                issued_at: Set(now + chrono::Duration::hours(hours - 24)),
                 last_refreshed_at: Set(None),
                 scopes: Set("user.info.basic,video.publish".into()),
                 version: Set(0),
+                refresh_lease_until: Set(None),
+                refresh_lease_owner: Set(None),
                 created_at: Set(now),
                 updated_at: Set(now),
                 ..Default::default()
@@ -283,10 +317,87 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Runs the whole browser flow: startConnection, the provider's authorize page (the
+    /// sandbox approves at once as `user`), our callback, and the final redirect to the
+    /// app. Returns the final redirect URL's query parameters.
+    pub async fn connect_flow(
+        &self,
+        key: &str,
+        platform: &str,
+        user: &str,
+        extra_authorize: &str,
+    ) -> std::collections::HashMap<String, String> {
+        let data = self
+            .gql_ok(
+                key,
+                "mutation($input: StartConnectionInput!) { startConnection(input: $input) { authorizationUrl state } }",
+                json!({ "input": { "platform": platform, "redirectAfter": APP_REDIRECT } }),
+            )
+            .await;
+        let authorize = data["startConnection"]["authorizationUrl"]
+            .as_str()
+            .expect("authorization url");
+        let callback = self
+            .follow(&format!("{authorize}&sandbox_user={user}{extra_authorize}"))
+            .await;
+        assert!(
+            callback.starts_with(&self.url("/oauth/callback/")),
+            "the provider sends the user to our callback: {callback}"
+        );
+        let back = self.follow(&callback).await;
+        assert!(back.starts_with(APP_REDIRECT), "then to the app: {back}");
+        url::Url::parse(&back)
+            .expect("url")
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    /// Connects an account and returns its global id.
+    pub async fn connect(&self, key: &str, platform: &str, user: &str) -> String {
+        let params = self.connect_flow(key, platform, user, "").await;
+        assert_eq!(
+            params.get("status").map(String::as_str),
+            Some("connected"),
+            "{params:?}"
+        );
+        params["accountId"].clone()
+    }
+
+    /// GETs a URL without following redirects and returns the `Location` it redirects to.
+    pub async fn follow(&self, url: &str) -> String {
+        let response = self.client.get(url).send().await.expect("request sent");
+        assert!(
+            response.status().is_redirection(),
+            "{url} should redirect, got {}: {:?}",
+            response.status(),
+            response.text().await
+        );
+        response.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned()
+    }
+}
+
 /// The global id of a row, as the API encodes it.
 pub fn global_id(kind: &str, id: i64) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{id}"))
+}
+
+/// The row id inside a global id.
+pub fn decode_id(id: &str) -> i64 {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .expect("base64 id");
+    String::from_utf8(raw)
+        .expect("utf8")
+        .split_once(':')
+        .and_then(|(_, n)| n.parse().ok())
+        .expect("numeric id")
 }
 
 /// The `extensions.code` of the first error, if any.

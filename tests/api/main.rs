@@ -8,5 +8,6 @@ mod api_keys;
 mod audit;
 mod auth;
 mod binary;
+mod connections;
 mod http;
 mod schema;

@@ -22,6 +22,7 @@ pub const KIND: &str = "AuditEntry";
 pub enum AuditAction {
     ApiKeyCreated,
     ApiKeyRevoked,
+    ConnectionStarted,
     AccountConnected,
     AccountReconnected,
     AccountDisconnected,

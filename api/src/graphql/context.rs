@@ -1,6 +1,8 @@
+use std::sync::Arc;
+
 use async_graphql::Context;
 use sea_orm::DatabaseConnection;
-use service::Caller;
+use service::{Caller, engine::Engine};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -23,12 +25,21 @@ pub trait ContextExt {
     fn db(&self) -> ApiResult<&DatabaseConnection>;
     /// The authenticated caller, or UNAUTHENTICATED.
     fn caller(&self) -> ApiResult<&Caller>;
+    /// The token engine (vault, providers, refresh locks).
+    fn engine(&self) -> ApiResult<&Engine>;
 }
 
 impl ContextExt for Context<'_> {
     fn db(&self) -> ApiResult<&DatabaseConnection> {
         self.data::<DatabaseConnection>().map_err(|_| {
             tracing::error!("database missing from the GraphQL context");
+            ApiError::internal()
+        })
+    }
+
+    fn engine(&self) -> ApiResult<&Engine> {
+        self.data::<Arc<Engine>>().map(AsRef::as_ref).map_err(|_| {
+            tracing::error!("engine missing from the GraphQL context");
             ApiError::internal()
         })
     }

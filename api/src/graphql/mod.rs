@@ -7,8 +7,12 @@ pub mod accounts;
 pub mod admin;
 /// The audit log.
 pub mod audit;
+/// Connecting, refreshing and disconnecting accounts; access tokens; provider stats.
+pub mod connections;
 /// Per-request context: database, caller, data loaders.
 pub mod context;
+/// `systemHealth`.
+pub mod health;
 /// Global ids and pagination cursors.
 pub mod ids;
 /// The Relay `Node` interface and `node(id)`.

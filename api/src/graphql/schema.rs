@@ -1,5 +1,8 @@
+use std::sync::Arc;
+
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 use sea_orm::DatabaseConnection;
+use service::engine::Engine;
 
 use crate::{
     config::Config,
@@ -7,6 +10,8 @@ use crate::{
         accounts::{AccountsMutation, AccountsQuery},
         admin::{AdminMutation, AdminQuery},
         audit::AuditQuery,
+        connections::{ConnectionsMutation, ConnectionsQuery},
+        health::HealthQuery,
         node::NodeQuery,
         viewer::ViewerQuery,
     },
@@ -18,13 +23,15 @@ pub struct Query(
     ViewerQuery,
     NodeQuery,
     AccountsQuery,
+    ConnectionsQuery,
     AuditQuery,
     AdminQuery,
+    HealthQuery,
 );
 
 /// Every mutation, merged from the domain files.
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountsMutation, AdminMutation);
+pub struct Mutation(AccountsMutation, ConnectionsMutation, AdminMutation);
 
 /// The application schema.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -34,9 +41,10 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 }
 
 /// Builds the served schema with the configured limits and hardening.
-pub fn build_schema(db: DatabaseConnection, config: &Config) -> AppSchema {
+pub fn build_schema(db: DatabaseConnection, engine: Arc<Engine>, config: &Config) -> AppSchema {
     let mut builder = builder()
         .data(db)
+        .data(engine)
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(64)

@@ -4,6 +4,8 @@
 mod graphql;
 /// `/healthz` and `/readyz`.
 mod health;
+/// `GET /oauth/callback/{platform}`.
+mod oauth;
 /// Request ids and access logs.
 mod observe;
 
@@ -17,7 +19,7 @@ pub fn probe_router(db: DatabaseConnection) -> Router {
     observe::layer(
         Router::new()
             .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz))
+            .route("/readyz", get(health::readyz_database))
             .with_state(db),
     )
 }
@@ -32,7 +34,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/graphql/ws", get(graphql::subscriptions_reserved))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+        .route("/readyz", get(health::readyz))
+        .route("/oauth/callback/{platform}", get(oauth::callback));
     if state.config.graphiql_enabled() {
         router = router.route("/", get(graphql::graphiql));
     }

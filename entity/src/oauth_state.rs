@@ -1,0 +1,29 @@
+//! `oauth_states`: pending OAuth authorizations (one-time, short-lived).
+
+use sea_orm::entity::prelude::*;
+
+/// A started connection. Only the SHA-256 of the `state` value is stored; the PKCE verifier
+/// is encrypted by the vault.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "oauth_states")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(unique)]
+    pub state_hash: String,
+    pub tenant_id: i64,
+    pub api_key_id: i64,
+    pub platform: String,
+    pub pkce_verifier_enc: Option<String>,
+    pub redirect_after: Option<String>,
+    /// Requested scopes, comma separated.
+    pub scopes: String,
+    pub created_at: DateTimeUtc,
+    pub expires_at: DateTimeUtc,
+    pub used_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

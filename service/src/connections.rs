@@ -1,0 +1,567 @@
+//! Connecting accounts: start (authorize URL + one-time state), complete (code exchange,
+//! profile, scope check, upsert, encrypted tokens), disconnect, and reading access tokens.
+
+use chrono::{Duration, Utc};
+use entity::{oauth_state, social_account};
+use ring::digest;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
+    TransactionSession, TransactionTrait, sea_query::Expr,
+};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::{
+    accounts::{self, TARGET},
+    audit::{self, AuditAction, Target},
+    caller::{Actor, Caller, Role},
+    domain::{AccountStatus, Platform},
+    engine::Engine,
+    error::{ServiceError, ServiceResult},
+    providers::{AuthorizeRequest, ErrorClass, ProviderError, new_pkce, new_state},
+    refresh::{self, RefreshOptions},
+    tokens,
+    vault::{Aad, TokenKind},
+};
+
+/// A started connection: send the user to `authorization_url`.
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub authorization_url: String,
+    pub state: String,
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+fn hash_state(state: &str) -> String {
+    hex::encode(digest::digest(&digest::SHA256, state.as_bytes()))
+}
+
+/// Checks `redirect_after` against the allow-list: same scheme, host and port as an
+/// allowed entry, and a path under the entry's path. No allow-list = no redirects.
+pub fn check_redirect(allowed: &[String], redirect_after: &str) -> ServiceResult<()> {
+    let refused = || {
+        ServiceError::bad_input(format!(
+            "redirectAfter {redirect_after:?} is not allowed: it must start with one of \
+             TOKENWARDEN_ALLOWED_REDIRECTS"
+        ))
+    };
+    let target = url::Url::parse(redirect_after).map_err(|_| refused())?;
+    if target.username() != "" || target.password().is_some() {
+        return Err(refused());
+    }
+    let ok = allowed.iter().any(|entry| {
+        url::Url::parse(entry).is_ok_and(|allowed| {
+            allowed.scheme() == target.scheme()
+                && allowed.host_str() == target.host_str()
+                && allowed.port_or_known_default() == target.port_or_known_default()
+                && target.path().starts_with(allowed.path())
+        })
+    });
+    if ok { Ok(()) } else { Err(refused()) }
+}
+
+fn valid_scope(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope.len() <= 100
+        && scope
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Starts a connection (INTEGRATOR): stores a one-time state bound to the caller's tenant
+/// and key (with the PKCE verifier, encrypted) and returns the provider's authorize URL.
+pub async fn start<D>(
+    db: &D,
+    engine: &Engine,
+    caller: &Caller,
+    platform: Platform,
+    redirect_after: Option<String>,
+    scopes: Option<Vec<String>>,
+) -> ServiceResult<Started>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    caller.require(Role::Integrator)?;
+    let provider = engine.providers.get_fail_fast(platform).map_err(|_| {
+        ServiceError::bad_input(format!(
+            "{} is not configured on this server",
+            platform.display_name()
+        ))
+    })?;
+    if let Some(target) = &redirect_after {
+        check_redirect(&engine.settings.allowed_redirects, target)?;
+    }
+    let scopes: Vec<String> = match scopes {
+        Some(list) if !list.is_empty() => {
+            if let Some(bad) = list.iter().find(|s| !valid_scope(s)) {
+                return Err(ServiceError::bad_input(format!("invalid scope {bad:?}")));
+            }
+            list
+        }
+        _ => provider
+            .default_scopes()
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+    };
+    let state = new_state();
+    let pkce = provider.supports_pkce().then(new_pkce);
+    let vault = engine.vault();
+    let verifier = pkce
+        .as_ref()
+        .map(|p| {
+            vault.encrypt(
+                &p.verifier,
+                &Aad::new(caller.tenant_id, 0, TokenKind::PkceVerifier),
+            )
+        })
+        .transpose()
+        .map_err(ServiceError::vault)?;
+    let url = provider
+        .authorize_url(&AuthorizeRequest {
+            redirect_uri: engine.redirect_uri(platform),
+            state: state.clone(),
+            scopes: scopes.clone(),
+            pkce_challenge: pkce.as_ref().map(|p| p.challenge.clone()),
+        })
+        .map_err(|e| ServiceError::Provider(platform, e))?;
+    let now = Utc::now();
+    let expires_at = now
+        + Duration::from_std(engine.settings.state_ttl).unwrap_or_else(|_| Duration::minutes(10));
+    let txn = db.begin().await?;
+    let row = oauth_state::ActiveModel {
+        state_hash: Set(hash_state(&state)),
+        tenant_id: Set(caller.tenant_id),
+        api_key_id: Set(caller.api_key_id),
+        platform: Set(platform.as_str().to_owned()),
+        pkce_verifier_enc: Set(verifier),
+        redirect_after: Set(redirect_after.clone()),
+        scopes: Set(scopes.join(",")),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+        used_at: Set(None),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    audit::record(
+        &txn,
+        &caller.actor(),
+        AuditAction::ConnectionStarted,
+        None,
+        json!({ "platform": platform.as_str(), "scopes": scopes, "redirectAfter": redirect_after, "stateId": row.id }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Started {
+        authorization_url: url.to_string(),
+        state,
+        expires_at,
+    })
+}
+
+/// What the provider sent back to the callback.
+#[derive(Debug)]
+pub enum CallbackResult {
+    /// The user approved: an authorization code.
+    Code(String),
+    /// The user denied or the provider failed (`error`, `error_description`).
+    Error {
+        error: String,
+        description: Option<String>,
+    },
+}
+
+/// A completed connection.
+#[derive(Clone, Debug)]
+pub struct Connected {
+    pub account: social_account::Model,
+    pub reconnected: bool,
+}
+
+/// The outcome of a callback: where to send the user, and what happened.
+#[derive(Debug)]
+pub struct Completion {
+    /// The `redirectAfter` of the state, when the state was valid and had one.
+    pub redirect_after: Option<String>,
+    pub result: ServiceResult<Connected>,
+}
+
+/// Consumes a state: valid only once, before it expires. Forged, replayed and expired
+/// states all get the same answer.
+async fn consume_state(
+    db: &impl ConnectionTrait,
+    state: &str,
+) -> ServiceResult<oauth_state::Model> {
+    let invalid = || {
+        ServiceError::bad_input(
+            "this connection link is invalid, expired or already used; start the connection again",
+        )
+    };
+    if state.is_empty() || state.len() > 200 {
+        return Err(invalid());
+    }
+    let hash = hash_state(state);
+    let now = Utc::now();
+    let claimed = oauth_state::Entity::update_many()
+        .col_expr(oauth_state::Column::UsedAt, Expr::value(Some(now)))
+        .filter(oauth_state::Column::StateHash.eq(hash.as_str()))
+        .filter(oauth_state::Column::UsedAt.is_null())
+        .filter(oauth_state::Column::ExpiresAt.gt(now))
+        .exec(db)
+        .await?;
+    if claimed.rows_affected != 1 {
+        return Err(invalid());
+    }
+    oauth_state::Entity::find()
+        .filter(oauth_state::Column::StateHash.eq(hash.as_str()))
+        .one(db)
+        .await?
+        .ok_or_else(invalid)
+}
+
+/// Completes a connection from the provider's callback (`caller` = None: the browser
+/// redirect, authorised by the state alone) or from `completeConnection` (the caller must
+/// be the key that started it).
+pub async fn complete<D>(
+    db: &D,
+    engine: &Engine,
+    platform: Option<Platform>,
+    state: &str,
+    result: CallbackResult,
+    caller: Option<&Caller>,
+    client_ip: Option<String>,
+) -> Completion
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    let row = match consume_state(db, state).await {
+        Ok(row) => row,
+        Err(err) => {
+            return Completion {
+                redirect_after: None,
+                result: Err(err),
+            };
+        }
+    };
+    let redirect_after = row.redirect_after.clone();
+    let result = finish(db, engine, platform, &row, result, caller, client_ip).await;
+    Completion {
+        redirect_after,
+        result,
+    }
+}
+
+async fn finish<D>(
+    db: &D,
+    engine: &Engine,
+    platform: Option<Platform>,
+    row: &oauth_state::Model,
+    result: CallbackResult,
+    caller: Option<&Caller>,
+    client_ip: Option<String>,
+) -> ServiceResult<Connected>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    let state_platform: Platform = row.platform.parse()?;
+    if platform.is_some_and(|p| p != state_platform) {
+        return Err(ServiceError::bad_input(
+            "this connection was started for another platform",
+        ));
+    }
+    if let Some(caller) = caller
+        && (caller.tenant_id != row.tenant_id || caller.api_key_id != row.api_key_id)
+    {
+        return Err(ServiceError::bad_input(
+            "this connection was started with another API key",
+        ));
+    }
+    let code = match result {
+        CallbackResult::Code(code) => code,
+        CallbackResult::Error { error, description } => {
+            let message = if error == "access_denied" {
+                format!(
+                    "the user declined to connect their {} account",
+                    state_platform.display_name()
+                )
+            } else {
+                format!(
+                    "{} reported an error: {error}{}",
+                    state_platform.display_name(),
+                    description.map(|d| format!(" ({d})")).unwrap_or_default()
+                )
+            };
+            return Err(ServiceError::Provider(
+                state_platform,
+                ProviderError::new(ErrorClass::InvalidInput, error, message),
+            ));
+        }
+    };
+    let provider = engine
+        .providers
+        .get_fail_fast(state_platform)
+        .map_err(|e| ServiceError::Provider(state_platform, e))?;
+    let vault = engine.vault();
+    let verifier: Option<SecretString> = row
+        .pkce_verifier_enc
+        .as_deref()
+        .map(|c| vault.decrypt(c, &Aad::new(row.tenant_id, 0, TokenKind::PkceVerifier)))
+        .transpose()
+        .map_err(ServiceError::vault)?;
+    let set = provider
+        .exchange_code(
+            &code,
+            &engine.redirect_uri(state_platform),
+            verifier.as_ref(),
+        )
+        .await
+        .map_err(|e| ServiceError::Provider(state_platform, e))?;
+    let requested: Vec<&str> = row.scopes.split(',').filter(|s| !s.is_empty()).collect();
+    let missing: Vec<String> = requested
+        .iter()
+        .filter(|s| !set.scopes.iter().any(|g| g == *s))
+        .map(|s| (*s).to_owned())
+        .collect();
+    if !missing.is_empty() {
+        return Err(ServiceError::MissingScopes(missing));
+    }
+    let profile = provider
+        .user_info(&set.access_token)
+        .await
+        .map_err(|e| ServiceError::Provider(state_platform, e))?;
+
+    let actor = Actor {
+        tenant_id: Some(row.tenant_id),
+        name: format!("api_key:{}", row.api_key_id),
+        client_ip,
+    };
+    let txn = db.begin().await?;
+    let now = Utc::now();
+    let existing = social_account::Entity::find()
+        .filter(social_account::Column::TenantId.eq(row.tenant_id))
+        .filter(social_account::Column::Platform.eq(state_platform.as_str()))
+        .filter(social_account::Column::ProviderAccountId.eq(set.provider_account_id.as_str()))
+        .one(&txn)
+        .await?;
+    let reconnected = existing.is_some();
+    let account = match existing {
+        Some(found) => {
+            let mut active: social_account::ActiveModel = found.into();
+            active.username = Set(profile.username.clone());
+            active.display_name = Set(profile.display_name.clone());
+            active.avatar_url = Set(profile.avatar_url.clone());
+            active.status = Set(AccountStatus::Active.as_str().to_owned());
+            active.status_reason = Set(None);
+            active.deactivated_at = Set(None);
+            active.connected_at = Set(Some(now));
+            active.updated_at = Set(now);
+            active.update(&txn).await?
+        }
+        None => {
+            social_account::ActiveModel {
+                tenant_id: Set(row.tenant_id),
+                platform: Set(state_platform.as_str().to_owned()),
+                provider_account_id: Set(set.provider_account_id.clone()),
+                username: Set(profile.username.clone()),
+                display_name: Set(profile.display_name.clone()),
+                avatar_url: Set(profile.avatar_url.clone()),
+                status: Set(AccountStatus::Active.as_str().to_owned()),
+                status_reason: Set(None),
+                deactivated_at: Set(None),
+                connected_at: Set(Some(now)),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?
+        }
+    };
+    let token = tokens::store_connected(&txn, &vault, &account, &set).await?;
+    audit::record(
+        &txn,
+        &actor,
+        if reconnected {
+            AuditAction::AccountReconnected
+        } else {
+            AuditAction::AccountConnected
+        },
+        Some(Target::new(TARGET, account.id)),
+        json!({
+            "platform": state_platform.as_str(),
+            "username": account.username,
+            "scopes": set.scopes,
+            "expiresAt": token.expires_at,
+        }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Connected {
+        account,
+        reconnected,
+    })
+}
+
+/// Disconnects an account (INTEGRATOR): revokes the grant where the provider can, deletes
+/// the tokens, sets DISCONNECTED. A failed revocation is recorded, not fatal: the tokens
+/// are deleted either way.
+pub async fn disconnect<D>(
+    db: &D,
+    engine: &Engine,
+    caller: &Caller,
+    account_id: i64,
+) -> ServiceResult<social_account::Model>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    caller.require(Role::Integrator)?;
+    let account = accounts::get(db, caller, account_id).await?;
+    let platform: Platform = account.platform.parse()?;
+    // No refresh of this account may run while its tokens are deleted.
+    let slot = engine.locks.slot(account.id);
+    let _guard = slot.lock().await;
+    let token = tokens::find_by_account(db, account.id).await?;
+    let mut revoke = json!(null);
+    if let (Some(token), Ok(provider)) = (&token, engine.providers.get_fail_fast(platform))
+        && provider.supports_revoke()
+    {
+        let outcome = match tokens::open(&engine.vault(), token, TokenKind::Access) {
+            Ok(access) => provider.revoke(&access).await.map_err(|e| e.code),
+            Err(_) => Err("undecryptable".to_owned()),
+        };
+        revoke = match outcome {
+            Ok(()) => json!({ "revoked": true }),
+            Err(code) => json!({ "revoked": false, "error": code }),
+        };
+    }
+    let txn = db.begin().await?;
+    if let Some(token) = token {
+        entity::oauth_token::Entity::delete_by_id(token.id)
+            .exec(&txn)
+            .await?;
+    }
+    let now = Utc::now();
+    let previous = account.status.clone();
+    let mut active: social_account::ActiveModel = account.into();
+    active.status = Set(AccountStatus::Disconnected.as_str().to_owned());
+    active.status_reason = Set(None);
+    active.updated_at = Set(now);
+    let account = active.update(&txn).await?;
+    audit::record(
+        &txn,
+        &caller.actor(),
+        AuditAction::AccountDisconnected,
+        Some(Target::new(TARGET, account.id)),
+        json!({ "platform": platform.as_str(), "previousStatus": previous, "providerRevocation": revoke }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(account)
+}
+
+/// An access token handed to an integrator.
+pub struct IssuedToken {
+    pub token: SecretString,
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Returns a usable access token (INTEGRATOR), refreshing first when little time remains.
+/// Every read is audited as ACCESS_TOKEN_READ before the token is returned.
+pub async fn access_token<D>(
+    db: &D,
+    engine: &Engine,
+    caller: &Caller,
+    account_id: i64,
+) -> ServiceResult<IssuedToken>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    caller.require(Role::Integrator)?;
+    let account = accounts::get(db, caller, account_id).await?;
+    refresh::ensure_usable_status(&account)?;
+    let mut token = tokens::find_by_account(db, account.id)
+        .await?
+        .ok_or_else(|| ServiceError::bad_input("the account has no tokens; reconnect it"))?;
+    let margin = Duration::from_std(engine.settings.access_token_margin)
+        .unwrap_or_else(|_| Duration::minutes(5));
+    let mut refresh_error = None;
+    if token.expires_at - Utc::now() < margin {
+        let options = RefreshOptions::on_request(caller.actor());
+        let report = refresh::refresh(db, engine, caller.tenant_id, account.id, options).await?;
+        refresh_error = report.error;
+        token = tokens::find_by_account(db, account.id)
+            .await?
+            .ok_or_else(|| ServiceError::bad_input("the account has no tokens; reconnect it"))?;
+    }
+    if token.expires_at <= Utc::now() {
+        let platform: Platform = account.platform.parse()?;
+        return Err(ServiceError::Provider(
+            platform,
+            refresh_error.unwrap_or_else(|| {
+                ProviderError::new(
+                    ErrorClass::GrantDead,
+                    "expired",
+                    "the access token has expired; reconnect the account",
+                )
+            }),
+        ));
+    }
+    let plain = tokens::open(&engine.vault(), &token, TokenKind::Access)?;
+    audit::record(
+        db,
+        &caller.actor(),
+        AuditAction::AccessTokenRead,
+        Some(Target::new(TARGET, account.id)),
+        json!({ "expiresAt": token.expires_at, "refreshed": token.last_refreshed_at.is_some_and(|t| Utc::now() - t < margin) }),
+    )
+    .await?;
+    Ok(IssuedToken {
+        token: plain,
+        expires_at: token.expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_must_match_an_allowed_prefix() {
+        let allowed = vec!["https://app.example.com/settings/".to_owned()];
+        assert!(check_redirect(&allowed, "https://app.example.com/settings/social?x=1").is_ok());
+        for bad in [
+            "https://evil.example.com/settings/",
+            "https://app.example.com.evil.com/settings/",
+            "http://app.example.com/settings/",
+            "https://app.example.com:8443/settings/",
+            "https://app.example.com/other",
+            "https://user@app.example.com/settings/",
+            "javascript:alert(1)",
+            "/settings/",
+        ] {
+            assert!(
+                check_redirect(&allowed, bad).is_err(),
+                "{bad} must be refused"
+            );
+        }
+        assert!(check_redirect(&[], "https://app.example.com/settings/").is_err());
+    }
+
+    #[test]
+    fn scopes_are_plain_tokens() {
+        assert!(valid_scope("video.publish"));
+        assert!(valid_scope("instagram_business_basic"));
+        assert!(!valid_scope("a b"));
+        assert!(!valid_scope(""));
+    }
+}

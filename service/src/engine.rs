@@ -1,0 +1,132 @@
+//! The long-lived pieces token work needs besides the database: the key ring, the provider
+//! clients, the per-account refresh locks and the connection settings. Built once at
+//! startup and shared by the API and the jobs.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    domain::Platform,
+    providers::{ProviderError, Providers},
+    vault::KeyRing,
+};
+
+/// Settings of connections and refreshes.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Public base URL, without trailing slash; redirect URIs are built from it.
+    pub public_url: String,
+    /// Allowed `redirectAfter` prefixes (`https://app.example.com/`, ...).
+    pub allowed_redirects: Vec<String>,
+    /// How long a started connection may take.
+    pub state_ttl: Duration,
+    /// A refresh asked this soon after a successful one returns the fresh token as is.
+    pub min_refresh_interval: Duration,
+    /// `accessToken` refreshes first when less than this remains.
+    pub access_token_margin: Duration,
+    /// How long a process may hold the database refresh lease of one token.
+    pub refresh_lease: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            allowed_redirects: Vec::new(),
+            state_ttl: Duration::from_secs(600),
+            min_refresh_interval: Duration::from_secs(10),
+            access_token_margin: Duration::from_secs(300),
+            refresh_lease: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What the last refresh of an account ended with, shared with callers that waited.
+#[derive(Clone, Debug)]
+pub(crate) struct LastOutcome {
+    pub at: Instant,
+    pub error: Option<ProviderError>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<LastOutcome>>>;
+
+/// One async mutex per account, so a process never runs two refreshes of one account.
+#[derive(Debug, Default)]
+pub struct RefreshLocks {
+    slots: Mutex<HashMap<i64, Slot>>,
+}
+
+impl RefreshLocks {
+    /// The lock of `account_id` (created on first use; idle ones are dropped).
+    pub(crate) fn slot(&self, account_id: i64) -> Slot {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slots.len() > 1024 {
+            // Only this map holds idle slots.
+            slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        slots.entry(account_id).or_default().clone()
+    }
+}
+
+/// The shared token machinery.
+#[derive(Debug)]
+pub struct Engine {
+    vault: RwLock<Arc<KeyRing>>,
+    pub providers: Arc<Providers>,
+    pub locks: RefreshLocks,
+    pub settings: EngineSettings,
+    /// Identifies this process in refresh leases.
+    pub instance: String,
+}
+
+impl Engine {
+    /// Builds the engine.
+    pub fn new(vault: KeyRing, providers: Providers, settings: EngineSettings) -> Self {
+        let instance = format!(
+            "{}-{}",
+            std::process::id(),
+            crate::providers::new_state()
+                .chars()
+                .take(8)
+                .collect::<String>()
+        );
+        Self {
+            vault: RwLock::new(Arc::new(vault)),
+            providers: Arc::new(providers),
+            locks: RefreshLocks::default(),
+            settings,
+            instance,
+        }
+    }
+
+    /// The current key ring.
+    pub fn vault(&self) -> Arc<KeyRing> {
+        self.vault
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the key ring (key rotation).
+    pub fn set_vault(&self, vault: KeyRing) {
+        *self
+            .vault
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(vault);
+    }
+
+    /// The OAuth redirect URI of a platform: `<public url>/oauth/callback/<platform>`.
+    pub fn redirect_uri(&self, platform: Platform) -> String {
+        format!(
+            "{}/oauth/callback/{}",
+            self.settings.public_url,
+            platform.as_str()
+        )
+    }
+}

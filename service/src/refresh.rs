@@ -1,0 +1,371 @@
+//! Refreshing one account's tokens, single-flight: one refresh per account at a time in a
+//! process (an async mutex), and across processes (a lease on the token row, then a
+//! compare-and-swap on its version). The new tokens are stored before anything else can
+//! fail, because a rotated-out TikTok refresh token is gone for good.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use entity::social_account;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Set, TransactionSession, TransactionTrait};
+use serde_json::json;
+
+use crate::{
+    accounts::{self, TARGET},
+    audit::{self, AuditAction, Target},
+    caller::Actor,
+    domain::{AccountStatus, Platform},
+    engine::{Engine, LastOutcome},
+    error::{ServiceError, ServiceResult},
+    providers::{ErrorClass, ProviderError},
+    tokens,
+    vault::TokenKind,
+};
+
+/// How a refresh is run.
+#[derive(Clone, Debug)]
+pub struct RefreshOptions {
+    /// Who asked, for the audit log.
+    pub actor: Actor,
+    /// Wait for provider rate-limit capacity (jobs) instead of failing fast (requests).
+    pub wait_for_capacity: bool,
+}
+
+impl RefreshOptions {
+    /// A refresh on behalf of an API request: fails fast when rate limited.
+    pub fn on_request(actor: Actor) -> Self {
+        Self {
+            actor,
+            wait_for_capacity: false,
+        }
+    }
+
+    /// A refresh from a background job: waits for rate-limit capacity.
+    pub fn in_job(actor: Actor) -> Self {
+        Self {
+            actor,
+            wait_for_capacity: true,
+        }
+    }
+}
+
+/// What a refresh did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefreshKind {
+    /// The provider issued new tokens.
+    Refreshed,
+    /// The tokens were refreshed moments ago (here or in another process); no provider call.
+    AlreadyFresh,
+    /// The refresh failed; see `error`.
+    Failed,
+}
+
+/// The account after a refresh, and the failure if there was one.
+#[derive(Clone, Debug)]
+pub struct RefreshReport {
+    pub account: social_account::Model,
+    pub kind: RefreshKind,
+    pub error: Option<ProviderError>,
+}
+
+/// Refuses accounts that cannot be refreshed or read at all.
+pub fn ensure_usable_status(account: &social_account::Model) -> ServiceResult<()> {
+    let status: AccountStatus = account.status.parse()?;
+    match status {
+        AccountStatus::Active | AccountStatus::RefreshFailing => Ok(()),
+        AccountStatus::ReconnectRequired | AccountStatus::Expired => Err(ServiceError::Provider(
+            account.platform.parse()?,
+            ProviderError::new(
+                ErrorClass::GrantDead,
+                account
+                    .status_reason
+                    .clone()
+                    .unwrap_or_else(|| status.as_str().to_lowercase()),
+                "the account must be reconnected before its tokens can be used",
+            ),
+        )),
+        AccountStatus::Disconnected => Err(ServiceError::bad_input(
+            "the account is disconnected; connect it again",
+        )),
+        AccountStatus::Deactivated => Err(ServiceError::bad_input(
+            "the account is deactivated; reactivate it first",
+        )),
+    }
+}
+
+/// Refreshes the tokens of one account of `tenant_id` now. Concurrent calls for the same
+/// account share one provider call; a call within `min_refresh_interval` of a success
+/// returns without calling the provider.
+pub async fn refresh<D>(
+    db: &D,
+    engine: &Engine,
+    tenant_id: i64,
+    account_id: i64,
+    options: RefreshOptions,
+) -> ServiceResult<RefreshReport>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    let asked_at = Instant::now();
+    let slot = engine.locks.slot(account_id);
+    let mut last = slot.lock().await;
+    let account = accounts::find(db, tenant_id, account_id)
+        .await?
+        .ok_or(ServiceError::NotFound("account"))?;
+    if let Some(outcome) = last.as_ref().filter(|o| o.at >= asked_at) {
+        // Another caller refreshed (or failed) while this one waited: share its result.
+        return Ok(RefreshReport {
+            account,
+            kind: if outcome.error.is_some() {
+                RefreshKind::Failed
+            } else {
+                RefreshKind::AlreadyFresh
+            },
+            error: outcome.error.clone(),
+        });
+    }
+    let report = refresh_locked(db, engine, account, &options).await?;
+    *last = Some(LastOutcome {
+        at: Instant::now(),
+        error: report.error.clone(),
+    });
+    Ok(report)
+}
+
+async fn refresh_locked<D>(
+    db: &D,
+    engine: &Engine,
+    account: social_account::Model,
+    options: &RefreshOptions,
+) -> ServiceResult<RefreshReport>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    ensure_usable_status(&account)?;
+    let platform: Platform = account.platform.parse()?;
+    let token = tokens::find_by_account(db, account.id)
+        .await?
+        .ok_or_else(|| ServiceError::bad_input("the account has no tokens; reconnect it"))?;
+    let now = Utc::now();
+    let min_interval = chrono::Duration::from_std(engine.settings.min_refresh_interval)
+        .unwrap_or_else(|_| chrono::Duration::seconds(10));
+    if token
+        .last_refreshed_at
+        .is_some_and(|at| now - at < min_interval)
+    {
+        return Ok(RefreshReport {
+            account,
+            kind: RefreshKind::AlreadyFresh,
+            error: None,
+        });
+    }
+
+    // Dead before we even ask: the refresh token (TikTok) or the token itself
+    // (Instagram) has expired.
+    let refreshable_until = match platform {
+        Platform::TikTok => token.refresh_expires_at,
+        Platform::Instagram => Some(token.expires_at),
+    };
+    if refreshable_until.is_some_and(|until| until <= now) {
+        let error = ProviderError::new(
+            ErrorClass::GrantDead,
+            "expired",
+            format!(
+                "the {} token expired before it could be refreshed",
+                platform.display_name()
+            ),
+        );
+        let account = record_failure(db, account, &error, &options.actor).await?;
+        return Ok(failed(account, error));
+    }
+
+    let provider = if options.wait_for_capacity {
+        engine.providers.get(platform)
+    } else {
+        engine.providers.get_fail_fast(platform)
+    }
+    .map_err(|e| ServiceError::Provider(platform, e))?;
+
+    if !tokens::take_lease(
+        db,
+        account.id,
+        token.version,
+        &engine.instance,
+        engine.settings.refresh_lease,
+    )
+    .await?
+    {
+        // Another process holds the lease or has just written new tokens.
+        let current = tokens::find_by_account(db, account.id).await?;
+        if current.is_some_and(|t| t.version != token.version) {
+            return Ok(RefreshReport {
+                account,
+                kind: RefreshKind::AlreadyFresh,
+                error: None,
+            });
+        }
+        let mut error = ProviderError::new(
+            ErrorClass::Transient,
+            "refresh_in_progress",
+            "another process is refreshing this account; retry in a few seconds",
+        );
+        error.retry_after = Some(Duration::from_secs(5));
+        return Ok(failed(account, error));
+    }
+
+    let vault = engine.vault();
+    let kind = match platform {
+        Platform::TikTok => TokenKind::Refresh,
+        Platform::Instagram => TokenKind::Access,
+    };
+    let current = match tokens::open(&vault, &token, kind) {
+        Ok(current) => current,
+        Err(err) => {
+            tokens::release_lease(db, account.id, &engine.instance).await?;
+            return Err(err);
+        }
+    };
+    let scopes: Vec<String> = token
+        .scopes
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let request = crate::providers::RefreshRequest {
+        token: &current,
+        issued_at: token.issued_at,
+        expires_at: token.expires_at,
+        provider_account_id: &account.provider_account_id,
+        scopes: &scopes,
+    };
+    match provider.refresh(&request).await {
+        Ok(set) => {
+            let account =
+                store_success(db, engine, account, token.version, &set, &options.actor).await?;
+            Ok(RefreshReport {
+                account,
+                kind: RefreshKind::Refreshed,
+                error: None,
+            })
+        }
+        Err(error) => {
+            tokens::release_lease(db, account.id, &engine.instance).await?;
+            if error.class == ErrorClass::NotRefreshableYet {
+                // Nothing is wrong; the token is just too young (Instagram's 24 hours).
+                return Ok(failed(account, error));
+            }
+            let account = record_failure(db, account, &error, &options.actor).await?;
+            Ok(failed(account, error))
+        }
+    }
+}
+
+fn failed(account: social_account::Model, error: ProviderError) -> RefreshReport {
+    RefreshReport {
+        account,
+        kind: RefreshKind::Failed,
+        error: Some(error),
+    }
+}
+
+/// Stores new tokens (compare-and-swap), marks the account ACTIVE and audits, in one
+/// transaction, retried on database errors: the provider has already rotated the tokens.
+async fn store_success<D>(
+    db: &D,
+    engine: &Engine,
+    account: social_account::Model,
+    version: i64,
+    set: &crate::providers::TokenSet,
+    actor: &Actor,
+) -> ServiceResult<social_account::Model>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    let vault = engine.vault();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result: ServiceResult<Option<social_account::Model>> = async {
+            let txn = db.begin().await?;
+            if !tokens::store_refreshed(&txn, &vault, &account, version, set).await? {
+                return Ok(None);
+            }
+            let mut active: social_account::ActiveModel = account.clone().into();
+            active.status = Set(AccountStatus::Active.as_str().to_owned());
+            active.status_reason = Set(None);
+            active.updated_at = Set(Utc::now());
+            let updated = active.update(&txn).await?;
+            audit::record(
+                &txn,
+                actor,
+                AuditAction::TokenRefreshed,
+                Some(Target::new(TARGET, updated.id)),
+                json!({ "platform": updated.platform, "expiresAt": set.expires_at, "refreshExpiresAt": set.refresh_expires_at }),
+            )
+            .await?;
+            txn.commit().await?;
+            Ok(Some(updated))
+        }
+        .await;
+        match result {
+            Ok(Some(updated)) => return Ok(updated),
+            Ok(None) => {
+                // The row changed under the lease (a reconnect): the reconnect's tokens win.
+                tracing::warn!(
+                    account_id = account.id,
+                    "token row changed during refresh; keeping the newer tokens"
+                );
+                return Ok(account);
+            }
+            Err(err) if attempt < 5 => {
+                tracing::error!(account_id = account.id, attempt, error = %err, "could not store refreshed tokens; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Applies a failed refresh to the account: transient failures mark it REFRESH_FAILING
+/// (retried later), dead grants RECONNECT_REQUIRED (or EXPIRED), configuration problems
+/// leave the status alone (the operator must act, not the user). Audited.
+async fn record_failure<D>(
+    db: &D,
+    account: social_account::Model,
+    error: &ProviderError,
+    actor: &Actor,
+) -> ServiceResult<social_account::Model>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    let current: AccountStatus = account.status.parse()?;
+    let status = match error.class {
+        ErrorClass::Transient => AccountStatus::RefreshFailing,
+        ErrorClass::GrantDead if error.code == "expired" => AccountStatus::Expired,
+        ErrorClass::GrantDead => AccountStatus::ReconnectRequired,
+        ErrorClass::Config | ErrorClass::InvalidInput | ErrorClass::NotRefreshableYet => current,
+    };
+    let txn = db.begin().await?;
+    let mut active: social_account::ActiveModel = account.into();
+    active.status = Set(status.as_str().to_owned());
+    active.status_reason = Set(Some(error.code.clone()));
+    active.updated_at = Set(Utc::now());
+    let updated = active.update(&txn).await?;
+    audit::record(
+        &txn,
+        actor,
+        AuditAction::TokenRefreshFailed,
+        Some(Target::new(TARGET, updated.id)),
+        json!({
+            "platform": updated.platform,
+            "errorClass": error.class.as_str(),
+            "errorCode": error.code,
+            "reason": error.reason(),
+            "httpStatus": error.http_status,
+            "status": updated.status,
+        }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(updated)
+}

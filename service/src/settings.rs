@@ -1,0 +1,71 @@
+//! Deployment-wide named values, and the vault canary: a known value encrypted at first
+//! start, decrypted by readiness checks ("token encryption verification").
+
+use chrono::Utc;
+use entity::setting;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+
+use crate::{
+    error::{ServiceError, ServiceResult},
+    vault::KeyRing,
+};
+
+/// The name of the canary setting.
+pub const CANARY: &str = "vault_canary";
+
+/// Reads a setting.
+pub async fn get(db: &impl ConnectionTrait, name: &str) -> ServiceResult<Option<String>> {
+    Ok(setting::Entity::find_by_id(name.to_owned())
+        .one(db)
+        .await?
+        .map(|s| s.value))
+}
+
+/// Writes a setting.
+pub async fn put(db: &impl ConnectionTrait, name: &str, value: String) -> ServiceResult<()> {
+    let now = Utc::now();
+    match setting::Entity::find_by_id(name.to_owned()).one(db).await? {
+        Some(existing) => {
+            let mut active: setting::ActiveModel = existing.into();
+            active.value = Set(value);
+            active.updated_at = Set(now);
+            active.update(db).await?;
+        }
+        None => {
+            setting::ActiveModel {
+                name: Set(name.to_owned()),
+                value: Set(value),
+                updated_at: Set(now),
+            }
+            .insert(db)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores the canary on first start, then checks that the configured keys decrypt it: a
+/// missing or wrong key is reported at startup, not at the first refresh.
+pub async fn ensure_canary(db: &impl ConnectionTrait, vault: &KeyRing) -> ServiceResult<()> {
+    match get(db, CANARY).await? {
+        Some(stored) => vault.verify_canary(&stored).map_err(|err| {
+            ServiceError::Internal(format!(
+                "the configured encryption keys cannot decrypt this database's canary ({err}); \
+                 check TOKENWARDEN_KEYS / the key file"
+            ))
+        }),
+        None => {
+            let canary = vault.encrypt_canary().map_err(ServiceError::vault)?;
+            put(db, CANARY, canary).await
+        }
+    }
+}
+
+/// Decrypts the canary now (readiness and `systemHealth`).
+pub async fn check_canary(db: &impl ConnectionTrait, vault: &KeyRing) -> Result<(), String> {
+    match get(db, CANARY).await {
+        Ok(Some(stored)) => vault.verify_canary(&stored).map_err(|e| e.to_string()),
+        Ok(None) => Err("no canary stored yet".to_owned()),
+        Err(err) => Err(format!("database: {err}")),
+    }
+}
