@@ -29,6 +29,8 @@ pub struct EngineSettings {
     pub access_token_margin: Duration,
     /// How long a process may hold the database refresh lease of one token.
     pub refresh_lease: Duration,
+    /// How long a refresh waits for another process's refresh of the same account.
+    pub lease_wait: Duration,
 }
 
 impl Default for EngineSettings {
@@ -40,6 +42,7 @@ impl Default for EngineSettings {
             min_refresh_interval: Duration::from_secs(10),
             access_token_margin: Duration::from_secs(300),
             refresh_lease: Duration::from_secs(120),
+            lease_wait: Duration::from_secs(15),
         }
     }
 }

@@ -195,22 +195,9 @@ where
     )
     .await?
     {
-        // Another process holds the lease or has just written new tokens.
-        let current = tokens::find_by_account(db, account.id).await?;
-        if current.is_some_and(|t| t.version != token.version) {
-            return Ok(RefreshReport {
-                account,
-                kind: RefreshKind::AlreadyFresh,
-                error: None,
-            });
-        }
-        let mut error = ProviderError::new(
-            ErrorClass::Transient,
-            "refresh_in_progress",
-            "another process is refreshing this account; retry in a few seconds",
-        );
-        error.retry_after = Some(Duration::from_secs(5));
-        return Ok(failed(account, error));
+        // Another process is refreshing this account: wait for its result instead of
+        // presenting the same refresh token a second time.
+        return wait_for_other_process(db, engine, account, token.version).await;
     }
 
     let vault = engine.vault();
@@ -258,6 +245,51 @@ where
             Ok(failed(account, error))
         }
     }
+}
+
+/// Polls the token row until the other process's refresh lands (new version: fresh) or
+/// its lease ends without one (it failed: report that, without calling the provider).
+async fn wait_for_other_process(
+    db: &impl ConnectionTrait,
+    engine: &Engine,
+    account: social_account::Model,
+    version: i64,
+) -> ServiceResult<RefreshReport> {
+    let deadline = Instant::now() + engine.settings.lease_wait;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(current) = tokens::find_by_account(db, account.id).await? else {
+            return Err(ServiceError::bad_input(
+                "the account's tokens were deleted meanwhile",
+            ));
+        };
+        if current.version != version {
+            let account = accounts::find(db, account.tenant_id, account.id)
+                .await?
+                .unwrap_or(account);
+            return Ok(RefreshReport {
+                account,
+                kind: RefreshKind::AlreadyFresh,
+                error: None,
+            });
+        }
+        if current
+            .refresh_lease_until
+            .is_none_or(|until| until < Utc::now())
+        {
+            break;
+        }
+    }
+    let account = accounts::find(db, account.tenant_id, account.id)
+        .await?
+        .unwrap_or(account);
+    let mut error = ProviderError::new(
+        ErrorClass::Transient,
+        "refresh_in_progress",
+        "another process's refresh of this account did not complete; retry shortly",
+    );
+    error.retry_after = Some(Duration::from_secs(5));
+    Ok(failed(account, error))
 }
 
 fn failed(account: social_account::Model, error: ProviderError) -> RefreshReport {

@@ -15,6 +15,8 @@ use crate::{
 on_both_backends!(
     both_platforms_connect_and_reconnect_keeps_the_account,
     hundred_concurrent_refreshes_make_one_provider_call,
+    concurrent_refreshes_on_two_nodes_make_one_provider_call,
+    single_page_apps_complete_with_the_same_key,
     revoked_grants_require_reconnect,
     transient_failures_never_require_reconnect,
     instagram_young_tokens_are_not_refreshed,
@@ -128,6 +130,125 @@ async fn hundred_concurrent_refreshes_make_one_provider_call(app: TestApp) {
     let again = refresh(&app, &app.admin_key, &id).await;
     assert_eq!(again["refreshed"], true, "{again}");
     assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
+}
+
+async fn concurrent_refreshes_on_two_nodes_make_one_provider_call(app: TestApp) {
+    let id = app.connect(&app.admin_key, "TIKTOK", "shared").await;
+    let (other, _stop) = app.second_node().await;
+    // Slow provider, so the two nodes' refreshes overlap.
+    app.sandbox.update_config(sandbox::ConfigPatch {
+        latency_ms: Some(400),
+        ..Default::default()
+    });
+    let before = app.sandbox.stats().tiktok.refresh_calls;
+    let send = |addr: String| {
+        let client = app.client.clone();
+        let key = app.admin_key.clone();
+        let id = id.clone();
+        async move {
+            let body: Value = client
+                .post(format!("http://{addr}/graphql"))
+                .bearer_auth(key)
+                .json(&json!({ "query": REFRESH, "variables": { "id": id } }))
+                .send()
+                .await
+                .expect("sent")
+                .json()
+                .await
+                .expect("json");
+            body["data"]["refreshAccountToken"].clone()
+        }
+    };
+    let here = app.addr.to_string();
+    let there = other.to_string();
+    let calls = (0..40).map(|i| {
+        send(if i % 2 == 0 {
+            here.clone()
+        } else {
+            there.clone()
+        })
+    });
+    let results = futures::future::join_all(calls).await;
+    let stats = app.sandbox.stats().tiktok;
+    assert_eq!(
+        stats.refresh_calls - before,
+        1,
+        "one provider call across both nodes"
+    );
+    assert_eq!(stats.reused_refresh_tokens, 0);
+    // The node that lost the race waited for the winner's tokens instead of failing.
+    assert!(results.iter().all(|r| r["error"].is_null()), "{results:?}");
+    assert_eq!(results.iter().filter(|r| r["refreshed"] == true).count(), 1);
+    assert!(results.iter().all(|r| r["account"]["status"] == "ACTIVE"));
+    assert_eq!(account(&app, &id).await["status"], "ACTIVE");
+}
+
+async fn single_page_apps_complete_with_the_same_key(app: TestApp) {
+    let integrator = app.create_key(&app.admin_key, "spa", "INTEGRATOR").await;
+    let data = app
+        .gql_ok(
+            &integrator,
+            "mutation { startConnection(input: {platform: INSTAGRAM}) { authorizationUrl state } }",
+            json!({}),
+        )
+        .await;
+    let authorize = data["startConnection"]["authorizationUrl"]
+        .as_str()
+        .expect("url");
+    let state = data["startConnection"]["state"].as_str().expect("state");
+    let callback = app
+        .follow(&format!("{authorize}&sandbox_user=spa_user"))
+        .await;
+    let code = url::Url::parse(&callback)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("code");
+    let complete = "mutation($s: String!, $c: String!) { completeConnection(state: $s, code: $c) { reconnected account { username status platform } } }";
+    // Another key of the same tenant cannot use it.
+    let body = app
+        .gql(
+            Some(&app.admin_key),
+            complete,
+            json!({ "s": state, "c": code }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    // The state was consumed by that attempt: start again, with the right key this time.
+    let data = app
+        .gql_ok(
+            &integrator,
+            "mutation { startConnection(input: {platform: INSTAGRAM}) { authorizationUrl state } }",
+            json!({}),
+        )
+        .await;
+    let authorize = data["startConnection"]["authorizationUrl"]
+        .as_str()
+        .expect("url");
+    let state = data["startConnection"]["state"].as_str().expect("state");
+    let callback = app
+        .follow(&format!("{authorize}&sandbox_user=spa_user"))
+        .await;
+    let code = url::Url::parse(&callback)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("code");
+    let data = app
+        .gql_ok(
+            &integrator,
+            complete,
+            json!({ "s": state, "c": format!("{code}#_") }),
+        )
+        .await;
+    assert_eq!(
+        data["completeConnection"]["account"]["username"],
+        "spa_user"
+    );
+    assert_eq!(data["completeConnection"]["account"]["status"], "ACTIVE");
+    assert_eq!(data["completeConnection"]["reconnected"], false);
 }
 
 async fn revoked_grants_require_reconnect(app: TestApp) {
@@ -565,4 +686,24 @@ async fn provider_calls_feed_stats_and_health(app: TestApp) {
         .await
         .expect("json");
     assert_eq!(ready["checks"]["encryption"], "ok");
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_a_clear_startup_error() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (id, key) = service::vault::KeyRing::generate_key().expect("key");
+    let mut config = app.config.clone();
+    config.keys = Some(format!(
+        "{id}:{}",
+        secrecy::ExposeSecret::expose_secret(&key)
+    ));
+    let err = match api::App::build(config).await {
+        Ok(_) => panic!("a key that cannot decrypt the canary must not start"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(err.contains("canary"), "{err}");
+    assert!(
+        !err.contains(secrecy::ExposeSecret::expose_secret(&key)),
+        "no key material in errors"
+    );
 }

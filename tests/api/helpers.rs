@@ -108,6 +108,8 @@ pub struct TestApp {
     pub admin_key: String,
     pub db: DatabaseConnection,
     pub queries: QueryCounter,
+    /// The configuration the server runs with.
+    pub config: Config,
     /// The provider simulator this server talks to.
     pub sandbox: sandbox::Sandbox,
     pub sandbox_addr: SocketAddr,
@@ -158,7 +160,7 @@ impl TestApp {
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).expect("test configuration");
 
-        let app = App::build(config).await.expect("app starts");
+        let app = App::build(config.clone()).await.expect("app starts");
         let db = app.state.db.clone();
         let queries = QueryCounter::default();
         let app = {
@@ -191,6 +193,7 @@ impl TestApp {
             admin_key,
             db,
             queries,
+            config,
             sandbox,
             sandbox_addr,
             _dir: dir,
@@ -318,6 +321,26 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// A second server process over the same database and sandbox, with its own engine
+    /// (own refresh locks, own provider clients): what another node would be.
+    pub async fn second_node(&self) -> (SocketAddr, oneshot::Sender<()>) {
+        let engine = api::app::build_engine(&self.db, &self.config)
+            .await
+            .expect("second engine");
+        let app = App::from_parts(self.db.clone(), self.config.clone(), engine);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            app.serve(listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("second node runs");
+        });
+        (addr, tx)
+    }
+
     /// Runs the whole browser flow: startConnection, the provider's authorize page (the
     /// sandbox approves at once as `user`), our callback, and the final redirect to the
     /// app. Returns the final redirect URL's query parameters.
