@@ -5,6 +5,7 @@ pub mod audit_log;
 pub mod oauth_state;
 pub mod oauth_token;
 pub mod provider_call;
+pub mod refresh_attempt;
 pub mod setting;
 pub mod social_account;
 pub mod tenant;
@@ -16,6 +17,7 @@ pub mod prelude {
     pub use super::oauth_state::Entity as OauthState;
     pub use super::oauth_token::Entity as OauthToken;
     pub use super::provider_call::Entity as ProviderCall;
+    pub use super::refresh_attempt::Entity as RefreshAttempt;
     pub use super::setting::Entity as Setting;
     pub use super::social_account::Entity as SocialAccount;
     pub use super::tenant::Entity as Tenant;

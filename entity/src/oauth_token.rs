@@ -26,6 +26,12 @@ pub struct Model {
     pub refresh_lease_until: Option<DateTimeUtc>,
     /// Who holds the refresh lease (process id + random), for diagnostics.
     pub refresh_lease_owner: Option<String>,
+    /// When a failed refresh is retried (set after transient failures).
+    pub next_refresh_at: Option<DateTimeUtc>,
+    /// Consecutive failed refreshes.
+    pub failure_count: i32,
+    /// While in the future, a sweep has queued this token's refresh.
+    pub sweep_claimed_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -21,6 +21,8 @@ pub struct Model {
     pub status_reason: Option<String>,
     pub deactivated_at: Option<DateTimeUtc>,
     pub connected_at: Option<DateTimeUtc>,
+    /// When tokens and personal data of this (long deactivated) account were deleted.
+    pub purged_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

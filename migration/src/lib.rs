@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_foundation;
 mod m20261124_000002_connections;
+mod m20261124_000003_jobs;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_foundation::Migration),
             Box::new(m20261124_000002_connections::Migration),
+            Box::new(m20261124_000003_jobs::Migration),
         ]
     }
 }

@@ -370,6 +370,7 @@ where
                 status_reason: Set(None),
                 deactivated_at: Set(None),
                 connected_at: Set(Some(now)),
+                purged_at: Set(None),
                 created_at: Set(now),
                 updated_at: Set(now),
                 ..Default::default()

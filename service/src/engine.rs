@@ -31,6 +31,8 @@ pub struct EngineSettings {
     pub refresh_lease: Duration,
     /// How long a refresh waits for another process's refresh of the same account.
     pub lease_wait: Duration,
+    /// The key file, when keys come from one (rotation can then generate keys).
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineSettings {
@@ -43,6 +45,7 @@ impl Default for EngineSettings {
             access_token_margin: Duration::from_secs(300),
             refresh_lease: Duration::from_secs(120),
             lease_wait: Duration::from_secs(15),
+            key_file: None,
         }
     }
 }

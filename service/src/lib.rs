@@ -6,10 +6,14 @@
 pub mod accounts;
 /// API keys: generation, hashing, authentication, bootstrap.
 pub mod api_keys;
+/// Refresh attempts and retry scheduling.
+pub mod attempts;
 /// The append-only audit log.
 pub mod audit;
 /// Who is calling: tenant, role and actor label, checked by every service function.
 pub mod caller;
+/// Purging long-deactivated accounts.
+pub mod cleanup;
 /// Connecting accounts, disconnecting them, reading access tokens.
 pub mod connections;
 /// Connecting to SQLite or PostgreSQL and running migrations.
@@ -30,8 +34,12 @@ pub mod provider_calls;
 pub mod providers;
 /// Single-flight token refresh.
 pub mod refresh;
+/// Encryption key rotation and rewrapping.
+pub mod rotation;
 /// Deployment settings and the vault canary.
 pub mod settings;
+/// Finding and claiming tokens due for a refresh.
+pub mod sweep;
 /// Tenants: lookup and creation.
 pub mod tenants;
 /// Token rows: lookups and health (no decryption here).

@@ -147,6 +147,9 @@ pub async fn store_connected(
             row.version = Set(version + 1);
             row.refresh_lease_until = Set(None);
             row.refresh_lease_owner = Set(None);
+            row.next_refresh_at = Set(None);
+            row.failure_count = Set(0);
+            row.sweep_claimed_until = Set(None);
             row.updated_at = Set(now);
             Ok(row.update(db).await?)
         }
@@ -164,6 +167,9 @@ pub async fn store_connected(
             version: Set(0),
             refresh_lease_until: Set(None),
             refresh_lease_owner: Set(None),
+            next_refresh_at: Set(None),
+            failure_count: Set(0),
+            sweep_claimed_until: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
@@ -313,6 +319,9 @@ mod tests {
             version: 0,
             refresh_lease_until: None,
             refresh_lease_owner: None,
+            next_refresh_at: None,
+            failure_count: 0,
+            sweep_claimed_until: None,
             created_at: now,
             updated_at: now,
         }

@@ -285,6 +285,7 @@ impl TestApp {
             status_reason: Set(None),
             deactivated_at: Set(None),
             connected_at: Set(Some(now)),
+            purged_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
@@ -308,6 +309,9 @@ impl TestApp {
                 version: Set(0),
                 refresh_lease_until: Set(None),
                 refresh_lease_owner: Set(None),
+                next_refresh_at: Set(None),
+                failure_count: Set(0),
+                sweep_claimed_until: Set(None),
                 created_at: Set(now),
                 updated_at: Set(now),
                 ..Default::default()

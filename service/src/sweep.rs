@@ -1,0 +1,322 @@
+//! Finding tokens that are due for a refresh. Windows are *before* expiry: an expired
+//! Instagram token can never be refreshed (the maintenance guide's sample selected expired
+//! tokens; this does not). Claims make concurrent sweeps enqueue each account once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::{oauth_token, social_account};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Set, TransactionSession, TransactionTrait,
+    sea_query::Expr,
+};
+use serde_json::json;
+
+use crate::{
+    accounts::TARGET,
+    audit::{self, AuditAction, Target},
+    caller::Actor,
+    domain::{AccountStatus, Platform},
+    error::ServiceResult,
+};
+
+/// Instagram refuses to refresh tokens younger than this.
+pub const INSTAGRAM_MIN_AGE: chrono::Duration = chrono::Duration::hours(24);
+
+/// How early tokens are refreshed, and how sweeps claim work.
+#[derive(Clone, Debug)]
+pub struct SweepSettings {
+    /// Refresh TikTok access tokens this long before they expire.
+    pub tiktok_window: Duration,
+    /// Refresh Instagram tokens this long before they expire.
+    pub instagram_window: Duration,
+    /// A claimed account is not claimed again for this long (a lost job is found again
+    /// after it).
+    pub claim_for: Duration,
+    /// Accounts claimed per statement.
+    pub batch: u64,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            tiktok_window: Duration::from_secs(60 * 60),
+            instagram_window: Duration::from_secs(7 * 24 * 60 * 60),
+            claim_for: Duration::from_secs(10 * 60),
+            batch: 500,
+        }
+    }
+}
+
+impl SweepSettings {
+    /// The refresh window of a platform.
+    pub fn window(&self, platform: Platform) -> chrono::Duration {
+        let window = match platform {
+            Platform::TikTok => self.tiktok_window,
+            Platform::Instagram => self.instagram_window,
+        };
+        chrono::Duration::from_std(window).unwrap_or_else(|_| chrono::Duration::days(1))
+    }
+}
+
+/// An account whose refresh a sweep claimed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub tenant_id: i64,
+    pub account_id: i64,
+}
+
+fn refreshable_statuses() -> [&'static str; 2] {
+    [
+        AccountStatus::Active.as_str(),
+        AccountStatus::RefreshFailing.as_str(),
+    ]
+}
+
+/// Whether a token is inside its refresh window at `now` (and still refreshable).
+pub fn is_due(
+    settings: &SweepSettings,
+    platform: Platform,
+    token: &oauth_token::Model,
+    now: DateTime<Utc>,
+) -> bool {
+    let in_window = token.expires_at <= now + settings.window(platform);
+    let retry_ok = token.next_refresh_at.is_none_or(|at| at <= now);
+    let refreshable = match platform {
+        Platform::TikTok => token.refresh_expires_at.is_none_or(|at| at > now),
+        Platform::Instagram => token.expires_at > now && token.issued_at <= now - INSTAGRAM_MIN_AGE,
+    };
+    in_window && retry_ok && refreshable
+}
+
+fn due_condition(settings: &SweepSettings, platform: Platform, now: DateTime<Utc>) -> Condition {
+    let accounts = social_account::Entity::find()
+        .select_only()
+        .column(social_account::Column::Id)
+        .filter(social_account::Column::Platform.eq(platform.as_str()))
+        .filter(social_account::Column::Status.is_in(refreshable_statuses()))
+        .filter(social_account::Column::DeactivatedAt.is_null())
+        .into_query();
+    let mut condition = Condition::all()
+        .add(oauth_token::Column::AccountId.in_subquery(accounts))
+        .add(oauth_token::Column::ExpiresAt.lte(now + settings.window(platform)))
+        .add(
+            Condition::any()
+                .add(oauth_token::Column::NextRefreshAt.is_null())
+                .add(oauth_token::Column::NextRefreshAt.lte(now)),
+        );
+    condition = match platform {
+        Platform::TikTok => condition.add(
+            Condition::any()
+                .add(oauth_token::Column::RefreshExpiresAt.is_null())
+                .add(oauth_token::Column::RefreshExpiresAt.gt(now)),
+        ),
+        Platform::Instagram => condition
+            .add(oauth_token::Column::ExpiresAt.gt(now))
+            .add(oauth_token::Column::IssuedAt.lte(now - INSTAGRAM_MIN_AGE)),
+    };
+    condition
+}
+
+/// Claims up to `settings.batch` due, unclaimed tokens and returns their accounts. Safe to
+/// run from several workers at once: a token is claimed by one statement only.
+pub async fn claim_due(
+    db: &impl ConnectionTrait,
+    settings: &SweepSettings,
+    now: DateTime<Utc>,
+) -> ServiceResult<Vec<Due>> {
+    let until = now
+        + chrono::Duration::from_std(settings.claim_for)
+            .unwrap_or_else(|_| chrono::Duration::minutes(10));
+    let unclaimed = Condition::any()
+        .add(oauth_token::Column::SweepClaimedUntil.is_null())
+        .add(oauth_token::Column::SweepClaimedUntil.lt(now));
+    let mut claimed = Vec::new();
+    for platform in Platform::ALL {
+        let candidates = oauth_token::Entity::find()
+            .select_only()
+            .column(oauth_token::Column::Id)
+            .filter(due_condition(settings, platform, now))
+            .filter(unclaimed.clone())
+            .order_by_asc(oauth_token::Column::ExpiresAt)
+            .limit(settings.batch)
+            .into_query();
+        let rows = oauth_token::Entity::update_many()
+            .col_expr(
+                oauth_token::Column::SweepClaimedUntil,
+                Expr::value(Some(until)),
+            )
+            .filter(oauth_token::Column::Id.in_subquery(candidates))
+            .filter(unclaimed.clone())
+            .exec_with_returning(db)
+            .await?;
+        claimed.extend(rows.into_iter().map(|t| Due {
+            tenant_id: t.tenant_id,
+            account_id: t.account_id,
+        }));
+    }
+    Ok(claimed)
+}
+
+/// Forgets a claim (the job ran, or could not be queued).
+pub async fn release_claim(db: &impl ConnectionTrait, account_id: i64) -> ServiceResult<()> {
+    oauth_token::Entity::update_many()
+        .col_expr(
+            oauth_token::Column::SweepClaimedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(oauth_token::Column::AccountId.eq(account_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Accounts whose tokens can no longer be refreshed (Instagram token expired, TikTok
+/// refresh token expired) become EXPIRED: the user must reconnect. Returns them.
+pub async fn expire_unrefreshable<D>(
+    db: &D,
+    now: DateTime<Utc>,
+) -> ServiceResult<Vec<social_account::Model>>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    let mut expired = Vec::new();
+    for platform in Platform::ALL {
+        let dead = match platform {
+            Platform::TikTok => oauth_token::Column::RefreshExpiresAt.lte(now),
+            Platform::Instagram => oauth_token::Column::ExpiresAt.lte(now),
+        };
+        let ids: Vec<i64> = oauth_token::Entity::find()
+            .select_only()
+            .column(oauth_token::Column::AccountId)
+            .filter(dead)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if ids.is_empty() {
+            continue;
+        }
+        let accounts = social_account::Entity::find()
+            .filter(social_account::Column::Id.is_in(ids))
+            .filter(social_account::Column::Platform.eq(platform.as_str()))
+            .filter(social_account::Column::Status.is_in(refreshable_statuses()))
+            .all(db)
+            .await?;
+        for account in accounts {
+            let txn = db.begin().await?;
+            let previous = account.status.clone();
+            let mut active: social_account::ActiveModel = account.into();
+            active.status = Set(AccountStatus::Expired.as_str().to_owned());
+            active.status_reason = Set(Some("expired".into()));
+            active.updated_at = Set(now);
+            let updated = active.update(&txn).await?;
+            audit::record(
+                &txn,
+                &Actor::system(Some(updated.tenant_id), "system"),
+                AuditAction::TokenRefreshFailed,
+                Some(Target::new(TARGET, updated.id)),
+                json!({
+                    "platform": updated.platform,
+                    "errorClass": "grant_dead",
+                    "errorCode": "expired",
+                    "previousStatus": previous,
+                    "status": updated.status,
+                }),
+            )
+            .await?;
+            txn.commit().await?;
+            expired.push(updated);
+        }
+    }
+    Ok(expired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(
+        expires_in: chrono::Duration,
+        age: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> oauth_token::Model {
+        oauth_token::Model {
+            id: 1,
+            account_id: 1,
+            tenant_id: 1,
+            key_id: "k".into(),
+            access_token_enc: String::new(),
+            refresh_token_enc: None,
+            expires_at: now + expires_in,
+            refresh_expires_at: Some(now + chrono::Duration::days(300)),
+            issued_at: now - age,
+            last_refreshed_at: None,
+            scopes: String::new(),
+            version: 0,
+            refresh_lease_until: None,
+            refresh_lease_owner: None,
+            next_refresh_at: None,
+            failure_count: 0,
+            sweep_claimed_until: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn windows_are_before_expiry_never_after() {
+        let settings = SweepSettings::default();
+        let now = Utc::now();
+        let h = chrono::Duration::hours;
+        // TikTok: due in the last hour of a 24 h token.
+        assert!(!is_due(
+            &settings,
+            Platform::TikTok,
+            &token(h(2), h(22), now),
+            now
+        ));
+        assert!(is_due(
+            &settings,
+            Platform::TikTok,
+            &token(h(1) - chrono::Duration::minutes(1), h(23), now),
+            now
+        ));
+        // Instagram: due in the last week, never under 24 h old, never once expired.
+        let d = chrono::Duration::days;
+        assert!(!is_due(
+            &settings,
+            Platform::Instagram,
+            &token(d(10), d(50), now),
+            now
+        ));
+        assert!(is_due(
+            &settings,
+            Platform::Instagram,
+            &token(d(6), d(54), now),
+            now
+        ));
+        assert!(
+            !is_due(
+                &settings,
+                Platform::Instagram,
+                &token(d(6), h(20), now),
+                now
+            ),
+            "too young"
+        );
+        assert!(
+            !is_due(
+                &settings,
+                Platform::Instagram,
+                &token(-h(1), d(60), now),
+                now
+            ),
+            "expired"
+        );
+        // A scheduled retry waits for its time.
+        let mut waiting = token(h(1) - chrono::Duration::minutes(5), h(23), now);
+        waiting.next_refresh_at = Some(now + chrono::Duration::minutes(2));
+        assert!(!is_due(&settings, Platform::TikTok, &waiting, now));
+    }
+}
