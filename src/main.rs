@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 /// Keeps TikTok and Instagram OAuth connections alive, behind a GraphQL API.
 ///
 /// Without a subcommand it runs everything in one process (embedded mode): migrations,
-/// the GraphQL server and, once jobs exist, the worker.
+/// the GraphQL server, the workers and the schedules.
 #[derive(Parser)]
 #[command(name = "tokenwarden", version, about)]
 struct Cli {
@@ -25,9 +25,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the GraphQL API (migrates first).
+    /// Serve the GraphQL API only (migrates first); jobs are queued for workers.
     Serve,
-    /// Run background workers; serves /healthz and /readyz on the listen address.
+    /// Run the background workers and schedules; serves /healthz and /readyz.
     Worker,
     /// Apply database migrations and exit.
     Migrate,
@@ -81,7 +81,8 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config;
     match cli.command {
-        None | Some(Command::Serve) => serve(config).await,
+        None => serve(config, true).await,
+        Some(Command::Serve) => serve(config, false).await,
         Some(Command::Worker) => worker(config).await,
         Some(Command::Migrate) => {
             service::db::connect_and_migrate(&config.database_url).await?;
@@ -102,7 +103,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(mut config: Config) -> anyhow::Result<()> {
+/// Serves the API; with `with_workers` (the default all-in-one), also runs the workers and
+/// schedules in this process.
+async fn serve(mut config: Config, with_workers: bool) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("could not listen on {}", config.listen))?;
@@ -116,18 +119,52 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         "starting"
     );
     let app = App::build(config).await?;
-    app.serve(listener, shutdown_signal()).await?;
+    let shutdown = Shutdown::listen();
+    let workers = with_workers.then(|| {
+        let context = app.job_context();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { jobs::run_workers(context, stop.wait()).await })
+    });
+    app.serve(listener, shutdown.clone().wait()).await?;
+    if let Some(workers) = workers {
+        workers.await??;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One shutdown signal, awaited by several tasks.
+#[derive(Clone)]
+struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    fn listen() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = tx.send(true);
+        });
+        Shutdown(rx)
+    }
+
+    async fn wait(mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
 }
 
 async fn worker(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("could not listen on {}", config.listen))?;
-    let db = service::db::connect(&config.database_url).await?;
-    tracing::info!("worker started (no jobs are defined yet); serving /healthz and /readyz");
-    api::app::serve_probes(db, listener, shutdown_signal()).await?;
+    let worker = api::app::WorkerApp::build(&config).await?;
+    let shutdown = Shutdown::listen();
+    let probes = tokio::spawn(api::app::serve_probes(
+        worker.probes(),
+        listener,
+        shutdown.clone().wait(),
+    ));
+    jobs::run_workers(worker.context.clone(), shutdown.wait()).await?;
+    probes.await??;
     Ok(())
 }
 

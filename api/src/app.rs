@@ -1,6 +1,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::{Context as _, bail};
+use jobs::{JobContext, Queue};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use service::{
@@ -24,6 +25,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub schema: AppSchema,
     pub engine: Arc<Engine>,
+    pub queue: Queue,
 }
 
 impl axum::extract::FromRef<AppState> for DatabaseConnection {
@@ -34,22 +36,61 @@ impl axum::extract::FromRef<AppState> for DatabaseConnection {
 
 /// Serves only `/healthz` and `/readyz` (for worker processes) until `shutdown`.
 pub async fn serve_probes(
-    db: DatabaseConnection,
+    probes: http::Probes,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /readyz");
-    axum::serve(listener, http::probe_router(db))
+    axum::serve(listener, http::probe_router(probes))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
+/// A worker process: database, engine and queue, without the API.
+pub struct WorkerApp {
+    pub context: Arc<JobContext>,
+}
+
+impl WorkerApp {
+    /// Connects (no migrations: API processes run them) and starts the engine.
+    pub async fn build(config: &Config) -> anyhow::Result<WorkerApp> {
+        let db = service::db::connect(&config.database_url)
+            .await
+            .with_context(|| {
+                format!(
+                    "could not open the database at {}",
+                    service::db::redacted_url(&config.database_url)
+                )
+            })?;
+        let engine = build_engine(&db, config).await?;
+        let queue = build_queue(config).await?;
+        Ok(WorkerApp {
+            context: Arc::new(JobContext {
+                db,
+                engine,
+                queue,
+                settings: config.job_settings(),
+            }),
+        })
+    }
+
+    /// The readiness probes of this worker.
+    pub fn probes(&self) -> http::Probes {
+        http::Probes {
+            db: self.context.db.clone(),
+            engine: self.context.engine.clone(),
+            queue: self.context.queue.clone(),
+        }
+    }
+}
+
 /// Loads the key ring: `TOKENWARDEN_KEYS`, else the key file (created next to a SQLite
 /// database when missing). PostgreSQL deployments must configure keys explicitly.
-pub fn load_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
+pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, Option<std::path::PathBuf>)> {
     if let Some(keys) = config.keys.as_deref().filter(|k| !k.trim().is_empty()) {
-        return KeyRing::from_config(keys, config.active_key.as_deref())
-            .context("TOKENWARDEN_KEYS is invalid");
+        let ring = KeyRing::from_config(keys, config.active_key.as_deref())
+            .context("TOKENWARDEN_KEYS is invalid")?;
+        return Ok((ring, None));
     }
     let path = match (&config.key_file, config.sqlite_path()) {
         (Some(path), _) => path.clone(),
@@ -71,7 +112,7 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
              tokens cannot be decrypted without it"
         );
     }
-    Ok(ring)
+    Ok((ring, Some(path)))
 }
 
 /// Builds the provider clients. With no platform credentials at all, both platforms use
@@ -176,7 +217,7 @@ async fn build_providers(
 /// Builds the token engine: key ring (checked against the database canary), provider
 /// clients, and the background writer of the provider call log.
 pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::Result<Arc<Engine>> {
-    let vault = load_key_ring(config)?;
+    let (vault, key_file) = load_key_ring(config)?;
     service::settings::ensure_canary(db, &vault)
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
@@ -185,9 +226,37 @@ pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::R
     let settings = EngineSettings {
         public_url: config.public_url(),
         allowed_redirects: config.allowed_redirects.clone(),
+        key_file,
+        refresh_lease: config.refresh_lease.max(config.provider_timeout * 2),
+        lease_wait: config.refresh_lease.max(config.provider_timeout * 2),
         ..EngineSettings::default()
     };
-    Ok(Arc::new(Engine::new(vault, providers, settings)))
+    let engine = Arc::new(Engine::new(vault, providers, settings));
+    // Adopt a rotation made by another process.
+    service::rotation::sync_active_key(db, &engine)
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    Ok(engine)
+}
+
+/// Opens the job queue: Redis when REDIS_URL is set, else the embedded SQLite queue.
+pub async fn build_queue(config: &Config) -> anyhow::Result<Queue> {
+    match config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        Some(url) => Queue::redis(url, &config.redis_prefix)
+            .await
+            .with_context(|| {
+                format!(
+                    "Redis is unreachable at {}: start it or unset REDIS_URL for embedded mode",
+                    service::db::redacted_url(url)
+                )
+            }),
+        None => {
+            let path = config.queue_path();
+            Queue::sqlite(&path)
+                .await
+                .with_context(|| format!("could not open the job queue {}", path.display()))
+        }
+    }
 }
 
 /// A ready-to-serve application: database connected and migrated, admin key ensured,
@@ -210,20 +279,37 @@ impl App {
             })?;
         bootstrap(&db, &config).await?;
         let engine = build_engine(&db, &config).await?;
-        Ok(App::from_parts(db, config, engine))
+        let queue = build_queue(&config).await?;
+        Ok(App::from_parts(db, config, engine, queue))
     }
 
-    /// An app over an existing, migrated database and a running engine.
-    pub fn from_parts(db: DatabaseConnection, config: Config, engine: Arc<Engine>) -> App {
-        let schema = build_schema(db.clone(), engine.clone(), &config);
+    /// An app over an existing, migrated database, a running engine and a queue.
+    pub fn from_parts(
+        db: DatabaseConnection,
+        config: Config,
+        engine: Arc<Engine>,
+        queue: Queue,
+    ) -> App {
+        let schema = build_schema(db.clone(), engine.clone(), queue.clone(), &config);
         App {
             state: AppState {
                 db,
                 config: Arc::new(config),
                 schema,
                 engine,
+                queue,
             },
         }
+    }
+
+    /// What the workers of this app need (for the embedded all-in-one process).
+    pub fn job_context(&self) -> Arc<JobContext> {
+        Arc::new(JobContext {
+            db: self.state.db.clone(),
+            engine: self.state.engine.clone(),
+            queue: self.state.queue.clone(),
+            settings: self.state.config.job_settings(),
+        })
     }
 
     /// The axum router of this app.

@@ -190,6 +190,94 @@ pub struct Config {
     /// Instagram Graph host (default `https://graph.instagram.com`).
     #[arg(long, env = "TOKENWARDEN_INSTAGRAM_GRAPH_URL", global = true)]
     pub instagram_graph_url: Option<String>,
+
+    /// SQLite file of the embedded job queue (default: `tokenwarden-jobs.db` next to the
+    /// SQLite database, or in the working directory). Unused when REDIS_URL is set.
+    #[arg(long, env = "TOKENWARDEN_QUEUE_FILE", global = true)]
+    pub queue_file: Option<PathBuf>,
+
+    /// When the refresh sweep runs (cron with seconds).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_SWEEP_SCHEDULE",
+        default_value = "0 */5 * * * *",
+        global = true
+    )]
+    pub sweep_schedule: String,
+
+    /// Refresh TikTok access tokens this long before they expire.
+    #[arg(long, env = "TOKENWARDEN_REFRESH_WINDOW_TIKTOK", value_parser = humantime::parse_duration, default_value = "1h", global = true)]
+    pub refresh_window_tiktok: Duration,
+
+    /// Refresh Instagram tokens this long before they expire.
+    #[arg(long, env = "TOKENWARDEN_REFRESH_WINDOW_INSTAGRAM", value_parser = humantime::parse_duration, default_value = "7d", global = true)]
+    pub refresh_window_instagram: Duration,
+
+    /// A sweep's claim on an account lasts this long (a lost job is found again after it).
+    #[arg(long, env = "TOKENWARDEN_SWEEP_CLAIM", value_parser = humantime::parse_duration, default_value = "10m", global = true)]
+    pub sweep_claim: Duration,
+
+    /// Refresh jobs run at once per worker process.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_WORKER_CONCURRENCY",
+        default_value_t = 32,
+        global = true
+    )]
+    pub worker_concurrency: usize,
+
+    /// When deactivated accounts are purged (cron with seconds).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_CLEANUP_SCHEDULE",
+        default_value = "0 30 3 * * *",
+        global = true
+    )]
+    pub cleanup_schedule: String,
+
+    /// Deactivated accounts lose their tokens and personal data after this long.
+    #[arg(long, env = "TOKENWARDEN_CLEANUP_AFTER", value_parser = humantime::parse_duration, default_value = "90d", global = true)]
+    pub cleanup_after: Duration,
+
+    /// When unfinished key rotations are resumed and key age is checked (cron).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_ROTATION_SCHEDULE",
+        default_value = "*/30 * * * * *",
+        global = true
+    )]
+    pub rotation_schedule: String,
+
+    /// KEY_ROTATION_DUE when the active key is older than this.
+    #[arg(long, env = "TOKENWARDEN_KEY_ROTATION_PERIOD", value_parser = humantime::parse_duration, default_value = "90d", global = true)]
+    pub key_rotation_period: Duration,
+
+    /// When the health check runs (cron with seconds).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_HEALTH_SCHEDULE",
+        default_value = "0 * * * * *",
+        global = true
+    )]
+    pub health_schedule: String,
+
+    /// When old records are pruned (cron with seconds).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_PRUNE_SCHEDULE",
+        default_value = "0 45 3 * * *",
+        global = true
+    )]
+    pub prune_schedule: String,
+
+    /// How long one process may hold an account's refresh lease; must exceed the provider
+    /// timeout. A crashed process's lease blocks that account's refresh this long.
+    #[arg(long, env = "TOKENWARDEN_REFRESH_LEASE", value_parser = humantime::parse_duration, default_value = "2m", global = true)]
+    pub refresh_lease: Duration,
+
+    /// Provider call records and refresh attempts are kept this long.
+    #[arg(long, env = "TOKENWARDEN_RETENTION", value_parser = humantime::parse_duration, default_value = "30d", global = true)]
+    pub retention: Duration,
 }
 
 #[derive(clap::Parser)]
@@ -243,6 +331,39 @@ impl Config {
             .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
         let path = rest.split('?').next().unwrap_or_default();
         (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+    }
+
+    /// The embedded queue's SQLite file.
+    pub fn queue_path(&self) -> PathBuf {
+        if let Some(path) = &self.queue_file {
+            return path.clone();
+        }
+        self.sqlite_path()
+            .and_then(|db| db.parent().map(|dir| dir.join("tokenwarden-jobs.db")))
+            .unwrap_or_else(|| PathBuf::from("tokenwarden-jobs.db"))
+    }
+
+    /// The job settings these flags describe.
+    pub fn job_settings(&self) -> jobs::JobSettings {
+        jobs::JobSettings {
+            sweep: service::sweep::SweepSettings {
+                tiktok_window: self.refresh_window_tiktok,
+                instagram_window: self.refresh_window_instagram,
+                claim_for: self.sweep_claim,
+                ..Default::default()
+            },
+            schedules: jobs::Schedules {
+                sweep: self.sweep_schedule.clone(),
+                cleanup: self.cleanup_schedule.clone(),
+                rotate_keys: self.rotation_schedule.clone(),
+                health_check: self.health_schedule.clone(),
+                prune: self.prune_schedule.clone(),
+            },
+            concurrency: self.worker_concurrency,
+            cleanup_after: self.cleanup_after,
+            rotation_period: self.key_rotation_period,
+            retention: self.retention,
+        }
     }
 
     /// Whether GraphiQL is served at `/`.

@@ -1,48 +1,27 @@
-//! Background jobs (apalis). The refresh sweep and maintenance jobs arrive with the jobs
-//! issue; for now this crate names the queue backend the deployment uses, so `api` and the
-//! binary are already wired to it.
+//! Background jobs on apalis: the refresh queue (apalis-redis in production, apalis-sqlite
+//! embedded) and the recurring maintenance tasks of the guide (apalis-cron). One file per
+//! job; the domain work itself lives in `service`.
+//!
+//! The database is the source of truth: jobs only carry ids, failures are recorded and
+//! retried by scheduling (not by apalis' own retries), and a sweep finds every due token
+//! again if the queue loses its contents.
 
-/// Where jobs and events go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QueueBackend {
-    /// `REDIS_URL` unset: apalis-sqlite queue and in-process events.
-    Embedded,
-    /// `REDIS_URL` set: apalis-redis queue and Redis pub/sub events.
-    Redis,
-}
+/// Purges accounts deactivated longer than the retention period.
+pub mod cleanup_deactivated;
+/// The recurring health check (database, Redis, encryption, providers).
+pub mod health_check;
+/// Deletes old provider call records and refresh attempts.
+pub mod prune;
+/// The refresh queue: a producer handle over Redis or SQLite.
+pub mod queue;
+/// Refreshes one account (the job the queue carries).
+pub mod refresh_token;
+/// Rewraps tokens after a key rotation; warns when a rotation is due.
+pub mod rotate_keys;
+/// Finds tokens entering their refresh window and queues them.
+pub mod sweep_expiring;
+/// Wires the workers and schedules together.
+pub mod worker;
 
-impl QueueBackend {
-    /// The backend a deployment uses given its Redis URL.
-    pub fn for_redis_url(redis_url: Option<&str>) -> Self {
-        match redis_url {
-            Some(url) if !url.trim().is_empty() => QueueBackend::Redis,
-            _ => QueueBackend::Embedded,
-        }
-    }
-
-    /// A short name for logs and health output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueBackend::Embedded => "embedded",
-            QueueBackend::Redis => "redis",
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redis_url_selects_redis() {
-        assert_eq!(QueueBackend::for_redis_url(None), QueueBackend::Embedded);
-        assert_eq!(
-            QueueBackend::for_redis_url(Some(" ")),
-            QueueBackend::Embedded
-        );
-        assert_eq!(
-            QueueBackend::for_redis_url(Some("redis://127.0.0.1")),
-            QueueBackend::Redis
-        );
-    }
-}
+pub use queue::{Queue, QueueBackend, QueueStats};
+pub use worker::{JobContext, JobSettings, Schedules, run_workers};

@@ -26,6 +26,8 @@ pub mod engine;
 pub mod error;
 /// Provider failures in words: code, message, action.
 pub mod failures;
+/// Health check snapshots shared across processes.
+pub mod health;
 /// Keyset (Relay) pagination over id-ordered tables.
 pub mod pagination;
 /// The provider call log and its statistics.
@@ -42,6 +44,8 @@ pub mod settings;
 pub mod sweep;
 /// Tenants: lookup and creation.
 pub mod tenants;
+/// The tenant-wide token health summary.
+pub mod token_health;
 /// Token rows: lookups and health (no decryption here).
 pub mod tokens;
 /// The token vault: AES-256-GCM key ring.

@@ -126,6 +126,15 @@ fn percentile(sorted: &[u32], p: usize) -> u32 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
+/// Deletes call records older than `before` (retention).
+pub async fn prune(db: &impl ConnectionTrait, before: DateTime<Utc>) -> ServiceResult<u64> {
+    Ok(provider_call::Entity::delete_many()
+        .filter(provider_call::Column::OccurredAt.lt(before))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

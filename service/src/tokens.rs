@@ -208,6 +208,15 @@ pub async fn store_refreshed(
             oauth_token::Column::RefreshLeaseOwner,
             Expr::value(Option::<String>::None),
         )
+        .col_expr(
+            oauth_token::Column::NextRefreshAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(oauth_token::Column::FailureCount, Expr::value(0))
+        .col_expr(
+            oauth_token::Column::SweepClaimedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(oauth_token::Column::UpdatedAt, Expr::value(now));
     // Never overwrite a stored token with nothing.
     if let Some(refresh) = sealed.refresh {

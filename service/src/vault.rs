@@ -351,14 +351,24 @@ impl KeyRing {
         Ok((Self::parse_key_file(&contents)?, true))
     }
 
-    /// Generates a fresh key for rotation: id `k<unix-timestamp>` and 32 random bytes as
+    /// Generates a fresh key for rotation: id `k<unix-timestamp>-<random hex>` and 32 random bytes as
     /// standard base64.
     pub fn generate_key() -> Result<(String, SecretString), VaultError> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         SystemRandom::new()
             .fill(bytes.as_mut())
             .map_err(|_| VaultError::Random)?;
-        let id = format!("k{}", chrono::Utc::now().timestamp());
+        // `k<unix seconds>-<random>`: the age is readable, and two keys made in the same
+        // second still differ.
+        let mut suffix = [0u8; 3];
+        SystemRandom::new()
+            .fill(&mut suffix)
+            .map_err(|_| VaultError::Random)?;
+        let id = format!(
+            "k{}-{}",
+            chrono::Utc::now().timestamp(),
+            hex::encode(suffix)
+        );
         Ok((id, SecretString::from(STANDARD.encode(bytes.as_ref()))))
     }
 

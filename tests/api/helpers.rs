@@ -49,6 +49,65 @@ macro_rules! on_both_backends {
     )*};
 }
 
+/// The Redis server tests use, with a fresh key prefix per test.
+pub fn redis_url() -> String {
+    std::env::var("TOKENWARDEN_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Arguments that switch a test server to production mode (Redis queue) with its own
+/// key prefix. Panics with how to start Redis when it is down.
+pub fn redis_args() -> Vec<String> {
+    let url = redis_url();
+    let addr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .to_owned();
+    if std::net::TcpStream::connect(&addr).is_err() {
+        panic!(
+            "Redis is not reachable at {url}. Start it with `redis-server --daemonize yes \
+             --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no` or point \
+             TOKENWARDEN_TEST_REDIS_URL at a server"
+        );
+    }
+    vec![
+        "--redis-url".into(),
+        url,
+        "--redis-prefix".into(),
+        unique_name("tw_test"),
+    ]
+}
+
+/// Runs each named `async fn(TestApp)` in the three deployment modes: SQLite with the
+/// embedded queue, PostgreSQL with the embedded queue, PostgreSQL with Redis.
+#[macro_export]
+macro_rules! in_every_mode {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use $crate::helpers::{Backend, TestApp, redis_args};
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(TestApp::spawn(Backend::Sqlite).await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(TestApp::spawn(Backend::Postgres).await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_redis() {
+                let args = redis_args();
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                super::$name(TestApp::spawn_with(Backend::Postgres, &args).await).await
+            }
+        }
+    )*};
+}
+
 /// A unique name for a test database.
 pub fn unique_name(prefix: &str) -> String {
     let mut bytes = [0u8; 6];
@@ -108,6 +167,8 @@ pub struct TestApp {
     pub admin_key: String,
     pub db: DatabaseConnection,
     pub queries: QueryCounter,
+    /// The job context of this server (to run workers in-process).
+    pub jobs: Arc<jobs::JobContext>,
     /// The configuration the server runs with.
     pub config: Config,
     /// The provider simulator this server talks to.
@@ -138,6 +199,8 @@ impl TestApp {
         let public_url = format!("http://{addr}");
         let key_file = dir.path().join("tokenwarden.keys");
         let key_file = key_file.to_str().expect("utf8 path").to_owned();
+        let queue_file = dir.path().join("jobs.db");
+        let queue_file = queue_file.to_str().expect("utf8 path").to_owned();
         let mut args = vec![
             "tokenwarden",
             "--database-url",
@@ -152,6 +215,8 @@ impl TestApp {
             sandbox_url.as_str(),
             "--key-file",
             key_file.as_str(),
+            "--queue-file",
+            queue_file.as_str(),
             "--allowed-redirects",
             APP_REDIRECT,
             "--provider-timeout",
@@ -162,6 +227,7 @@ impl TestApp {
 
         let app = App::build(config.clone()).await.expect("app starts");
         let db = app.state.db.clone();
+        let job_context = app.job_context();
         let queries = QueryCounter::default();
         let app = {
             // Rebuild over a connection that counts statements, for the data loader tests.
@@ -174,6 +240,7 @@ impl TestApp {
                 counted,
                 (*app.state.config).clone(),
                 app.state.engine.clone(),
+                app.state.queue.clone(),
             )
         };
         let (tx, rx) = oneshot::channel::<()>();
@@ -193,6 +260,7 @@ impl TestApp {
             admin_key,
             db,
             queries,
+            jobs: job_context,
             config,
             sandbox,
             sandbox_addr,
@@ -325,13 +393,139 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Runs the workers and schedules of this server in-process until the returned sender
+    /// is dropped.
+    pub fn start_workers(&self) -> oneshot::Sender<()> {
+        let (tx, rx) = oneshot::channel::<()>();
+        let context = self.jobs.clone();
+        tokio::spawn(async move {
+            jobs::run_workers(context, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("workers run");
+        });
+        tx
+    }
+
+    /// Connects `count` TikTok accounts straight through the provider client (authorize,
+    /// code exchange, encrypted storage), without the browser flow: fast seeding for the
+    /// job tests. Returns the account row ids.
+    pub async fn seed_connected(&self, tenant: &str, prefix: &str, count: usize) -> Vec<i64> {
+        use futures::StreamExt;
+        use service::domain::Platform;
+
+        let tenant_id = self.tenant_id(tenant).await;
+        let engine = self.jobs.engine.clone();
+        let redirect = engine.redirect_uri(Platform::TikTok);
+        let client = self.client.clone();
+        let db = self.db.clone();
+        futures::stream::iter(0..count)
+            .map(|i| {
+                let engine = engine.clone();
+                let redirect = redirect.clone();
+                let client = client.clone();
+                let db = db.clone();
+                async move {
+                    let provider = engine.providers.get(Platform::TikTok).expect("tiktok");
+                    let url = provider
+                        .authorize_url(&service::providers::AuthorizeRequest {
+                            redirect_uri: redirect.clone(),
+                            state: "seed".into(),
+                            scopes: vec!["user.info.basic".into(), "video.publish".into()],
+                            pkce_challenge: None,
+                        })
+                        .expect("authorize url");
+                    let user = format!("{prefix}{i}");
+                    let location = client
+                        .get(format!("{url}&sandbox_user={user}"))
+                        .send()
+                        .await
+                        .expect("authorize")
+                        .headers()["location"]
+                        .to_str()
+                        .expect("location")
+                        .to_owned();
+                    let code = url::Url::parse(&location)
+                        .expect("url")
+                        .query_pairs()
+                        .find(|(k, _)| k == "code")
+                        .map(|(_, v)| v.into_owned())
+                        .expect("code");
+                    let set = provider
+                        .exchange_code(&code, &redirect, None)
+                        .await
+                        .expect("exchange");
+                    let now = Utc::now();
+                    let account = social_account::ActiveModel {
+                        tenant_id: Set(tenant_id),
+                        platform: Set("tiktok".into()),
+                        provider_account_id: Set(set.provider_account_id.clone()),
+                        username: Set(Some(user)),
+                        display_name: Set(None),
+                        avatar_url: Set(None),
+                        status: Set("ACTIVE".into()),
+                        status_reason: Set(None),
+                        deactivated_at: Set(None),
+                        connected_at: Set(Some(now)),
+                        purged_at: Set(None),
+                        created_at: Set(now),
+                        updated_at: Set(now),
+                        ..Default::default()
+                    }
+                    .insert(&db)
+                    .await
+                    .expect("account");
+                    service::tokens::store_connected(&db, &engine.vault(), &account, &set)
+                        .await
+                        .expect("tokens");
+                    account.id
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await
+    }
+
+    /// Moves account tokens' expiry to `minutes` from now (inside the TikTok window of 1 h
+    /// when under 60).
+    pub async fn expire_in(&self, account_ids: &[i64], minutes: i64) {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        oauth_token::Entity::update_many()
+            .col_expr(
+                oauth_token::Column::ExpiresAt,
+                Expr::value(Utc::now() + chrono::Duration::minutes(minutes)),
+            )
+            .filter(oauth_token::Column::AccountId.is_in(account_ids.iter().copied()))
+            .exec(&self.db)
+            .await
+            .expect("expiry moved");
+    }
+
+    /// Polls `check` every 100 ms until it is true or `secs` pass (then panics with `what`).
+    pub async fn wait_for<F, Fut>(&self, secs: u64, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("timed out after {secs} s waiting for {what}");
+    }
+
     /// A second server process over the same database and sandbox, with its own engine
     /// (own refresh locks, own provider clients): what another node would be.
     pub async fn second_node(&self) -> (SocketAddr, oneshot::Sender<()>) {
         let engine = api::app::build_engine(&self.db, &self.config)
             .await
             .expect("second engine");
-        let app = App::from_parts(self.db.clone(), self.config.clone(), engine);
+        let queue = api::app::build_queue(&self.config).await.expect("queue");
+        let app = App::from_parts(self.db.clone(), self.config.clone(), engine, queue);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();

@@ -10,4 +10,5 @@ mod auth;
 mod binary;
 mod connections;
 mod http;
+mod jobs;
 mod schema;

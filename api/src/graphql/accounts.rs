@@ -145,6 +145,45 @@ impl SocialAccount {
         Ok(parse::<domain::AccountStatus>("status", &self.model.status)?.into())
     }
 
+    /// The account's refresh attempts, newest first.
+    async fn refresh_history(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<
+        IdConnection<
+            crate::graphql::maintenance::RefreshAttempt,
+            async_graphql::connection::EmptyFields,
+        >,
+    > {
+        let db = ctx.db()?;
+        let caller = ctx.caller()?;
+        let account_id = self.model.id;
+        paging::relay(
+            after,
+            None,
+            first,
+            None,
+            async_graphql::connection::EmptyFields,
+            |a: &crate::graphql::maintenance::RefreshAttempt| a.row_id,
+            |page| async move {
+                let page = service::attempts::list(db, caller, account_id, page).await?;
+                let items = page
+                    .items
+                    .into_iter()
+                    .map(crate::graphql::maintenance::RefreshAttempt::try_from)
+                    .collect::<ApiResult<Vec<_>>>()?;
+                Ok(service::pagination::Page {
+                    items,
+                    has_previous: page.has_previous,
+                    has_next: page.has_next,
+                })
+            },
+        )
+        .await
+    }
+
     /// Token expiry and refresh timestamps. Loaded in one query per page.
     async fn token_health(&self, ctx: &Context<'_>) -> ApiResult<TokenHealth> {
         let loader = ctx.data::<DataLoader<TokenLoader>>().map_err(|_| {

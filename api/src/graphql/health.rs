@@ -1,11 +1,12 @@
 use std::time::Duration;
 
 use async_graphql::{Context, Object, SimpleObject};
-use service::{Role, domain, provider_calls, settings};
+use chrono::{DateTime, Utc};
+use service::{Role, domain, health, provider_calls, rotation, settings};
 
 use crate::{
-    error::ApiResult,
-    graphql::{accounts::Platform, context::ContextExt},
+    error::{ApiError, ApiResult},
+    graphql::{accounts::Platform, context::ContextExt, maintenance::KeyRotation},
 };
 
 /// One platform as this deployment sees it.
@@ -14,9 +15,10 @@ pub struct ProviderHealth {
     pub platform: Platform,
     /// Credentials are configured (or the sandbox stands in).
     pub configured: bool,
-    /// Configured, and fewer than half of its calls failed over the last 5 minutes.
+    /// Configured, reachable at the last health check, and fewer than half of its calls
+    /// failed over the last 5 minutes.
     pub available: bool,
-    /// Median latency over the last 5 minutes, when there were calls.
+    /// Latency of the last health check probe (or the median of recent calls).
     pub latency_ms: Option<u32>,
 }
 
@@ -29,7 +31,14 @@ pub struct SystemHealth {
     pub encryption: bool,
     /// Why encryption is failing, when it is (never key material).
     pub encryption_error: Option<String>,
+    /// Redis answers; null in embedded mode (no Redis).
+    pub redis: Option<bool>,
     pub providers: Vec<ProviderHealth>,
+    /// When the refresh sweep last completed.
+    pub last_sweep_at: Option<DateTime<Utc>>,
+    /// When the recurring health check last ran.
+    pub last_health_check_at: Option<DateTime<Utc>>,
+    pub key_rotation: KeyRotation,
 }
 
 /// `systemHealth`.
@@ -50,6 +59,11 @@ impl HealthQuery {
         } else {
             Vec::new()
         };
+        let snapshot = if database {
+            health::load(db).await?
+        } else {
+            None
+        };
         let providers = domain::Platform::ALL
             .into_iter()
             .map(|platform| {
@@ -57,19 +71,39 @@ impl HealthQuery {
                 let requests: u64 = calls.iter().map(|s| s.requests).sum();
                 let errors: u64 = calls.iter().map(|s| s.errors).sum();
                 let configured = engine.providers.is_configured(platform);
+                let probe = snapshot.as_ref().and_then(|s| s.provider(platform));
                 ProviderHealth {
                     platform: platform.into(),
                     configured,
-                    available: configured && (requests == 0 || errors * 2 < requests),
-                    latency_ms: calls.iter().map(|s| s.p50_latency_ms).max(),
+                    available: configured
+                        && probe.is_none_or(|p| p.available)
+                        && (requests == 0 || errors * 2 < requests),
+                    latency_ms: probe
+                        .and_then(|p| p.latency_ms)
+                        .or_else(|| calls.iter().map(|s| s.p50_latency_ms).max()),
                 }
             })
             .collect();
+        let queue = ctx
+            .data::<jobs::Queue>()
+            .map_err(|_| ApiError::internal())?;
+        let period = ctx
+            .data::<jobs::JobSettings>()
+            .map_err(|_| ApiError::internal())?
+            .rotation_period;
+        let last_sweep_at = settings::get(db, jobs::sweep_expiring::LAST_SWEEP)
+            .await?
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc));
         Ok(SystemHealth {
             database,
             encryption: canary.is_ok(),
             encryption_error: canary.err(),
+            redis: queue.redis_ok().await,
             providers,
+            last_sweep_at,
+            last_health_check_at: snapshot.map(|s| s.checked_at),
+            key_rotation: rotation::status(db, engine, period).await?.into(),
         })
     }
 }

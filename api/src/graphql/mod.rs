@@ -15,6 +15,8 @@ pub mod context;
 pub mod health;
 /// Global ids and pagination cursors.
 pub mod ids;
+/// Token health summary, bulk refresh, key rotation.
+pub mod maintenance;
 /// The Relay `Node` interface and `node(id)`.
 pub mod node;
 /// Relay connection plumbing shared by every list.

@@ -12,6 +12,7 @@ use crate::{
         audit::AuditQuery,
         connections::{ConnectionsMutation, ConnectionsQuery},
         health::HealthQuery,
+        maintenance::{MaintenanceMutation, MaintenanceQuery},
         node::NodeQuery,
         viewer::ViewerQuery,
     },
@@ -27,11 +28,17 @@ pub struct Query(
     AuditQuery,
     AdminQuery,
     HealthQuery,
+    MaintenanceQuery,
 );
 
 /// Every mutation, merged from the domain files.
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountsMutation, ConnectionsMutation, AdminMutation);
+pub struct Mutation(
+    AccountsMutation,
+    ConnectionsMutation,
+    AdminMutation,
+    MaintenanceMutation,
+);
 
 /// The application schema.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -41,10 +48,17 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 }
 
 /// Builds the served schema with the configured limits and hardening.
-pub fn build_schema(db: DatabaseConnection, engine: Arc<Engine>, config: &Config) -> AppSchema {
+pub fn build_schema(
+    db: DatabaseConnection,
+    engine: Arc<Engine>,
+    queue: jobs::Queue,
+    config: &Config,
+) -> AppSchema {
     let mut builder = builder()
         .data(db)
         .data(engine)
+        .data(queue)
+        .data(config.job_settings())
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(64)

@@ -10,17 +10,17 @@ mod oauth;
 mod observe;
 
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
-use sea_orm::DatabaseConnection;
 
 use crate::app::AppState;
+pub use health::Probes;
 
 /// Only the probes, for processes that serve no API (`tokenwarden worker`).
-pub fn probe_router(db: DatabaseConnection) -> Router {
+pub fn probe_router(probes: Probes) -> Router {
     observe::layer(
         Router::new()
             .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz_database))
-            .with_state(db),
+            .route("/readyz", get(health::readyz))
+            .with_state(probes),
     )
 }
 

@@ -1,0 +1,34 @@
+use std::sync::Arc;
+
+use apalis::prelude::*;
+use apalis_cron::Tick;
+use chrono::Utc;
+
+use crate::worker::JobContext;
+
+/// apalis-cron handler (daily by default).
+pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
+    match run(&ctx).await {
+        Ok(deleted) => {
+            tracing::info!(
+                deleted,
+                "pruned old provider call records and refresh attempts"
+            );
+            Ok(())
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "prune failed");
+            Err(err.into())
+        }
+    }
+}
+
+/// Deletes provider call records and refresh attempts older than the retention period.
+pub async fn run(ctx: &JobContext) -> anyhow::Result<u64> {
+    let before = Utc::now()
+        - chrono::Duration::from_std(ctx.settings.retention)
+            .unwrap_or_else(|_| chrono::Duration::days(30));
+    let calls = service::provider_calls::prune(&ctx.db, before).await?;
+    let attempts = service::attempts::prune(&ctx.db, before).await?;
+    Ok(calls + attempts)
+}

@@ -1,0 +1,209 @@
+use std::{path::Path, time::Duration};
+
+use apalis::prelude::*;
+use apalis_redis::{Config as RedisConfig, RedisStorage};
+use apalis_sqlite::{
+    Config as SqliteConfig, SqliteConnectOptions, SqlitePoolOptions, SqliteStorage,
+};
+
+use crate::refresh_token::RefreshToken;
+
+/// Where jobs go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueBackend {
+    /// `REDIS_URL` unset: an apalis-sqlite queue in a file of its own.
+    Embedded,
+    /// `REDIS_URL` set: apalis-redis, keys under the deployment's prefix.
+    Redis,
+}
+
+impl QueueBackend {
+    /// The backend a deployment uses given its Redis URL.
+    pub fn for_redis_url(redis_url: Option<&str>) -> Self {
+        match redis_url {
+            Some(url) if !url.trim().is_empty() => QueueBackend::Redis,
+            _ => QueueBackend::Embedded,
+        }
+    }
+
+    /// A short name for logs and health output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueBackend::Embedded => "embedded",
+            QueueBackend::Redis => "redis",
+        }
+    }
+}
+
+/// How many refresh jobs wait, run and have failed for good.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub pending: u64,
+    pub running: u64,
+    pub failed: u64,
+}
+
+/// A handle to enqueue refresh jobs: cheap to clone, usable from any process.
+#[derive(Clone)]
+pub enum Queue {
+    Sqlite(SqliteStorage<RefreshToken>),
+    Redis {
+        storage: RedisStorage<RefreshToken>,
+        prefix: String,
+    },
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Queue::Sqlite(_) => "Queue::Sqlite",
+            Queue::Redis { .. } => "Queue::Redis",
+        })
+    }
+}
+
+/// The queue name of refresh jobs (Redis keys start with `<prefix>:refresh-token`).
+const REFRESH_QUEUE: &str = "refresh-token";
+
+impl Queue {
+    /// Opens (and sets up) the embedded queue in its own SQLite file.
+    pub async fn sqlite(path: &Path) -> anyhow::Result<Queue> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        SqliteStorage::setup(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("setting up the job queue: {e}"))?;
+        Ok(Queue::Sqlite(
+            SqliteStorage::new(&pool).with_config(SqliteConfig::default().queue(REFRESH_QUEUE)),
+        ))
+    }
+
+    /// Connects to Redis; every key lives under `prefix`.
+    pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Queue> {
+        let conn = apalis_redis::connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
+        let config = RedisConfig::default().queue(format!("{prefix}:{REFRESH_QUEUE}"));
+        Ok(Queue::Redis {
+            storage: RedisStorage::new(conn).with_config(config),
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> QueueBackend {
+        match self {
+            Queue::Sqlite(_) => QueueBackend::Embedded,
+            Queue::Redis { .. } => QueueBackend::Redis,
+        }
+    }
+
+    /// Enqueues a refresh, optionally delayed.
+    pub async fn push(&self, job: RefreshToken, delay: Option<Duration>) -> anyhow::Result<()> {
+        let mut task = TaskBuilder::new(job);
+        if let Some(delay) = delay {
+            task = task.run_after(delay);
+        }
+        let task = task.build();
+        match self {
+            Queue::Sqlite(storage) => storage
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}")),
+            Queue::Redis { storage, .. } => storage
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}")),
+        }
+    }
+
+    /// Pending, running and permanently failed refresh jobs.
+    pub async fn stats(&self) -> anyhow::Result<QueueStats> {
+        match self {
+            Queue::Sqlite(storage) => {
+                let stats = storage
+                    .fetch_by_queue()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let get = |name: &str| {
+                    stats
+                        .iter()
+                        .find(|s| s.title == name)
+                        .and_then(|s| s.value.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                Ok(QueueStats {
+                    pending: get("PENDING_JOBS"),
+                    running: get("RUNNING_JOBS"),
+                    failed: get("FAILED_JOBS") + get("KILLED_JOBS"),
+                })
+            }
+            Queue::Redis { storage, .. } => {
+                // `Metrics::fetch_by_queue` is broken in apalis-redis 1.0.0: count the keys.
+                let mut storage = storage.clone();
+                let config = storage.get_config().clone();
+                let mut conn = storage.get_connection().clone();
+                let active: u64 = redis::cmd("LLEN")
+                    .arg(config.active_jobs_list())
+                    .query_async(&mut conn)
+                    .await?;
+                let scheduled: u64 = redis::cmd("ZCARD")
+                    .arg(config.scheduled_jobs_set())
+                    .query_async(&mut conn)
+                    .await?;
+                let dead: u64 = redis::cmd("SCARD")
+                    .arg(config.dead_jobs_set())
+                    .query_async(&mut conn)
+                    .await?;
+                let workers: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(config.workers_set())
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn)
+                    .await?;
+                let mut running = 0;
+                for worker in workers {
+                    let n: u64 = redis::cmd("SCARD")
+                        .arg(format!("{}:{worker}", config.inflight_jobs_set()))
+                        .query_async(&mut conn)
+                        .await?;
+                    running += n;
+                }
+                Ok(QueueStats {
+                    pending: active + scheduled,
+                    running,
+                    failed: dead,
+                })
+            }
+        }
+    }
+
+    /// Pings Redis (Some(reachable)); None for the embedded queue.
+    pub async fn redis_ok(&self) -> Option<bool> {
+        match self {
+            Queue::Sqlite(_) => None,
+            Queue::Redis { storage, .. } => {
+                let mut storage = storage.clone();
+                let mut conn = storage.get_connection().clone();
+                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+                Some(pong.is_ok())
+            }
+        }
+    }
+
+    /// The deployment's Redis key prefix, if Redis is used.
+    pub fn redis_prefix(&self) -> Option<&str> {
+        match self {
+            Queue::Sqlite(_) => None,
+            Queue::Redis { prefix, .. } => Some(prefix),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+use std::sync::Arc;
+
+use apalis::prelude::*;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use service::{
+    Actor, accounts,
+    attempts::{self, NewAttempt, Outcome},
+    domain::Platform,
+    providers::ErrorClass,
+    refresh::{self, RefreshKind, RefreshOptions},
+    sweep, tokens,
+};
+
+use crate::worker::JobContext;
+
+/// The job name in logs.
+pub const NAME: &str = "refresh-token";
+
+/// Refresh one account's tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshToken {
+    pub tenant_id: i64,
+    pub account_id: i64,
+    /// `sweep`, `retry` or `bulk`.
+    pub trigger: String,
+}
+
+/// What one run did (for logs and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ran {
+    Attempted(Outcome),
+    /// The account or its tokens are gone, or it is no longer refreshable.
+    Nothing,
+}
+
+/// apalis handler: runs the job and turns infrastructure errors into job failures (so
+/// apalis retries them); provider failures are handled inside and never fail the job.
+pub async fn handle(job: RefreshToken, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
+    match run(&job, &ctx).await {
+        Ok(ran) => {
+            tracing::debug!(account_id = job.account_id, ?ran, "refresh job done");
+            Ok(())
+        }
+        Err(err) => {
+            tracing::error!(account_id = job.account_id, error = %err, "refresh job failed");
+            Err(err.into())
+        }
+    }
+}
+
+/// Runs the same single-flight refresh the API uses, records the attempt, and schedules a
+/// retry (exponential backoff with jitter, honouring Retry-After) after transient failures.
+#[tracing::instrument(skip_all, fields(account_id = job.account_id, trigger = %job.trigger))]
+pub async fn run(job: &RefreshToken, ctx: &JobContext) -> anyhow::Result<Ran> {
+    let db = &ctx.db;
+    let Some(account) = accounts::find(db, job.tenant_id, job.account_id).await? else {
+        return Ok(Ran::Nothing);
+    };
+    let Some(token) = tokens::find_by_account(db, account.id).await? else {
+        return Ok(Ran::Nothing);
+    };
+    let platform: Platform = account.platform.parse()?;
+    let started_at = Utc::now();
+    let attempt = token.failure_count + 1;
+    let record = |outcome: Outcome, class: Option<String>, code: Option<String>| NewAttempt {
+        tenant_id: account.tenant_id,
+        account_id: account.id,
+        attempt,
+        trigger: match job.trigger.as_str() {
+            "retry" => "retry",
+            "bulk" => "bulk",
+            _ => "sweep",
+        },
+        started_at,
+        outcome,
+        error_class: class,
+        error_code: code,
+    };
+    let forced = job.trigger == "bulk";
+    if refresh::ensure_usable_status(&account).is_err()
+        || (!forced && !sweep::is_due(&ctx.settings.sweep, platform, &token, started_at))
+    {
+        // Refreshed meanwhile (another job, the API) or no longer refreshable.
+        attempts::record(db, record(Outcome::Skipped, None, None)).await?;
+        sweep::release_claim(db, account.id).await?;
+        return Ok(Ran::Attempted(Outcome::Skipped));
+    }
+    let options = RefreshOptions::in_job(Actor::system(Some(account.tenant_id), "worker"));
+    let report =
+        match refresh::refresh(db, &ctx.engine, account.tenant_id, account.id, options).await {
+            Ok(report) => report,
+            Err(service::ServiceError::Provider(_, error)) => {
+                attempts::record(
+                    db,
+                    record(
+                        Outcome::Skipped,
+                        Some(error.class.as_str().into()),
+                        Some(error.code),
+                    ),
+                )
+                .await?;
+                sweep::release_claim(db, account.id).await?;
+                return Ok(Ran::Attempted(Outcome::Skipped));
+            }
+            Err(err) => return Err(err.into()),
+        };
+    let outcome = match (&report.kind, &report.error) {
+        (RefreshKind::Refreshed, _) => Outcome::Succeeded,
+        (RefreshKind::AlreadyFresh, _) => Outcome::Skipped,
+        (RefreshKind::Failed, Some(error)) => match error.class {
+            ErrorClass::Transient => Outcome::FailedTransient,
+            ErrorClass::NotRefreshableYet => Outcome::Skipped,
+            ErrorClass::GrantDead | ErrorClass::Config | ErrorClass::InvalidInput => {
+                Outcome::FailedPermanent
+            }
+        },
+        (RefreshKind::Failed, None) => Outcome::FailedTransient,
+    };
+    let error = report.error.as_ref();
+    attempts::record(
+        db,
+        record(
+            outcome,
+            error.map(|e| e.class.as_str().to_owned()),
+            error.map(|e| e.code.clone()),
+        ),
+    )
+    .await?;
+    let retry = match (outcome, error) {
+        (Outcome::FailedTransient, e) => Some(attempts::backoff(
+            attempt as u32,
+            e.and_then(|e| e.retry_after),
+        )),
+        // The operator must fix the app configuration; check again later, slowly.
+        (Outcome::FailedPermanent, Some(e)) if e.class != ErrorClass::GrantDead => {
+            Some(attempts::backoff(u32::MAX, None))
+        }
+        _ => None,
+    };
+    match retry {
+        Some(delay) => {
+            let at = Utc::now()
+                + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::hours(1));
+            attempts::schedule_retry(db, account.id, attempt, at).await?;
+            let retry = RefreshToken {
+                trigger: "retry".into(),
+                ..job.clone()
+            };
+            // If the queue loses it, the sweep finds the account again once `at` passes.
+            if let Err(err) = ctx.queue.push(retry, Some(delay)).await {
+                tracing::warn!(error = %err, "could not queue a retry; the sweep will find it");
+            }
+        }
+        None => sweep::release_claim(db, account.id).await?,
+    }
+    Ok(Ran::Attempted(outcome))
+}

@@ -1,0 +1,177 @@
+use std::{future::Future, str::FromStr, sync::Arc, time::Duration};
+
+use apalis::prelude::*;
+use apalis_cron::CronScheduler;
+use sea_orm::DatabaseConnection;
+use service::{engine::Engine, sweep::SweepSettings};
+
+use crate::{
+    cleanup_deactivated, health_check, prune, queue::Queue, refresh_token, rotate_keys,
+    sweep_expiring,
+};
+
+/// Cron expressions (with seconds) of the recurring jobs.
+#[derive(Clone, Debug)]
+pub struct Schedules {
+    pub sweep: String,
+    pub cleanup: String,
+    pub rotate_keys: String,
+    pub health_check: String,
+    pub prune: String,
+}
+
+impl Default for Schedules {
+    fn default() -> Self {
+        Self {
+            sweep: "0 */5 * * * *".into(),
+            cleanup: "0 30 3 * * *".into(),
+            rotate_keys: "*/30 * * * * *".into(),
+            health_check: "0 * * * * *".into(),
+            prune: "0 45 3 * * *".into(),
+        }
+    }
+}
+
+impl Schedules {
+    /// Checks every expression, naming the bad one.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (name, expr) in [
+            ("sweep", &self.sweep),
+            ("cleanup", &self.cleanup),
+            ("rotate_keys", &self.rotate_keys),
+            ("health_check", &self.health_check),
+            ("prune", &self.prune),
+        ] {
+            cron::Schedule::from_str(expr)
+                .map_err(|e| anyhow::anyhow!("invalid {name} schedule {expr:?}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// When the next sweep fires.
+    pub fn next_sweep(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        cron::Schedule::from_str(&self.sweep)
+            .ok()
+            .and_then(|s| s.upcoming(chrono::Utc).next())
+    }
+}
+
+/// Settings of the jobs.
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    pub sweep: SweepSettings,
+    pub schedules: Schedules,
+    /// Refresh jobs run at once per worker process.
+    pub concurrency: usize,
+    /// Deactivated accounts are purged after this long.
+    pub cleanup_after: Duration,
+    /// KEY_ROTATION_DUE when the active key is older than this.
+    pub rotation_period: Duration,
+    /// Provider call records and refresh attempts are kept this long.
+    pub retention: Duration,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            sweep: SweepSettings::default(),
+            schedules: Schedules::default(),
+            concurrency: 32,
+            cleanup_after: Duration::from_secs(90 * 24 * 3600),
+            rotation_period: Duration::from_secs(90 * 24 * 3600),
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// What every job gets.
+pub struct JobContext {
+    pub db: DatabaseConnection,
+    pub engine: Arc<Engine>,
+    pub queue: Queue,
+    pub settings: JobSettings,
+}
+
+fn schedule(expr: &str) -> anyhow::Result<cron::Schedule> {
+    cron::Schedule::from_str(expr).map_err(|e| anyhow::anyhow!("invalid schedule {expr:?}: {e}"))
+}
+
+/// Runs the refresh workers and every schedule until `shutdown` resolves, then lets running
+/// jobs finish. Worker names are unique per process, so restarts and several worker
+/// processes never collide.
+pub async fn run_workers(
+    ctx: Arc<JobContext>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    ctx.settings.schedules.validate()?;
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        service::providers::new_state()
+            .chars()
+            .take(6)
+            .collect::<String>()
+    );
+    let poll = Duration::from_millis(200);
+    let concurrency = ctx.settings.concurrency.max(1);
+    let mut monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
+
+    macro_rules! refresh_worker {
+        ($backend:expr) => {{
+            let backend = $backend;
+            let ctx = ctx.clone();
+            let name = format!("refresh-{id}");
+            monitor = monitor.register(move |_| {
+                WorkerBuilder::new(name.clone())
+                    .backend(backend.clone().poll_with_interval(poll))
+                    .concurrency(concurrency)
+                    .data(ctx.clone())
+                    .build(refresh_token::handle)
+            });
+        }};
+    }
+    match &ctx.queue {
+        Queue::Sqlite(storage) => refresh_worker!(storage.clone()),
+        Queue::Redis { storage, .. } => refresh_worker!(storage.clone()),
+    }
+
+    macro_rules! cron_worker {
+        ($name:literal, $expr:expr, $handler:path) => {{
+            let scheduler = CronScheduler::new(schedule($expr)?);
+            let ctx = ctx.clone();
+            let name = format!("{}-{id}", $name);
+            monitor = monitor.register(move |_| {
+                WorkerBuilder::new(name.clone())
+                    .backend(scheduler.clone())
+                    .data(ctx.clone())
+                    .build($handler)
+            });
+        }};
+    }
+    let schedules = ctx.settings.schedules.clone();
+    cron_worker!("sweep", &schedules.sweep, sweep_expiring::handle);
+    cron_worker!("cleanup", &schedules.cleanup, cleanup_deactivated::handle);
+    cron_worker!("rotate-keys", &schedules.rotate_keys, rotate_keys::handle);
+    cron_worker!(
+        "health-check",
+        &schedules.health_check,
+        health_check::handle
+    );
+    cron_worker!("prune", &schedules.prune, prune::handle);
+
+    tracing::info!(
+        queue = ctx.queue.backend().as_str(),
+        concurrency,
+        sweep = %schedules.sweep,
+        "workers started"
+    );
+    monitor
+        .run_with_signal(async move {
+            shutdown.await;
+            Ok(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("workers stopped with an error: {e}"))?;
+    tracing::info!("workers stopped");
+    Ok(())
+}

@@ -1,0 +1,472 @@
+//! Background jobs: the sweep refreshes inside the window, once; transient storms retry
+//! without asking users to reconnect; dead grants stop at once; cleanup; key rotation;
+//! token health and bulk refresh. In all three deployment modes.
+
+use chrono::Utc;
+use entity::{oauth_token, refresh_attempt, social_account};
+use jobs::refresh_token::{Ran, RefreshToken};
+use sandbox::{FaultKind, Platform as SandboxPlatform};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use serde_json::{Value, json};
+use service::attempts::Outcome;
+
+use crate::{
+    helpers::{TestApp, global_id},
+    in_every_mode,
+};
+
+in_every_mode!(
+    scheduled_sweep_refreshes_due_tokens_once,
+    transient_storm_retries_with_backoff_and_never_requires_reconnect,
+    revoked_grant_fails_after_one_attempt,
+    bulk_refresh_and_token_health,
+    rotation_rewraps_everything_and_the_old_key_can_go,
+);
+
+async fn token(app: &TestApp, account_id: i64) -> oauth_token::Model {
+    oauth_token::Entity::find()
+        .filter(oauth_token::Column::AccountId.eq(account_id))
+        .one(&app.db)
+        .await
+        .expect("query")
+        .expect("token row")
+}
+
+async fn attempts(app: &TestApp, account_id: i64) -> Vec<refresh_attempt::Model> {
+    refresh_attempt::Entity::find()
+        .filter(refresh_attempt::Column::AccountId.eq(account_id))
+        .all(&app.db)
+        .await
+        .expect("attempts")
+}
+
+async fn status(app: &TestApp, account_id: i64) -> String {
+    social_account::Entity::find_by_id(account_id)
+        .one(&app.db)
+        .await
+        .expect("query")
+        .expect("account")
+        .status
+}
+
+/// A sweep job for an account of tenant `default` (id 1, created first by the bootstrap).
+fn job(account_id: i64) -> RefreshToken {
+    RefreshToken {
+        tenant_id: 1,
+        account_id,
+        trigger: "sweep".into(),
+    }
+}
+
+async fn scheduled_sweep_refreshes_due_tokens_once(app: TestApp) {
+    let ids = app.seed_connected("default", "sweep", 3).await;
+    app.expire_in(&ids[..2], 30).await;
+    let before = app.sandbox.stats().tiktok.refresh_calls;
+    // Claims: a second sweep right after the first queues nothing.
+    let first = jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
+    assert_eq!(first.queued, 2);
+    let second = jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
+    assert_eq!(second.queued, 0, "claimed accounts are queued once");
+
+    let _workers = app.start_workers();
+    app.wait_for(30, "both due accounts refreshed", || async {
+        let mut done = 0;
+        for id in &ids[..2] {
+            if attempts(&app, *id)
+                .await
+                .iter()
+                .any(|a| a.outcome == "SUCCEEDED")
+            {
+                done += 1;
+            }
+        }
+        done == 2
+    })
+    .await;
+    // A later sweep finds nothing due: nothing is refreshed twice.
+    jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(
+        app.sandbox.stats().tiktok.refresh_calls - before,
+        2,
+        "each due token once"
+    );
+    assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
+    for id in &ids[..2] {
+        let t = token(&app, *id).await;
+        assert!(
+            t.expires_at > Utc::now() + chrono::Duration::hours(20),
+            "a fresh 24 h token"
+        );
+        assert!(t.sweep_claimed_until.is_none(), "claim released");
+    }
+    assert!(
+        attempts(&app, ids[2]).await.is_empty(),
+        "the token outside its window is untouched"
+    );
+
+    // The history is visible through the API.
+    let data = app
+        .gql_ok(
+            &app.admin_key,
+            "query($id: ID!) { account(id: $id) { refreshHistory { edges { node { attempt trigger outcome errorCode latencyMs } } } } }",
+            json!({ "id": global_id("SocialAccount", ids[0]) }),
+        )
+        .await;
+    let history = &data["account"]["refreshHistory"]["edges"];
+    assert!(history.as_array().is_some_and(|h| !h.is_empty()));
+    assert_eq!(history[0]["node"]["outcome"], "SUCCEEDED");
+    assert_eq!(history[0]["node"]["attempt"], 1);
+    assert_eq!(history[0]["node"]["trigger"], "sweep");
+    let health = app
+        .gql_ok(
+            &app.admin_key,
+            "{ systemHealth { lastSweepAt } }",
+            json!({}),
+        )
+        .await;
+    assert!(health["systemHealth"]["lastSweepAt"].is_string());
+}
+
+async fn transient_storm_retries_with_backoff_and_never_requires_reconnect(app: TestApp) {
+    app.sandbox.update_config(sandbox::ConfigPatch {
+        timeout_fault_ms: Some(3_000),
+        retry_after_s: Some(600),
+        ..Default::default()
+    });
+    let ids = app.seed_connected("default", "storm", 1).await;
+    let id = ids[0];
+    app.expire_in(&ids, 30).await;
+    for (n, kind) in [
+        FaultKind::RateLimited,
+        FaultKind::ServerError,
+        FaultKind::Timeout,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        app.sandbox.set_faults(SandboxPlatform::Tiktok, kind, 1);
+        let ran = jobs::refresh_token::run(&job(id), &app.jobs)
+            .await
+            .expect("job");
+        assert_eq!(ran, Ran::Attempted(Outcome::FailedTransient), "{kind:?}");
+        assert_eq!(status(&app, id).await, "REFRESH_FAILING", "{kind:?}");
+        let t = token(&app, id).await;
+        assert_eq!(t.failure_count, n as i32 + 1);
+        let wait = t.next_refresh_at.expect("retry scheduled") - Utc::now();
+        if kind == FaultKind::RateLimited {
+            assert!(
+                wait >= chrono::Duration::seconds(590),
+                "Retry-After honoured: {wait}"
+            );
+        } else {
+            assert!(wait >= chrono::Duration::seconds(20), "backoff: {wait}");
+        }
+        // Not due again until the retry time: the sweep leaves it alone.
+        let swept = jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
+        assert_eq!(swept.queued, 0);
+        // Time passes.
+        oauth_token::Entity::update_many()
+            .col_expr(
+                oauth_token::Column::NextRefreshAt,
+                Expr::value(Some(Utc::now())),
+            )
+            .filter(oauth_token::Column::AccountId.eq(id))
+            .exec(&app.db)
+            .await
+            .expect("advance");
+    }
+    let ran = jobs::refresh_token::run(&job(id), &app.jobs)
+        .await
+        .expect("job");
+    assert_eq!(ran, Ran::Attempted(Outcome::Succeeded));
+    assert_eq!(status(&app, id).await, "ACTIVE");
+    let t = token(&app, id).await;
+    assert_eq!(t.failure_count, 0);
+    assert!(t.next_refresh_at.is_none());
+    let history: Vec<(i32, String)> = attempts(&app, id)
+        .await
+        .into_iter()
+        .map(|a| (a.attempt, a.outcome))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (1, "FAILED_TRANSIENT".to_owned()),
+            (2, "FAILED_TRANSIENT".to_owned()),
+            (3, "FAILED_TRANSIENT".to_owned()),
+            (4, "SUCCEEDED".to_owned()),
+        ]
+    );
+    assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
+}
+
+async fn revoked_grant_fails_after_one_attempt(app: TestApp) {
+    let ids = app.seed_connected("default", "revoked", 1).await;
+    let id = ids[0];
+    app.expire_in(&ids, 30).await;
+    assert!(app.sandbox.revoke(
+        SandboxPlatform::Tiktok,
+        &sandbox::tiktok_open_id("revoked0")
+    ));
+    let calls = app.sandbox.stats().tiktok.refresh_calls;
+    let ran = jobs::refresh_token::run(&job(id), &app.jobs)
+        .await
+        .expect("job");
+    assert_eq!(ran, Ran::Attempted(Outcome::FailedPermanent));
+    assert_eq!(status(&app, id).await, "RECONNECT_REQUIRED");
+    assert!(token(&app, id).await.next_refresh_at.is_none(), "no retry");
+    let swept = jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
+    assert_eq!(swept.queued, 0, "a dead grant is not swept again");
+    let ran = jobs::refresh_token::run(&job(id), &app.jobs)
+        .await
+        .expect("job");
+    assert_eq!(ran, Ran::Attempted(Outcome::Skipped));
+    assert_eq!(
+        app.sandbox.stats().tiktok.refresh_calls,
+        calls + 1,
+        "one attempt only"
+    );
+}
+
+async fn bulk_refresh_and_token_health(app: TestApp) {
+    let ids = app.seed_connected("default", "bulk", 3).await;
+    app.expire_in(&ids[..1], 10).await;
+    let health = app
+        .gql_ok(
+            &app.admin_key,
+            "{ tokenHealth { byStatus { platform status count } expiringNext24h failuresLast24h nextSweepAt queue { pending running failed } } }",
+            json!({}),
+        )
+        .await;
+    let summary = &health["tokenHealth"];
+    assert_eq!(
+        summary["byStatus"],
+        json!([{ "platform": "TIKTOK", "status": "ACTIVE", "count": 3 }])
+    );
+    assert_eq!(
+        summary["expiringNext24h"], 3,
+        "24 h TikTok tokens all expire within a day"
+    );
+    assert_eq!(summary["failuresLast24h"], 0);
+    assert!(summary["nextSweepAt"].is_string());
+
+    let viewer = app.create_key(&app.admin_key, "v", "VIEWER").await;
+    let body = app
+        .gql(
+            Some(&viewer),
+            "mutation { refreshAccounts(filter: {platforms: [TIKTOK]}) }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(crate::helpers::error_code(&body), Some("FORBIDDEN"));
+    let queued = app
+        .gql_ok(
+            &app.admin_key,
+            "mutation { refreshAccounts(filter: {platforms: [TIKTOK]}) }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(queued["refreshAccounts"], 3);
+    let depth = app
+        .gql_ok(
+            &app.admin_key,
+            "{ tokenHealth { queue { pending } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(depth["tokenHealth"]["queue"]["pending"], 3);
+
+    let before = app.sandbox.stats().tiktok.refresh_calls;
+    let _workers = app.start_workers();
+    app.wait_for(30, "the bulk refresh", || async {
+        app.sandbox.stats().tiktok.refresh_calls - before == 3
+    })
+    .await;
+    // Another tenant's bulk refresh touches nothing of ours.
+    let acme = app.key_for_tenant("acme", "ADMIN").await;
+    let theirs = app
+        .gql_ok(&acme, "mutation { refreshAccounts }", json!({}))
+        .await;
+    assert_eq!(theirs["refreshAccounts"], 0);
+}
+
+async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
+    let ids = app.seed_connected("default", "rot", 3).await;
+    let old = app.jobs.engine.vault().active_key_id().to_owned();
+    let viewer = app.create_key(&app.admin_key, "v", "VIEWER").await;
+    let body = app
+        .gql(
+            Some(&viewer),
+            "mutation { rotateEncryptionKey { activeKeyId } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(crate::helpers::error_code(&body), Some("FORBIDDEN"));
+
+    let rotated = app
+        .gql_ok(
+            &app.admin_key,
+            "mutation { rotateEncryptionKey { activeKeyId remaining due } }",
+            json!({}),
+        )
+        .await;
+    let new = rotated["rotateEncryptionKey"]["activeKeyId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_ne!(new, old);
+    assert_eq!(rotated["rotateEncryptionKey"]["remaining"], 3);
+    // The rewrap job finishes the rotation (resumable batches).
+    let done = jobs::rotate_keys::run(&app.jobs).await.expect("rewrap");
+    assert_eq!(done, 3);
+    let status = app
+        .gql_ok(
+            &app.admin_key,
+            "{ keyRotation { activeKeyId remaining } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status["keyRotation"]["remaining"], 0);
+    for id in &ids {
+        assert_eq!(token(&app, *id).await.key_id, new);
+    }
+
+    // Drop the old key from the configuration: a new process with only the new key starts
+    // (the canary was rewrapped too) and decrypts every token.
+    let key_file = app.config.key_file.clone().expect("key file");
+    let text = std::fs::read_to_string(&key_file).expect("key file");
+    let new_line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{new}:")))
+        .expect("new key in the file")
+        .to_owned();
+    let mut config = app.config.clone();
+    config.keys = Some(new_line);
+    config.key_file = None;
+    let engine = api::app::build_engine(&app.db, &config)
+        .await
+        .expect("starts without the old key");
+    assert!(!engine.vault().contains(&old));
+    let queue = api::app::build_queue(&config).await.expect("queue");
+    let fresh = api::App::from_parts(app.db.clone(), config, engine, queue);
+    let integrator_tokens: Vec<Value> = {
+        let mut out = Vec::new();
+        for id in &ids {
+            let row = token(&app, *id).await;
+            let plain = service::tokens::open(
+                &fresh.state.engine.vault(),
+                &row,
+                service::vault::TokenKind::Access,
+            )
+            .expect("decrypts with the new key alone");
+            out.push(Value::from(
+                secrecy::ExposeSecret::expose_secret(&plain).len(),
+            ));
+        }
+        out
+    };
+    assert_eq!(integrator_tokens.len(), 3);
+    let audit = app
+        .gql_ok(
+            &app.admin_key,
+            "{ auditLog(filter: {actions: [ENCRYPTION_KEY_ROTATED]}) { totalCount nodes { details } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(audit["auditLog"]["totalCount"], 1);
+    assert_eq!(
+        audit["auditLog"]["nodes"][0]["details"]["previousKeyId"],
+        old.as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_purges_exactly_the_accounts_past_retention() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let ids = app.seed_connected("default", "old", 3).await;
+    let set_deactivated = |id: i64, days: i64| {
+        let db = app.db.clone();
+        async move {
+            social_account::Entity::update_many()
+                .col_expr(social_account::Column::Status, Expr::value("DEACTIVATED"))
+                .col_expr(
+                    social_account::Column::DeactivatedAt,
+                    Expr::value(Some(Utc::now() - chrono::Duration::days(days))),
+                )
+                .filter(social_account::Column::Id.eq(id))
+                .exec(&db)
+                .await
+                .expect("deactivated");
+        }
+    };
+    set_deactivated(ids[0], 91).await;
+    set_deactivated(ids[1], 89).await;
+    let purged = jobs::cleanup_deactivated::run(&app.jobs)
+        .await
+        .expect("cleanup");
+    assert_eq!(purged, 1);
+    let gone = social_account::Entity::find_by_id(ids[0])
+        .one(&app.db)
+        .await
+        .expect("q")
+        .expect("row");
+    assert!(gone.username.is_none() && gone.display_name.is_none());
+    assert!(gone.purged_at.is_some());
+    assert!(!gone.provider_account_id.contains("old0"));
+    assert!(
+        oauth_token::Entity::find()
+            .filter(oauth_token::Column::AccountId.eq(ids[0]))
+            .one(&app.db)
+            .await
+            .expect("q")
+            .is_none()
+    );
+    for kept in &ids[1..] {
+        assert!(
+            token(&app, *kept).await.id > 0,
+            "tokens of younger accounts stay"
+        );
+    }
+    let audit = app
+        .gql_ok(
+            &app.admin_key,
+            "query($id: ID!) { auditLog(filter: {accountId: $id}) { nodes { action actor } } }",
+            json!({ "id": global_id("SocialAccount", ids[0]) }),
+        )
+        .await;
+    assert_eq!(audit["auditLog"]["nodes"][0]["action"], "ACCOUNT_PURGED");
+    assert_eq!(
+        jobs::cleanup_deactivated::run(&app.jobs)
+            .await
+            .expect("again"),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instagram_tokens_that_expire_become_expired_not_swept() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let id = crate::helpers::decode_id(&app.connect(&app.admin_key, "INSTAGRAM", "late").await);
+    oauth_token::Entity::update_many()
+        .col_expr(
+            oauth_token::Column::ExpiresAt,
+            Expr::value(Utc::now() - chrono::Duration::minutes(1)),
+        )
+        .col_expr(
+            oauth_token::Column::IssuedAt,
+            Expr::value(Utc::now() - chrono::Duration::days(61)),
+        )
+        .filter(oauth_token::Column::AccountId.eq(id))
+        .exec(&app.db)
+        .await
+        .expect("expired");
+    let report = jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
+    assert_eq!(
+        report.queued, 0,
+        "an expired Instagram token is never refreshed"
+    );
+    assert_eq!(report.expired, 1);
+    assert_eq!(status(&app, id).await, "EXPIRED");
+    assert_eq!(app.sandbox.stats().instagram.refresh_calls, 0);
+}
