@@ -64,6 +64,8 @@ impl std::fmt::Debug for Queue {
 
 /// The queue name of refresh jobs (Redis keys start with `<prefix>:refresh-token`).
 const REFRESH_QUEUE: &str = "refresh-token";
+/// Jobs fetched per poll: the default (10) caps a worker at 10 jobs per poll interval.
+const FETCH_BATCH: usize = 100;
 
 impl Queue {
     /// Opens (and sets up) the embedded queue in its own SQLite file.
@@ -80,7 +82,12 @@ impl Queue {
             .await
             .map_err(|e| anyhow::anyhow!("setting up the job queue: {e}"))?;
         Ok(Queue::Sqlite(
-            SqliteStorage::new(&pool).with_config(SqliteConfig::default().queue(REFRESH_QUEUE)),
+            SqliteStorage::new(&pool).with_config(
+                SqliteConfig::default()
+                    .queue(REFRESH_QUEUE)
+                    .batch_size(FETCH_BATCH)
+                    .persist_results(false),
+            ),
         ))
     }
 
@@ -89,7 +96,10 @@ impl Queue {
         let conn = apalis_redis::connect(url)
             .await
             .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
-        let config = RedisConfig::default().queue(format!("{prefix}:{REFRESH_QUEUE}"));
+        let config = RedisConfig::default()
+            .queue(format!("{prefix}:{REFRESH_QUEUE}"))
+            .batch_size(FETCH_BATCH)
+            .persist_results(false);
         Ok(Queue::Redis {
             storage: RedisStorage::new(conn).with_config(config),
             prefix: prefix.to_owned(),

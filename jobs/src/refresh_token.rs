@@ -37,7 +37,14 @@ pub enum Ran {
 /// apalis handler: runs the job and turns infrastructure errors into job failures (so
 /// apalis retries them); provider failures are handled inside and never fail the job.
 pub async fn handle(job: RefreshToken, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
-    match run(&job, &ctx).await {
+    // Detached: tearing a worker down (a backend hiccup restarts it) must not cut a job
+    // short between recording its outcome and scheduling its retry.
+    let context: Arc<JobContext> = (*ctx).clone();
+    let task = job.clone();
+    let outcome = tokio::spawn(async move { run(&task, &context).await })
+        .await
+        .map_err(|err| anyhow::anyhow!("refresh job task: {err}"));
+    match outcome.and_then(|result| result) {
         Ok(ran) => {
             tracing::debug!(account_id = job.account_id, ?ran, "refresh job done");
             Ok(())

@@ -112,17 +112,26 @@ pub async fn run_workers(
             .take(6)
             .collect::<String>()
     );
-    let poll = Duration::from_millis(200);
+    let poll = Duration::from_millis(100);
     let concurrency = ctx.settings.concurrency.max(1);
-    let mut monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
+    let mut monitor = Monitor::new()
+        .shutdown_timeout(Duration::from_secs(30))
+        // A worker whose backend failed (Redis restarted or flushed, SQLite busy) comes back
+        // under a new name; the database still knows every due token.
+        .should_restart(|worker, error| {
+            tracing::warn!(worker = %worker.name(), restarts = worker.restarts(), ?error, "worker failed; restarting");
+            // Throttle restart loops while the backend is down (this path is rare).
+            std::thread::sleep(Duration::from_millis(500));
+            true
+        });
 
     macro_rules! refresh_worker {
         ($backend:expr) => {{
             let backend = $backend;
             let ctx = ctx.clone();
             let name = format!("refresh-{id}");
-            monitor = monitor.register(move |_| {
-                WorkerBuilder::new(name.clone())
+            monitor = monitor.register(move |restarts| {
+                WorkerBuilder::new(format!("{name}-{restarts}"))
                     .backend(backend.clone().poll_with_interval(poll))
                     .concurrency(concurrency)
                     .data(ctx.clone())
@@ -140,8 +149,8 @@ pub async fn run_workers(
             let scheduler = CronScheduler::new(schedule($expr)?);
             let ctx = ctx.clone();
             let name = format!("{}-{id}", $name);
-            monitor = monitor.register(move |_| {
-                WorkerBuilder::new(name.clone())
+            monitor = monitor.register(move |restarts| {
+                WorkerBuilder::new(format!("{name}-{restarts}"))
                     .backend(scheduler.clone())
                     .data(ctx.clone())
                     .build($handler)

@@ -478,15 +478,12 @@ impl std::fmt::Debug for IssuedToken {
 
 /// Returns a usable access token (INTEGRATOR), refreshing first when little time remains.
 /// Every read is audited as ACCESS_TOKEN_READ before the token is returned.
-pub async fn access_token<D>(
-    db: &D,
-    engine: &Engine,
+pub async fn access_token(
+    db: &sea_orm::DatabaseConnection,
+    engine: &std::sync::Arc<Engine>,
     caller: &Caller,
     account_id: i64,
-) -> ServiceResult<IssuedToken>
-where
-    D: ConnectionTrait + TransactionTrait,
-{
+) -> ServiceResult<IssuedToken> {
     caller.require(Role::Integrator)?;
     let account = accounts::get(db, caller, account_id).await?;
     refresh::ensure_usable_status(&account)?;

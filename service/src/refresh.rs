@@ -3,11 +3,17 @@
 //! compare-and-swap on its version). The new tokens are stored before anything else can
 //! fail, because a rotated-out TikTok refresh token is gone for good.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
 use entity::social_account;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set, TransactionSession,
+    TransactionTrait,
+};
 use serde_json::json;
 
 use crate::{
@@ -96,16 +102,33 @@ pub fn ensure_usable_status(account: &social_account::Model) -> ServiceResult<()
 /// Refreshes the tokens of one account of `tenant_id` now. Concurrent calls for the same
 /// account share one provider call; a call within `min_refresh_interval` of a success
 /// returns without calling the provider.
-pub async fn refresh<D>(
-    db: &D,
+///
+/// The refresh runs in a task of its own: if the caller goes away (an HTTP client
+/// disconnects, a worker is torn down), the provider call and the storing of its rotated
+/// tokens still complete. Dropping it halfway could lose a refresh token for good.
+pub async fn refresh(
+    db: &DatabaseConnection,
+    engine: &Arc<Engine>,
+    tenant_id: i64,
+    account_id: i64,
+    options: RefreshOptions,
+) -> ServiceResult<RefreshReport> {
+    let db = db.clone();
+    let engine = engine.clone();
+    tokio::spawn(
+        async move { refresh_detached(&db, &engine, tenant_id, account_id, options).await },
+    )
+    .await
+    .map_err(|err| ServiceError::Internal(format!("the refresh task failed: {err}")))?
+}
+
+async fn refresh_detached(
+    db: &DatabaseConnection,
     engine: &Engine,
     tenant_id: i64,
     account_id: i64,
     options: RefreshOptions,
-) -> ServiceResult<RefreshReport>
-where
-    D: ConnectionTrait + TransactionTrait,
-{
+) -> ServiceResult<RefreshReport> {
     let asked_at = Instant::now();
     let slot = engine.locks.slot(account_id);
     let mut last = slot.lock().await;

@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, fresh_database};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
 
 /// A running binary with its address and the lines it printed.
-struct Running {
-    child: Child,
-    addr: String,
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     stdout: Vec<String>,
     /// Everything printed later: (is stdout, line).
     rest: Option<mpsc::Receiver<(bool, String)>>,
@@ -24,7 +24,7 @@ struct Running {
 
 impl Running {
     /// Every line printed after startup, up to now (call after the process exited).
-    fn remaining_output(&mut self) -> Vec<String> {
+    pub(crate) fn remaining_output(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
         if let Some(rx) = &self.rest {
             // The reader threads end at EOF, which follows the exit.
@@ -50,6 +50,20 @@ impl Drop for Running {
     reason = "the child moves into `Running`, whose Drop kills and waits"
 )]
 fn start(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Running {
+    start_until(dir, envs, args, "serving GraphQL at /graphql")
+}
+
+/// Starts the binary and waits for the JSON log line `message` that carries `addr`.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child moves into `Running`, whose Drop kills and waits"
+)]
+pub(crate) fn start_until(
+    dir: &std::path::Path,
+    envs: &[(&str, &str)],
+    args: &[&str],
+    message: &str,
+) -> Running {
     let mut child = Command::new(BIN)
         .args(args)
         .current_dir(dir)
@@ -88,7 +102,7 @@ fn start(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Running
         let Ok(log) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        if log["message"] == "serving GraphQL at /graphql" {
+        if log["message"] == message {
             let addr = log["addr"].as_str().expect("addr field").to_owned();
             // Drain anything already printed on stdout (the generated key comes first).
             while let Ok((true, line)) = rx.try_recv() {
@@ -104,7 +118,7 @@ fn start(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Running
     }
 }
 
-fn terminate(running: Running) -> std::process::ExitStatus {
+pub(crate) fn terminate(running: Running) -> std::process::ExitStatus {
     terminate_ref(&mut { running })
 }
 

@@ -221,6 +221,11 @@ impl TestApp {
             APP_REDIRECT,
             "--provider-timeout",
             "2s",
+            // Seeding thousands of accounts must not wait for the production rate limit.
+            "--tiktok-rate-limit",
+            "0",
+            "--instagram-rate-limit",
+            "0",
         ];
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).expect("test configuration");

@@ -12,3 +12,4 @@ mod connections;
 mod http;
 mod jobs;
 mod schema;
+mod workers;

@@ -26,7 +26,7 @@ pub trait ContextExt {
     /// The authenticated caller, or UNAUTHENTICATED.
     fn caller(&self) -> ApiResult<&Caller>;
     /// The token engine (vault, providers, refresh locks).
-    fn engine(&self) -> ApiResult<&Engine>;
+    fn engine(&self) -> ApiResult<&Arc<Engine>>;
 }
 
 impl ContextExt for Context<'_> {
@@ -37,8 +37,8 @@ impl ContextExt for Context<'_> {
         })
     }
 
-    fn engine(&self) -> ApiResult<&Engine> {
-        self.data::<Arc<Engine>>().map(AsRef::as_ref).map_err(|_| {
+    fn engine(&self) -> ApiResult<&Arc<Engine>> {
+        self.data::<Arc<Engine>>().map_err(|_| {
             tracing::error!("engine missing from the GraphQL context");
             ApiError::internal()
         })
