@@ -76,6 +76,33 @@ async fn successes(app: &TestApp) -> u64 {
         .expect("count")
 }
 
+/// Waits until `target` accounts are refreshed; on timeout, stops the worker and panics
+/// with the stuck accounts and the worker's last log lines.
+async fn wait_or_dump(app: &TestApp, worker: &mut Running, secs: u64, what: &str, target: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while refreshed(app).await < target {
+        if std::time::Instant::now() > deadline {
+            let _ = Command::new("kill")
+                .args(["-TERM", &worker.child.id().to_string()])
+                .status();
+            let logs = worker.remaining_output();
+            panic!(
+                "timed out waiting for {what} ({} of {target}); stuck: {}\nworker logs:\n{}",
+                refreshed(app).await,
+                stuck_accounts(app).await,
+                logs.iter()
+                    .rev()
+                    .take(40)
+                    .rev()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// The accounts without a successful refresh, with their token and attempts (diagnostics).
 async fn stuck_accounts(app: &TestApp) -> String {
     let done: Vec<i64> = refresh_attempt::Entity::find()
@@ -137,12 +164,14 @@ async fn two_worker_processes_refresh_each_due_token_once() {
     let ids = app.seed_connected("default", "pair", 6).await;
     app.expire_in(&ids[..5], 30).await;
     let before = app.sandbox.stats().tiktok.refresh_calls;
-    let a = start_worker(&env);
+    let mut a = start_worker(&env);
     let b = start_worker(&env);
-    app.wait_for(
-        30,
+    wait_or_dump(
+        &app,
+        &mut a,
+        60,
         "five due tokens refreshed by the workers' sweeps",
-        || async { refreshed(&app).await == 5 },
+        5,
     )
     .await;
     // Several more sweeps fire on both workers: nothing is refreshed twice.
@@ -178,10 +207,7 @@ async fn sigkill_mid_sweep_then_restart_refreshes_everything_without_reuse() {
         ..Default::default()
     });
     let mut first = start_worker(&env);
-    app.wait_for(120, "a good part of the sweep done", || async {
-        refreshed(&app).await >= 400
-    })
-    .await;
+    wait_or_dump(&app, &mut first, 120, "a good part of the sweep done", 400).await;
     // Park new provider calls, let the ones in flight land, then kill -9.
     app.sandbox.update_config(ConfigPatch {
         latency_ms: Some(5_000),
@@ -208,10 +234,14 @@ async fn sigkill_mid_sweep_then_restart_refreshes_everything_without_reuse() {
         ..Default::default()
     });
 
-    let second = start_worker(&env);
-    app.wait_for(240, "every account refreshed after the restart", || async {
-        refreshed(&app).await == total as u64
-    })
+    let mut second = start_worker(&env);
+    wait_or_dump(
+        &app,
+        &mut second,
+        240,
+        "every account refreshed after the restart",
+        total as u64,
+    )
     .await;
     eprintln!("all refreshed after {:?}", clock.elapsed());
     let stats = app.sandbox.stats().tiktok;
@@ -270,28 +300,14 @@ async fn losing_every_redis_key_loses_no_work() {
         ..Default::default()
     });
     let mut worker = worker;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while refreshed(&app).await < total as u64 {
-        if std::time::Instant::now() > deadline {
-            let _ = Command::new("kill")
-                .args(["-TERM", &worker.child.id().to_string()])
-                .status();
-            let logs = worker.remaining_output();
-            let stuck = stuck_accounts(&app).await;
-            panic!(
-                "the work did not finish after the flush ({} of {total}); stuck: {stuck}\nworker logs:\n{}",
-                refreshed(&app).await,
-                logs.iter()
-                    .rev()
-                    .take(60)
-                    .rev()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_or_dump(
+        &app,
+        &mut worker,
+        120,
+        "the next sweeps to finish the work",
+        total as u64,
+    )
+    .await;
     assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
     assert_eq!(broken_accounts(&app).await, 0);
     assert!(terminate(worker).success());
