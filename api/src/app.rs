@@ -54,6 +54,7 @@ pub struct WorkerApp {
 impl WorkerApp {
     /// Connects (no migrations: API processes run them) and starts the engine.
     pub async fn build(config: &Config) -> anyhow::Result<WorkerApp> {
+        crate::telemetry::metrics_handle();
         let db = service::db::connect(&config.database_url)
             .await
             .with_context(|| {
@@ -269,6 +270,7 @@ impl App {
     /// Connects to the database, runs migrations, ensures the bootstrap admin key and
     /// starts the token engine. A generated key is printed to stdout once (never logged).
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        crate::telemetry::metrics_handle();
         let db = service::db::connect_and_migrate(&config.database_url)
             .await
             .with_context(|| {

@@ -125,6 +125,12 @@ pub async fn run(job: &RefreshToken, ctx: &JobContext) -> anyhow::Result<Ran> {
         (RefreshKind::Failed, None) => Outcome::FailedTransient,
     };
     let error = report.error.as_ref();
+    metrics::counter!(
+        "tokenwarden_refresh_attempts_total",
+        "platform" => platform.as_str(),
+        "outcome" => outcome.as_str()
+    )
+    .increment(1);
     attempts::record(
         db,
         record(

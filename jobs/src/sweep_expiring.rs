@@ -62,5 +62,8 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<SweepReport> {
         }
     }
     settings::put(&ctx.db, LAST_SWEEP, Utc::now().to_rfc3339()).await?;
+    metrics::counter!("tokenwarden_sweeps_total").increment(1);
+    metrics::counter!("tokenwarden_sweep_queued_total").increment(queued as u64);
+    metrics::counter!("tokenwarden_sweep_expired_total").increment(expired as u64);
     Ok(SweepReport { queued, expired })
 }

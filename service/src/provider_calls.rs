@@ -47,6 +47,26 @@ pub fn spawn_writer(
 
 async fn write(db: &DatabaseConnection, batch: Vec<ProviderCall>) {
     let count = batch.len();
+    for call in &batch {
+        let outcome = if call.error_code.is_some() {
+            "error"
+        } else {
+            "ok"
+        };
+        metrics::counter!(
+            "tokenwarden_provider_calls_total",
+            "platform" => call.platform.as_str(),
+            "operation" => call.operation,
+            "outcome" => outcome
+        )
+        .increment(1);
+        metrics::histogram!(
+            "tokenwarden_provider_call_seconds",
+            "platform" => call.platform.as_str(),
+            "operation" => call.operation
+        )
+        .record(f64::from(call.latency_ms) / 1000.0);
+    }
     let rows = batch.into_iter().map(|call| provider_call::ActiveModel {
         platform: Set(call.platform.as_str().to_owned()),
         operation: Set(call.operation.to_owned()),

@@ -190,6 +190,23 @@ async fn two_worker_processes_refresh_each_due_token_once() {
         .await
         .expect("json");
     assert_eq!(ready["checks"]["redis"], "ok", "{ready}");
+    let mut exposition = String::new();
+    for worker in [&a, &b] {
+        let text = reqwest::get(format!("http://{}/metrics", worker.addr))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(text.contains("tokenwarden_sweeps_total"), "{text}");
+        exposition.push_str(&text);
+    }
+    assert!(
+        exposition.contains(
+            "tokenwarden_refresh_attempts_total{platform=\"tiktok\",outcome=\"SUCCEEDED\"}"
+        ),
+        "{exposition}"
+    );
     assert!(terminate(a).success());
     assert!(terminate(b).success());
 }

@@ -26,6 +26,17 @@ impl axum::extract::FromRef<AppState> for Probes {
     }
 }
 
+/// Prometheus metrics of this process (refresh outcomes, sweeps, provider calls).
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render_metrics(),
+    )
+}
+
 /// Liveness: the process is up and serving.
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))

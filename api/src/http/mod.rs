@@ -20,6 +20,7 @@ pub fn probe_router(probes: Probes) -> Router {
         Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
+            .route("/metrics", get(health::metrics))
             .with_state(probes),
     )
 }
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql/ws", get(graphql::subscriptions_reserved))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/oauth/callback/{platform}", get(oauth::callback));
     if state.config.graphiql_enabled() {
         router = router.route("/", get(graphql::graphiql));
