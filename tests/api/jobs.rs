@@ -470,3 +470,49 @@ async fn instagram_tokens_that_expire_become_expired_not_swept() {
     assert_eq!(status(&app, id).await, "EXPIRED");
     assert_eq!(app.sandbox.stats().instagram.refresh_calls, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_check_feeds_system_health_and_prune_keeps_recent_records() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let ids = app.seed_connected("default", "hc", 2).await;
+    app.expire_in(&ids, 30).await;
+    for id in &ids {
+        jobs::refresh_token::run(&job(*id), &app.jobs)
+            .await
+            .expect("job");
+    }
+    let snapshot = jobs::health_check::run(&app.jobs)
+        .await
+        .expect("health check");
+    assert!(snapshot.database && snapshot.encryption);
+    assert_eq!(snapshot.redis, None, "embedded mode has no Redis");
+    assert!(
+        snapshot.providers.iter().all(|p| p.available),
+        "{snapshot:?}"
+    );
+    let health = app
+        .gql_ok(
+            &app.admin_key,
+            "{ systemHealth { lastHealthCheckAt redis providers { platform available latencyMs } } }",
+            json!({}),
+        )
+        .await;
+    assert!(health["systemHealth"]["lastHealthCheckAt"].is_string());
+    assert_eq!(health["systemHealth"]["redis"], Value::Null);
+    assert_eq!(health["systemHealth"]["providers"][0]["available"], true);
+
+    // One old attempt; the recent ones stay.
+    refresh_attempt::Entity::update_many()
+        .col_expr(
+            refresh_attempt::Column::StartedAt,
+            Expr::value(Utc::now() - chrono::Duration::days(40)),
+        )
+        .filter(refresh_attempt::Column::AccountId.eq(ids[0]))
+        .exec(&app.db)
+        .await
+        .expect("aged");
+    let deleted = jobs::prune::run(&app.jobs).await.expect("prune");
+    assert!(deleted >= 1);
+    assert!(attempts(&app, ids[0]).await.is_empty());
+    assert_eq!(attempts(&app, ids[1]).await.len(), 1);
+}
