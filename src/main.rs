@@ -118,6 +118,10 @@ async fn serve(mut config: Config, with_workers: bool) -> anyhow::Result<()> {
         database = %service::db::redacted_url(&config.database_url),
         "starting"
     );
+    if with_workers {
+        // A bad schedule must stop the start, not only the workers.
+        config.job_settings().schedules.validate()?;
+    }
     let app = App::build(config).await?;
     let shutdown = Shutdown::listen();
     let workers = with_workers.then(|| {

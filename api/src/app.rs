@@ -232,7 +232,13 @@ pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::R
         lease_wait: config.refresh_lease.max(config.provider_timeout * 2),
         ..EngineSettings::default()
     };
-    let engine = Arc::new(Engine::new(vault, providers, settings));
+    let events = match config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        Some(url) => service::events::EventBus::with_redis(url, &config.redis_prefix)
+            .await
+            .map_err(|err| anyhow::anyhow!("{err}"))?,
+        None => service::events::EventBus::local(),
+    };
+    let engine = Arc::new(Engine::new(vault, providers, settings, events));
     // Adopt a rotation made by another process.
     service::rotation::sync_active_key(db, &engine)
         .await

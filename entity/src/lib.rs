@@ -9,6 +9,7 @@ pub mod refresh_attempt;
 pub mod setting;
 pub mod social_account;
 pub mod tenant;
+pub mod token_event;
 
 pub mod prelude {
     //! The entities under their table-ish names, for `use entity::prelude::*`.
@@ -21,4 +22,5 @@ pub mod prelude {
     pub use super::setting::Entity as Setting;
     pub use super::social_account::Entity as SocialAccount;
     pub use super::tenant::Entity as Tenant;
+    pub use super::token_event::Entity as TokenEvent;
 }

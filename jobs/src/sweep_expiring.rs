@@ -39,7 +39,9 @@ pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDy
 #[tracing::instrument(skip_all)]
 pub async fn run(ctx: &JobContext) -> anyhow::Result<SweepReport> {
     let now = Utc::now();
-    let expired = sweep::expire_unrefreshable(&ctx.db, now).await?.len();
+    let expired = sweep::expire_unrefreshable(&ctx.db, &ctx.engine.events, now)
+        .await?
+        .len();
     let mut queued = 0;
     loop {
         let due = sweep::claim_due(&ctx.db, &ctx.settings.sweep, now).await?;

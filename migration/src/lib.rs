@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_foundation;
 mod m20261124_000002_connections;
 mod m20261124_000003_jobs;
+mod m20261124_000004_events;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_foundation::Migration),
             Box::new(m20261124_000002_connections::Migration),
             Box::new(m20261124_000003_jobs::Migration),
+            Box::new(m20261124_000004_events::Migration),
         ]
     }
 }

@@ -161,6 +161,14 @@ pub async fn count(db: &impl ConnectionTrait, caller: &Caller) -> ServiceResult<
         .await?)
 }
 
+/// Whether a key still exists and is not revoked (long-lived connections re-check this).
+pub async fn is_active(db: &impl ConnectionTrait, id: i64) -> ServiceResult<bool> {
+    Ok(api_key::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .is_some_and(|k| k.revoked_at.is_none()))
+}
+
 /// Every key of every tenant (command line only).
 pub async fn list_all(db: &impl ConnectionTrait) -> ServiceResult<Vec<api_key::Model>> {
     Ok(api_key::Entity::find().all(db).await?)

@@ -39,6 +39,21 @@ where
     let mut purged = Vec::with_capacity(accounts.len());
     for account in accounts {
         let txn = db.begin().await?;
+        // Several workers may run the cleanup at once: only the one that marks the account
+        // purged goes on.
+        let claimed = social_account::Entity::update_many()
+            .col_expr(
+                social_account::Column::PurgedAt,
+                sea_orm::sea_query::Expr::value(Some(now)),
+            )
+            .filter(social_account::Column::Id.eq(account.id))
+            .filter(social_account::Column::PurgedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if claimed.rows_affected != 1 {
+            txn.rollback().await?;
+            continue;
+        }
         let tokens = oauth_token::Entity::delete_many()
             .filter(oauth_token::Column::AccountId.eq(account.id))
             .exec(&txn)

@@ -18,6 +18,7 @@ use crate::{
     domain::{AccountStatus, Platform},
     engine::Engine,
     error::{ServiceError, ServiceResult},
+    events::{self, EventKind, NewEvent},
     providers::{AuthorizeRequest, ErrorClass, ProviderError, new_pkce, new_state},
     refresh::{self, RefreshOptions},
     tokens,
@@ -397,7 +398,19 @@ where
         }),
     )
     .await?;
+    let event = events::record(
+        &txn,
+        NewEvent {
+            tenant_id: account.tenant_id,
+            account_id: account.id,
+            platform: state_platform,
+            kind: EventKind::Connected,
+            error: None,
+        },
+    )
+    .await?;
     txn.commit().await?;
+    engine.events.publish(event).await;
     Ok(Connected {
         account,
         reconnected,
@@ -457,7 +470,19 @@ where
         json!({ "platform": platform.as_str(), "previousStatus": previous, "providerRevocation": revoke }),
     )
     .await?;
+    let event = events::record(
+        &txn,
+        NewEvent {
+            tenant_id: account.tenant_id,
+            account_id: account.id,
+            platform,
+            kind: EventKind::Disconnected,
+            error: None,
+        },
+    )
+    .await?;
     txn.commit().await?;
+    engine.events.publish(event).await;
     Ok(account)
 }
 

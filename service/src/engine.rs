@@ -10,6 +10,7 @@ use std::{
 
 use crate::{
     domain::Platform,
+    events::EventBus,
     providers::{ProviderError, Providers},
     vault::KeyRing,
 };
@@ -87,13 +88,20 @@ pub struct Engine {
     pub providers: Arc<Providers>,
     pub locks: RefreshLocks,
     pub settings: EngineSettings,
+    /// Where committed token events are published.
+    pub events: EventBus,
     /// Identifies this process in refresh leases.
     pub instance: String,
 }
 
 impl Engine {
     /// Builds the engine.
-    pub fn new(vault: KeyRing, providers: Providers, settings: EngineSettings) -> Self {
+    pub fn new(
+        vault: KeyRing,
+        providers: Providers,
+        settings: EngineSettings,
+        events: EventBus,
+    ) -> Self {
         let instance = format!(
             "{}-{}",
             std::process::id(),
@@ -107,6 +115,7 @@ impl Engine {
             providers: Arc::new(providers),
             locks: RefreshLocks::default(),
             settings,
+            events,
             instance,
         }
     }

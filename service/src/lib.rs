@@ -24,6 +24,8 @@ pub mod domain;
 pub mod engine;
 /// The one error type of the service layer.
 pub mod error;
+/// Token events: outbox, replay and the cross-process bus.
+pub mod events;
 /// Provider failures in words: code, message, action.
 pub mod failures;
 /// Health check snapshots shared across processes.

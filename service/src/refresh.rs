@@ -23,6 +23,7 @@ use crate::{
     domain::{AccountStatus, Platform},
     engine::{Engine, LastOutcome},
     error::{ServiceError, ServiceResult},
+    events::{self, EventKind, NewEvent},
     providers::{ErrorClass, ProviderError},
     tokens,
     vault::TokenKind,
@@ -198,7 +199,7 @@ where
                 platform.display_name()
             ),
         );
-        let account = record_failure(db, account, &error, &options.actor).await?;
+        let account = record_failure(db, engine, account, &error, &options.actor).await?;
         return Ok(failed(account, error));
     }
 
@@ -264,7 +265,7 @@ where
                 // Nothing is wrong; the token is just too young (Instagram's 24 hours).
                 return Ok(failed(account, error));
             }
-            let account = record_failure(db, account, &error, &options.actor).await?;
+            let account = record_failure(db, engine, account, &error, &options.actor).await?;
             Ok(failed(account, error))
         }
     }
@@ -340,7 +341,7 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result: ServiceResult<Option<social_account::Model>> = async {
+        let result: ServiceResult<Option<(social_account::Model, entity::token_event::Model)>> = async {
             let txn = db.begin().await?;
             if !tokens::store_refreshed(&txn, &vault, &account, version, set).await? {
                 return Ok(None);
@@ -358,12 +359,26 @@ where
                 json!({ "platform": updated.platform, "expiresAt": set.expires_at, "refreshExpiresAt": set.refresh_expires_at }),
             )
             .await?;
+            let event = events::record(
+                &txn,
+                NewEvent {
+                    tenant_id: updated.tenant_id,
+                    account_id: updated.id,
+                    platform: updated.platform.parse()?,
+                    kind: EventKind::Refreshed,
+                    error: None,
+                },
+            )
+            .await?;
             txn.commit().await?;
-            Ok(Some(updated))
+            Ok(Some((updated, event)))
         }
         .await;
         match result {
-            Ok(Some(updated)) => return Ok(updated),
+            Ok(Some((updated, event))) => {
+                engine.events.publish(event).await;
+                return Ok(updated);
+            }
             Ok(None) => {
                 // The row changed under the lease (a reconnect): the reconnect's tokens win.
                 tracing::warn!(
@@ -386,6 +401,7 @@ where
 /// leave the status alone (the operator must act, not the user). Audited.
 async fn record_failure<D>(
     db: &D,
+    engine: &Engine,
     account: social_account::Model,
     error: &ProviderError,
     actor: &Actor,
@@ -394,6 +410,13 @@ where
     D: ConnectionTrait + TransactionTrait,
 {
     let current: AccountStatus = account.status.parse()?;
+    let platform: Platform = account.platform.parse()?;
+    let view = crate::failures::describe(error, platform, account.username.as_deref());
+    let kind = match error.class {
+        ErrorClass::GrantDead if error.code == "expired" => EventKind::Expired,
+        ErrorClass::GrantDead => EventKind::ReconnectRequired,
+        _ => EventKind::RefreshFailed,
+    };
     let status = match error.class {
         ErrorClass::Transient => AccountStatus::RefreshFailing,
         ErrorClass::GrantDead if error.code == "expired" => AccountStatus::Expired,
@@ -421,6 +444,18 @@ where
         }),
     )
     .await?;
+    let event = events::record(
+        &txn,
+        NewEvent {
+            tenant_id: updated.tenant_id,
+            account_id: updated.id,
+            platform,
+            kind,
+            error: Some(&view),
+        },
+    )
+    .await?;
     txn.commit().await?;
+    engine.events.publish(event).await;
     Ok(updated)
 }

@@ -106,11 +106,8 @@ where
             id
         }
     };
-    if id == previous {
-        return Err(ServiceError::bad_input(format!(
-            "key {id:?} is already active"
-        )));
-    }
+    // A key listed last in TOKENWARDEN_KEYS is already active after the restart; rotating
+    // to it still records the rotation and lets the rewrap finish the job.
     ring.set_active(&id).map_err(ServiceError::vault)?;
     engine.set_vault(ring);
     let now = Utc::now();

@@ -19,6 +19,8 @@ use crate::{
     caller::Actor,
     domain::{AccountStatus, Platform},
     error::ServiceResult,
+    events::{self, EventBus, EventKind, NewEvent},
+    failures::FailureView,
 };
 
 /// Instagram refuses to refresh tokens younger than this.
@@ -176,6 +178,7 @@ pub async fn release_claim(db: &impl ConnectionTrait, account_id: i64) -> Servic
 /// refresh token expired) become EXPIRED: the user must reconnect. Returns them.
 pub async fn expire_unrefreshable<D>(
     db: &D,
+    bus: &EventBus,
     now: DateTime<Utc>,
 ) -> ServiceResult<Vec<social_account::Model>>
 where
@@ -225,7 +228,32 @@ where
                 }),
             )
             .await?;
+            let view = FailureView {
+                code: "RECONNECT_REQUIRED",
+                message: format!(
+                    "{} access{} expired before it could be refreshed.",
+                    platform.display_name(),
+                    updated
+                        .username
+                        .as_deref()
+                        .map(|u| format!(" for @{u}"))
+                        .unwrap_or_default()
+                ),
+                action: Some("Reconnect the account.".into()),
+            };
+            let event = events::record(
+                &txn,
+                NewEvent {
+                    tenant_id: updated.tenant_id,
+                    account_id: updated.id,
+                    platform,
+                    kind: EventKind::Expired,
+                    error: Some(&view),
+                },
+            )
+            .await?;
             txn.commit().await?;
+            bus.publish(event).await;
             expired.push(updated);
         }
     }

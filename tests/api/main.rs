@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod binary;
 mod connections;
+mod events;
 mod http;
 mod jobs;
 mod schema;

@@ -11,6 +11,8 @@ pub mod audit;
 pub mod connections;
 /// Per-request context: database, caller, data loaders.
 pub mod context;
+/// Token events: the `tokenEvents` subscription.
+pub mod events;
 /// `systemHealth`.
 pub mod health;
 /// Global ids and pagination cursors.

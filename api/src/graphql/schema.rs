@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, Schema, SchemaBuilder};
 use sea_orm::DatabaseConnection;
 use service::engine::Engine;
 
@@ -11,6 +11,7 @@ use crate::{
         admin::{AdminMutation, AdminQuery},
         audit::AuditQuery,
         connections::{ConnectionsMutation, ConnectionsQuery},
+        events::EventsSubscription,
         health::HealthQuery,
         maintenance::{MaintenanceMutation, MaintenanceQuery},
         node::NodeQuery,
@@ -41,10 +42,10 @@ pub struct Mutation(
 );
 
 /// The application schema.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, EventsSubscription>;
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+fn builder() -> SchemaBuilder<Query, Mutation, EventsSubscription> {
+    Schema::build(Query::default(), Mutation::default(), EventsSubscription)
 }
 
 /// Builds the served schema with the configured limits and hardening.

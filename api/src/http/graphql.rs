@@ -303,17 +303,60 @@ pub async fn graphiql() -> impl IntoResponse {
     )
 }
 
-/// `/graphql/ws` is reserved for subscriptions (token events), which are not served yet.
-pub async fn subscriptions_reserved() -> impl IntoResponse {
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        axum::Json(json!({
-            "errors": [{
-                "message": "subscriptions are not available yet on this server",
-                "extensions": { "code": "NOT_IMPLEMENTED" }
-            }]
-        })),
-    )
+/// `/graphql/ws`: subscriptions over graphql-transport-ws (and the legacy graphql-ws).
+/// The key comes in the `connection_init` payload: `{"authorization": "Bearer <key>"}`.
+/// Buffers are small (4 KiB) so thousands of idle subscribers stay cheap.
+pub async fn subscriptions(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    protocol: async_graphql_axum::GraphQLProtocol,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> HttpResponse {
+    upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_message_size(64 * 1024)
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            let schema = state.schema.clone();
+            async_graphql_axum::GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let header = payload
+                        .get("authorization")
+                        .or_else(|| payload.get("Authorization"))
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let mut headers = HeaderMap::new();
+                    if let Ok(value) = HeaderValue::from_str(&header) {
+                        headers.insert(header::AUTHORIZATION, value);
+                    }
+                    match authenticate(&state, &headers, peer.ip().to_string()).await {
+                        RequestAuth::Authenticated(caller) => {
+                            let mut data = async_graphql::Data::default();
+                            data.insert(DataLoader::new(
+                                TokenLoader {
+                                    db: state.db.clone(),
+                                    tenant_id: caller.tenant_id,
+                                },
+                                tokio::spawn,
+                            ));
+                            data.insert(RequestAuth::Authenticated(caller));
+                            Ok(data)
+                        }
+                        RequestAuth::Missing => Err(async_graphql::Error::new(
+                            "authentication required: send {\"authorization\": \"Bearer <api key>\"} in connection_init",
+                        )),
+                        RequestAuth::Invalid(message) => Err(async_graphql::Error::new(message)),
+                        RequestAuth::Unavailable => {
+                            Err(async_graphql::Error::new("internal error; retry later"))
+                        }
+                    }
+                })
+                .keepalive_timeout(std::time::Duration::from_secs(60))
+                .serve()
+                .await
+        })
 }
 
 #[cfg(test)]

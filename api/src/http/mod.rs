@@ -33,7 +33,7 @@ pub fn router(state: AppState) -> Router {
             "/graphql",
             get(graphql::get_handler).post(graphql::post_handler),
         )
-        .route("/graphql/ws", get(graphql::subscriptions_reserved))
+        .route("/graphql/ws", get(graphql::subscriptions))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -1,0 +1,209 @@
+use std::{collections::HashSet, time::Duration};
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, Subscription};
+use chrono::{DateTime, Utc};
+use entity::token_event;
+use futures::Stream;
+use service::events::{self, EventFilter};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    error::{ApiError, ApiResult},
+    graphql::{
+        accounts::{self, Platform, SocialAccount},
+        connections::TokenError,
+        context::ContextExt,
+        ids,
+    },
+};
+
+/// The global-id type name of events.
+pub const KIND: &str = "TokenEvent";
+
+/// How often a subscription re-checks that its API key is still valid.
+const KEY_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// What happened.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "service::events::EventKind")]
+pub enum TokenEventKind {
+    Connected,
+    Refreshed,
+    /// A transient failure; the refresh will be retried.
+    RefreshFailed,
+    /// The grant is dead: the user must reconnect.
+    ReconnectRequired,
+    /// A token that cannot be extended expires soon.
+    Expiring,
+    Expired,
+    Disconnected,
+    KeyRotationDue,
+    ProviderDegraded,
+    ProviderRecovered,
+}
+
+/// One token event.
+pub struct TokenEvent(pub token_event::Model);
+
+#[Object]
+impl TokenEvent {
+    /// Global id; pass it as `after` to resume a subscription.
+    async fn id(&self) -> ID {
+        ids::encode(KIND, self.0.id)
+    }
+
+    async fn kind(&self) -> ApiResult<TokenEventKind> {
+        Ok(self.0.kind.parse::<events::EventKind>()?.into())
+    }
+
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.0.occurred_at
+    }
+
+    async fn platform(&self) -> Option<Platform> {
+        self.0
+            .platform
+            .as_deref()
+            .and_then(|p| p.parse::<service::domain::Platform>().ok())
+            .map(Into::into)
+    }
+
+    /// The account, as it is now.
+    async fn account(&self, ctx: &Context<'_>) -> ApiResult<Option<SocialAccount>> {
+        let (Some(tenant), Some(account)) = (self.0.tenant_id, self.0.account_id) else {
+            return Ok(None);
+        };
+        Ok(service::accounts::find(ctx.db()?, tenant, account)
+            .await?
+            .map(SocialAccount::from))
+    }
+
+    /// What went wrong and what to do, for failure events.
+    async fn error(&self) -> Option<TokenError> {
+        self.0.error_code.as_ref().map(|code| TokenError {
+            code: code.clone(),
+            message: self.0.error_message.clone().unwrap_or_default(),
+            action: self.0.error_action.clone(),
+            retry_after_seconds: None,
+        })
+    }
+}
+
+/// Which events to receive; omitted fields mean any.
+#[derive(InputObject, Default)]
+pub struct TokenEventFilter {
+    pub kinds: Option<Vec<TokenEventKind>>,
+    pub platforms: Option<Vec<Platform>>,
+    pub account_ids: Option<Vec<ID>>,
+}
+
+impl TryFrom<TokenEventFilter> for EventFilter {
+    type Error = ApiError;
+
+    fn try_from(f: TokenEventFilter) -> ApiResult<Self> {
+        Ok(EventFilter {
+            kinds: f
+                .kinds
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            platforms: f
+                .platforms
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            account_ids: f
+                .account_ids
+                .unwrap_or_default()
+                .iter()
+                .map(|id| ids::decode(id, accounts::KIND))
+                .collect::<ApiResult<_>>()?,
+        })
+    }
+}
+
+/// Token event subscriptions.
+#[derive(Default)]
+pub struct EventsSubscription;
+
+#[Subscription]
+impl EventsSubscription {
+    /// The tenant's token events as they happen (VIEWER and up). With `after` (an event
+    /// id) or `since`, stored events are replayed first, then live ones follow with no gap
+    /// and no duplicate. A subscriber that falls behind gets a SUBSCRIBER_LAGGED error
+    /// naming the `after` to resubscribe with.
+    async fn token_events(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<TokenEventFilter>,
+        after: Option<ID>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<impl Stream<Item = Result<TokenEvent, ApiError>> + use<>, ApiError> {
+        let caller = ctx.caller()?.clone();
+        let db = ctx.db()?.clone();
+        let engine = ctx.engine()?.clone();
+        let filter: EventFilter = filter.unwrap_or_default().try_into()?;
+        let after = after.map(|id| ids::decode(&id, KIND)).transpose()?;
+        // Subscribe before reading the table: nothing committed meanwhile is missed.
+        let mut live = engine.events.subscribe();
+        Ok(async_stream::stream! {
+            let mut last = after;
+            let mut replayed = HashSet::new();
+            if after.is_some() || since.is_some() {
+                let mut cursor = after;
+                loop {
+                    let batch = match events::replay(&db, caller.tenant_id, &filter, cursor, since, 500).await {
+                        Ok(batch) => batch,
+                        Err(err) => {
+                            yield Err(ApiError::from(err));
+                            return;
+                        }
+                    };
+                    let done = batch.len() < 500;
+                    for event in batch {
+                        cursor = Some(event.id);
+                        last = Some(event.id);
+                        replayed.insert(event.id);
+                        yield Ok(TokenEvent(event));
+                    }
+                    if done {
+                        break;
+                    }
+                }
+            }
+            let mut key_check = tokio::time::interval(KEY_CHECK_EVERY);
+            key_check.tick().await;
+            loop {
+                tokio::select! {
+                    received = live.recv() => match received {
+                        Ok(event) => {
+                            if filter.matches(caller.tenant_id, &event) && !replayed.contains(&event.id) {
+                                last = Some(event.id);
+                                yield Ok(TokenEvent(event));
+                            }
+                        }
+                        Err(RecvError::Lagged(_)) => {
+                            let resume = last
+                                .map(|id| format!("after: \"{}\"", ids::encode(KIND, id).as_str()))
+                                .unwrap_or_else(|| "since: <the time you subscribed>".to_owned());
+                            yield Err(ApiError::new(
+                                "SUBSCRIBER_LAGGED",
+                                format!("this subscription fell behind and was stopped; resubscribe with {resume}"),
+                            ));
+                            return;
+                        }
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = key_check.tick() => {
+                        if !service::api_keys::is_active(&db, caller.api_key_id).await.unwrap_or(true) {
+                            yield Err(ApiError::unauthenticated("the API key of this subscription was revoked"));
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,288 @@
+//! Token events: written to the `token_events` outbox in the transaction of the change they
+//! report, then published to subscribers: an in-process broadcast, relayed through Redis
+//! pub/sub (under the deployment's prefix) when Redis is configured, so an event caused in
+//! any process reaches subscribers on every node. The table is the source of truth:
+//! subscribers replay from it after a reconnect.
+
+use std::{fmt, str::FromStr};
+
+use chrono::{DateTime, Utc};
+use entity::token_event;
+use futures::StreamExt;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use tokio::sync::broadcast;
+
+use crate::{
+    domain::Platform,
+    error::{ServiceError, ServiceResult},
+    failures::FailureView,
+};
+
+/// What happened to a token or a provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Connected,
+    Refreshed,
+    /// A transient failure; a retry is scheduled.
+    RefreshFailed,
+    ReconnectRequired,
+    /// A token that cannot be extended expires soon.
+    Expiring,
+    Expired,
+    Disconnected,
+    KeyRotationDue,
+    ProviderDegraded,
+    ProviderRecovered,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 10] = [
+        EventKind::Connected,
+        EventKind::Refreshed,
+        EventKind::RefreshFailed,
+        EventKind::ReconnectRequired,
+        EventKind::Expiring,
+        EventKind::Expired,
+        EventKind::Disconnected,
+        EventKind::KeyRotationDue,
+        EventKind::ProviderDegraded,
+        EventKind::ProviderRecovered,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Connected => "CONNECTED",
+            EventKind::Refreshed => "REFRESHED",
+            EventKind::RefreshFailed => "REFRESH_FAILED",
+            EventKind::ReconnectRequired => "RECONNECT_REQUIRED",
+            EventKind::Expiring => "EXPIRING",
+            EventKind::Expired => "EXPIRED",
+            EventKind::Disconnected => "DISCONNECTED",
+            EventKind::KeyRotationDue => "KEY_ROTATION_DUE",
+            EventKind::ProviderDegraded => "PROVIDER_DEGRADED",
+            EventKind::ProviderRecovered => "PROVIDER_RECOVERED",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = ServiceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| ServiceError::Internal(format!("unknown event kind {s:?}")))
+    }
+}
+
+/// An event about one account.
+pub struct NewEvent<'a> {
+    pub tenant_id: i64,
+    pub account_id: i64,
+    pub platform: Platform,
+    pub kind: EventKind,
+    pub error: Option<&'a FailureView>,
+}
+
+/// Appends an event; call it inside the transaction of the change it reports, and
+/// `EventBus::publish` the returned row after the commit.
+pub async fn record(
+    db: &impl ConnectionTrait,
+    event: NewEvent<'_>,
+) -> ServiceResult<token_event::Model> {
+    Ok(token_event::ActiveModel {
+        tenant_id: Set(Some(event.tenant_id)),
+        account_id: Set(Some(event.account_id)),
+        kind: Set(event.kind.as_str().to_owned()),
+        platform: Set(Some(event.platform.as_str().to_owned())),
+        error_code: Set(event.error.map(|e| e.code.to_owned())),
+        error_message: Set(event.error.map(|e| e.message.clone())),
+        error_action: Set(event.error.and_then(|e| e.action.clone())),
+        occurred_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?)
+}
+
+/// Which events a subscriber wants; empty lists mean any.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    pub kinds: Vec<EventKind>,
+    pub platforms: Vec<Platform>,
+    pub account_ids: Vec<i64>,
+}
+
+impl EventFilter {
+    /// Whether a tenant's subscriber with this filter gets `event`.
+    pub fn matches(&self, tenant_id: i64, event: &token_event::Model) -> bool {
+        event.tenant_id == Some(tenant_id)
+            && (self.kinds.is_empty() || self.kinds.iter().any(|k| k.as_str() == event.kind))
+            && (self.platforms.is_empty()
+                || self
+                    .platforms
+                    .iter()
+                    .any(|p| event.platform.as_deref() == Some(p.as_str())))
+            && (self.account_ids.is_empty()
+                || event
+                    .account_id
+                    .is_some_and(|a| self.account_ids.contains(&a)))
+    }
+}
+
+/// Stored events of a tenant after `after_id` (or since `since`), oldest first, at most
+/// `limit`.
+pub async fn replay(
+    db: &impl ConnectionTrait,
+    tenant_id: i64,
+    filter: &EventFilter,
+    after_id: Option<i64>,
+    since: Option<DateTime<Utc>>,
+    limit: u64,
+) -> ServiceResult<Vec<token_event::Model>> {
+    let mut select =
+        token_event::Entity::find().filter(token_event::Column::TenantId.eq(tenant_id));
+    if let Some(after) = after_id {
+        select = select.filter(token_event::Column::Id.gt(after));
+    }
+    if let Some(since) = since {
+        select = select.filter(token_event::Column::OccurredAt.gte(since));
+    }
+    if !filter.kinds.is_empty() {
+        select =
+            select.filter(token_event::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
+    }
+    if !filter.platforms.is_empty() {
+        select = select.filter(
+            token_event::Column::Platform.is_in(filter.platforms.iter().map(|p| p.as_str())),
+        );
+    }
+    if !filter.account_ids.is_empty() {
+        select =
+            select.filter(token_event::Column::AccountId.is_in(filter.account_ids.iter().copied()));
+    }
+    Ok(select
+        .order_by_asc(token_event::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Events buffered per subscriber before it counts as fallen behind.
+pub const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// Fans events out to this process's subscribers, and through Redis to every process's.
+#[derive(Clone)]
+pub struct EventBus {
+    local: broadcast::Sender<token_event::Model>,
+    redis: Option<(redis::aio::ConnectionManager, String)>,
+}
+
+impl fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventBus")
+            .field("redis", &self.redis.as_ref().map(|(_, channel)| channel))
+            .finish()
+    }
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::local()
+    }
+}
+
+impl EventBus {
+    /// An in-process bus (embedded mode).
+    pub fn local() -> Self {
+        let (local, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        Self { local, redis: None }
+    }
+
+    /// A bus relayed through Redis pub/sub on `<prefix>:token-events`. Starts the relay
+    /// task that feeds this process's subscribers (reconnecting when Redis drops).
+    pub async fn with_redis(url: &str, prefix: &str) -> ServiceResult<Self> {
+        let client = redis::Client::open(url)
+            .map_err(|e| ServiceError::Internal(format!("redis url: {e}")))?;
+        let publisher = client
+            .get_connection_manager()
+            .await
+            .map_err(|e| ServiceError::Internal(format!("connecting to Redis: {e}")))?;
+        let channel = format!("{prefix}:token-events");
+        let (local, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        let relay = local.clone();
+        let relay_channel = channel.clone();
+        tokio::spawn(async move {
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => {
+                        if pubsub.subscribe(&relay_channel).await.is_ok() {
+                            let mut messages = pubsub.on_message();
+                            while let Some(message) = messages.next().await {
+                                let Ok(payload) = message.get_payload::<String>() else {
+                                    continue;
+                                };
+                                if let Ok(event) =
+                                    serde_json::from_str::<token_event::Model>(&payload)
+                                {
+                                    let _ = relay.send(event);
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "event relay: Redis unreachable"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        Ok(Self {
+            local,
+            redis: Some((publisher, channel)),
+        })
+    }
+
+    /// A receiver of every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<token_event::Model> {
+        self.local.subscribe()
+    }
+
+    /// Publishes a committed event. Failures are logged: the event is in the table, and
+    /// subscribers catch up by replaying it.
+    pub async fn publish(&self, event: token_event::Model) {
+        match &self.redis {
+            Some((conn, channel)) => {
+                let payload = match serde_json::to_string(&event) {
+                    Ok(payload) => payload,
+                    Err(err) => {
+                        tracing::error!(error = %err, "could not encode an event");
+                        return;
+                    }
+                };
+                let mut conn = conn.clone();
+                let sent: Result<i64, _> = redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(payload)
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(err) = sent {
+                    tracing::warn!(error = %err, event_id = event.id, "could not publish an event to Redis");
+                }
+            }
+            None => {
+                let _ = self.local.send(event);
+            }
+        }
+    }
+}

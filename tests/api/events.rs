@@ -1,0 +1,252 @@
+//! Token events through real WebSocket subscriptions (graphql-transport-ws): failures reach
+//! subscribers with an actionable message, across nodes through Redis, replay after a
+//! reconnect without gaps or duplicates, and stay within the tenant.
+
+use futures::{SinkExt, StreamExt};
+use sandbox::Platform as SandboxPlatform;
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async,
+    tungstenite::{Message, client::IntoClientRequest},
+};
+
+use crate::{
+    helpers::{TestApp, error_code},
+    on_both_backends,
+};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+const EVENTS: &str = "subscription($filter: TokenEventFilter, $after: ID) {
+  tokenEvents(filter: $filter, after: $after) {
+    id kind platform account { username status } error { code message action }
+  }
+}";
+
+/// Opens a graphql-transport-ws connection to `addr` authenticated with `key` and starts
+/// one subscription. Returns the socket, or the server's refusal.
+async fn subscribe(addr: &str, key: &str, variables: Value) -> Result<Ws, String> {
+    let mut request = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut ws, _) = connect_async(request).await.expect("websocket connects");
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {key}") } })
+            .to_string(),
+    ))
+    .await
+    .expect("init sent");
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let msg: Value = serde_json::from_str(&text).expect("json");
+                if msg["type"] == "connection_ack" {
+                    break;
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return Err(frame
+                    .map(|f| format!("{} {}", f.code, f.reason))
+                    .unwrap_or_default());
+            }
+            Ok(Some(Ok(_))) => {}
+            other => return Err(format!("no ack: {other:?}")),
+        }
+    }
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": EVENTS, "variables": variables } })
+            .to_string(),
+    ))
+    .await
+    .expect("subscribe sent");
+    // Let the server attach the subscription to the event bus.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    Ok(ws)
+}
+
+/// The next `tokenEvents` payload (or error list), or None after `secs` of silence.
+async fn next_event(ws: &mut Ws, secs: u64) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let msg: Value = serde_json::from_str(&text).expect("json");
+                match msg["type"].as_str() {
+                    Some("next") => {
+                        let payload = &msg["payload"];
+                        if payload.get("errors").is_some() {
+                            return Some(payload.clone());
+                        }
+                        return Some(payload["data"]["tokenEvents"].clone());
+                    }
+                    Some("ping") => {
+                        let _ = ws
+                            .send(Message::text(json!({ "type": "pong" }).to_string()))
+                            .await;
+                    }
+                    Some("error") => return Some(msg["payload"].clone()),
+                    _ => {}
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            _ => return None,
+        }
+    }
+}
+
+const REFRESH: &str =
+    "mutation($id: ID!) { refreshAccountToken(accountId: $id) { refreshed error { code } } }";
+
+on_both_backends!(
+    a_revoked_grant_reaches_subscribers_with_what_to_do,
+    reconnecting_with_after_replays_exactly_once_then_goes_live,
+    subscriptions_stay_within_the_tenant
+);
+
+async fn a_revoked_grant_reaches_subscribers_with_what_to_do(app: TestApp) {
+    let id = app.connect(&app.admin_key, "TIKTOK", "gone").await;
+    let viewer = app.create_key(&app.admin_key, "watcher", "VIEWER").await;
+    let mut ws = subscribe(
+        &app.addr.to_string(),
+        &viewer,
+        json!({ "filter": { "kinds": ["RECONNECT_REQUIRED"] } }),
+    )
+    .await
+    .expect("subscribed");
+    assert!(
+        app.sandbox
+            .revoke(SandboxPlatform::Tiktok, &sandbox::tiktok_open_id("gone"))
+    );
+    app.gql_ok(&app.admin_key, REFRESH, json!({ "id": id }))
+        .await;
+    let event = next_event(&mut ws, 10).await.expect("an event");
+    assert_eq!(event["kind"], "RECONNECT_REQUIRED", "{event}");
+    assert_eq!(event["account"]["username"], "gone");
+    assert_eq!(event["account"]["status"], "RECONNECT_REQUIRED");
+    assert_eq!(event["error"]["code"], "RECONNECT_REQUIRED");
+    assert_eq!(event["error"]["action"], "Reconnect the account.");
+    assert!(
+        event["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("@gone"))
+    );
+}
+
+async fn reconnecting_with_after_replays_exactly_once_then_goes_live(app: TestApp) {
+    let addr = app.addr.to_string();
+    let mut ws = subscribe(&addr, &app.admin_key, json!({}))
+        .await
+        .expect("subscribed");
+    let id = app.connect(&app.admin_key, "TIKTOK", "story").await;
+    let connected = next_event(&mut ws, 10).await.expect("connected event");
+    assert_eq!(connected["kind"], "CONNECTED");
+    drop(ws);
+
+    // Missed while disconnected: two refreshes and a disconnect.
+    for _ in 0..2 {
+        app.db
+            .execute_unprepared("UPDATE oauth_tokens SET last_refreshed_at = NULL")
+            .await
+            .expect("forget the last refresh");
+        app.gql_ok(&app.admin_key, REFRESH, json!({ "id": id }))
+            .await;
+    }
+    app.gql_ok(
+        &app.admin_key,
+        "mutation($id: ID!) { disconnectAccount(accountId: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+
+    let mut ws = subscribe(&addr, &app.admin_key, json!({ "after": connected["id"] }))
+        .await
+        .expect("resubscribed");
+    let mut kinds = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let event = next_event(&mut ws, 10).await.expect("replayed event");
+        kinds.push(event["kind"].as_str().expect("kind").to_owned());
+        ids.push(event["id"].clone());
+    }
+    assert_eq!(kinds, ["REFRESHED", "REFRESHED", "DISCONNECTED"]);
+    // Then live: the reconnect arrives once, with nothing replayed twice.
+    app.connect(&app.admin_key, "TIKTOK", "story").await;
+    let live = next_event(&mut ws, 10).await.expect("live event");
+    assert_eq!(live["kind"], "CONNECTED");
+    assert!(!ids.contains(&live["id"]));
+    assert!(
+        next_event(&mut ws, 1).await.is_none(),
+        "no duplicates at the seam"
+    );
+}
+
+async fn subscriptions_stay_within_the_tenant(app: TestApp) {
+    let acme = app.key_for_tenant("acme", "VIEWER").await;
+    let mut theirs = subscribe(&app.addr.to_string(), &acme, json!({}))
+        .await
+        .expect("subscribed");
+    app.connect(&app.admin_key, "INSTAGRAM", "private").await;
+    assert!(
+        next_event(&mut theirs, 2).await.is_none(),
+        "another tenant's events are invisible"
+    );
+
+    let refused = subscribe(&app.addr.to_string(), "tw_not-a-key", json!({})).await;
+    assert!(refused.is_err(), "an invalid key is refused");
+
+    // A revoked key's subscription ends.
+    let key = app.create_key(&app.admin_key, "short", "VIEWER").await;
+    let mut ws = subscribe(&app.addr.to_string(), &key, json!({}))
+        .await
+        .expect("subscribed");
+    let me = app
+        .gql_ok(&key, "{ viewer { apiKey { id } } }", json!({}))
+        .await;
+    app.gql_ok(
+        &app.admin_key,
+        "mutation($id: ID!) { revokeApiKey(id: $id) { id } }",
+        json!({ "id": me["viewer"]["apiKey"]["id"] }),
+    )
+    .await;
+    let ended = next_event(&mut ws, 12).await.expect("an error");
+    assert_eq!(
+        ended["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{ended}"
+    );
+    let _ = error_code;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_cross_nodes_through_redis() {
+    let args = crate::helpers::redis_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let app = TestApp::spawn_with(crate::helpers::Backend::Postgres, &args).await;
+    let id = app.connect(&app.admin_key, "TIKTOK", "roaming").await;
+    let (node_b, _stop) = app.second_node().await;
+    let mut ws = subscribe(
+        &node_b.to_string(),
+        &app.admin_key,
+        json!({ "filter": { "kinds": ["RECONNECT_REQUIRED"] } }),
+    )
+    .await
+    .expect("subscribed on node B");
+    assert!(
+        app.sandbox
+            .revoke(SandboxPlatform::Tiktok, &sandbox::tiktok_open_id("roaming"))
+    );
+    // The failure happens on node A.
+    app.gql_ok(&app.admin_key, REFRESH, json!({ "id": id }))
+        .await;
+    let event = next_event(&mut ws, 10)
+        .await
+        .expect("event relayed through Redis");
+    assert_eq!(event["kind"], "RECONNECT_REQUIRED");
+    assert_eq!(event["account"]["username"], "roaming");
+    assert_eq!(event["error"]["action"], "Reconnect the account.");
+}
