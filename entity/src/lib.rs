@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod audit_log;
+pub mod notification;
 pub mod oauth_state;
 pub mod oauth_token;
 pub mod provider_call;
@@ -15,6 +16,7 @@ pub mod prelude {
     //! The entities under their table-ish names, for `use entity::prelude::*`.
     pub use super::api_key::Entity as ApiKey;
     pub use super::audit_log::Entity as AuditLog;
+    pub use super::notification::Entity as Notification;
     pub use super::oauth_state::Entity as OauthState;
     pub use super::oauth_token::Entity as OauthToken;
     pub use super::provider_call::Entity as ProviderCall;

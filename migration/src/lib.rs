@@ -7,6 +7,7 @@ mod m20261124_000001_foundation;
 mod m20261124_000002_connections;
 mod m20261124_000003_jobs;
 mod m20261124_000004_events;
+mod m20261124_000005_notifications;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_connections::Migration),
             Box::new(m20261124_000003_jobs::Migration),
             Box::new(m20261124_000004_events::Migration),
+            Box::new(m20261124_000005_notifications::Migration),
         ]
     }
 }

@@ -409,6 +409,7 @@ where
         },
     )
     .await?;
+    crate::notifications::resolve(&txn, account.id).await?;
     txn.commit().await?;
     engine.events.publish(event).await;
     Ok(Connected {

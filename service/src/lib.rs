@@ -30,6 +30,8 @@ pub mod events;
 pub mod failures;
 /// Health check snapshots shared across processes.
 pub mod health;
+/// End-user notifications, one per incident.
+pub mod notifications;
 /// Keyset (Relay) pagination over id-ordered tables.
 pub mod pagination;
 /// The provider call log and its statistics.

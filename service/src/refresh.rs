@@ -370,6 +370,7 @@ where
                 },
             )
             .await?;
+            crate::notifications::resolve(&txn, updated.id).await?;
             txn.commit().await?;
             Ok(Some((updated, event)))
         }
@@ -455,6 +456,8 @@ where
         },
     )
     .await?;
+    crate::notifications::open_incident(&txn, updated.tenant_id, updated.id, platform, kind, &view)
+        .await?;
     txn.commit().await?;
     engine.events.publish(event).await;
     Ok(updated)

@@ -252,6 +252,15 @@ where
                 },
             )
             .await?;
+            crate::notifications::open_incident(
+                &txn,
+                updated.tenant_id,
+                updated.id,
+                platform,
+                EventKind::Expired,
+                &view,
+            )
+            .await?;
             txn.commit().await?;
             bus.publish(event).await;
             expired.push(updated);

@@ -250,3 +250,108 @@ async fn events_cross_nodes_through_redis() {
     assert_eq!(event["account"]["username"], "roaming");
     assert_eq!(event["error"]["action"], "Reconnect the account.");
 }
+
+const NOTIFICATIONS: &str = "query($unread: Boolean) { notifications(unread: $unread) { edges { node { id incident platform message action reconnectRequired resolvedAt acknowledgedAt account { username } } } } }";
+
+fn notifications(data: &Value) -> Vec<Value> {
+    data["notifications"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"].clone())
+        .collect()
+}
+
+on_both_backends!(one_notification_per_incident);
+
+async fn one_notification_per_incident(app: TestApp) {
+    let id = app.connect(&app.admin_key, "TIKTOK", "wobbly").await;
+    for _ in 0..10 {
+        app.sandbox
+            .set_faults(SandboxPlatform::Tiktok, sandbox::FaultKind::ServerError, 1);
+        let result = app
+            .gql_ok(&app.admin_key, REFRESH, json!({ "id": id }))
+            .await;
+        assert_eq!(
+            result["refreshAccountToken"]["error"]["code"],
+            "PROVIDER_UNAVAILABLE"
+        );
+    }
+    let data = app.gql_ok(&app.admin_key, NOTIFICATIONS, json!({})).await;
+    let list = notifications(&data);
+    assert_eq!(
+        list.len(),
+        1,
+        "ten transient failures, one notification: {list:?}"
+    );
+    assert_eq!(list[0]["incident"], "REFRESH_FAILING");
+    assert_eq!(list[0]["reconnectRequired"], false);
+
+    // It recovers: the incident closes. Then the grant dies: a new, actionable one.
+    let ok = app
+        .gql_ok(&app.admin_key, REFRESH, json!({ "id": id }))
+        .await;
+    assert_eq!(ok["refreshAccountToken"]["refreshed"], true, "{ok}");
+    assert!(
+        app.sandbox
+            .revoke(SandboxPlatform::Tiktok, &sandbox::tiktok_open_id("wobbly"))
+    );
+    app.db
+        .execute_unprepared("UPDATE oauth_tokens SET last_refreshed_at = NULL")
+        .await
+        .expect("forget the last refresh");
+    app.gql_ok(&app.admin_key, REFRESH, json!({ "id": id }))
+        .await;
+    app.gql_ok(&app.admin_key, REFRESH, json!({ "id": id }))
+        .await;
+    let data = app.gql_ok(&app.admin_key, NOTIFICATIONS, json!({})).await;
+    let list = notifications(&data);
+    assert_eq!(list.len(), 2, "{list:?}");
+    let dead = &list[0];
+    assert_eq!(dead["incident"], "RECONNECT_REQUIRED");
+    assert_eq!(dead["reconnectRequired"], true);
+    assert_eq!(dead["platform"], "TIKTOK");
+    assert_eq!(dead["action"], "Reconnect the account.");
+    assert!(
+        dead["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("TikTok access for @wobbly")),
+        "{dead}"
+    );
+    assert!(
+        list[1]["resolvedAt"].is_string(),
+        "the transient incident was resolved"
+    );
+
+    // Read it; the unread filter follows.
+    app.gql_ok(
+        &app.admin_key,
+        "mutation($id: ID!) { acknowledgeNotification(id: $id) { acknowledgedAt } }",
+        json!({ "id": dead["id"] }),
+    )
+    .await;
+    let unread = app
+        .gql_ok(&app.admin_key, NOTIFICATIONS, json!({ "unread": true }))
+        .await;
+    assert_eq!(notifications(&unread).len(), 1);
+
+    // Reconnecting closes the incident; other tenants see nothing and cannot acknowledge.
+    app.connect(&app.admin_key, "TIKTOK", "wobbly").await;
+    let data = app.gql_ok(&app.admin_key, NOTIFICATIONS, json!({})).await;
+    assert!(
+        notifications(&data)
+            .iter()
+            .all(|n| n["resolvedAt"].is_string())
+    );
+    let acme = app.key_for_tenant("acme", "ADMIN").await;
+    let theirs = app.gql_ok(&acme, NOTIFICATIONS, json!({})).await;
+    assert!(notifications(&theirs).is_empty());
+    let body = app
+        .gql(
+            Some(&acme),
+            "mutation($id: ID!) { acknowledgeNotification(id: $id) { id } }",
+            json!({ "id": dead["id"] }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("NOT_FOUND"));
+}

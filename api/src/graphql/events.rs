@@ -207,3 +207,118 @@ impl EventsSubscription {
         })
     }
 }
+
+/// The global-id type name of notifications.
+pub const NOTIFICATION_KIND: &str = "Notification";
+
+/// A message for the account's owner: what happened and what to do. One per incident.
+pub struct Notification(pub entity::notification::Model);
+
+#[Object]
+impl Notification {
+    async fn id(&self) -> ID {
+        ids::encode(NOTIFICATION_KIND, self.0.id)
+    }
+
+    /// RECONNECT_REQUIRED, EXPIRED or REFRESH_FAILING.
+    async fn incident(&self) -> &str {
+        &self.0.incident
+    }
+
+    async fn platform(&self) -> Option<Platform> {
+        self.0
+            .platform
+            .parse::<service::domain::Platform>()
+            .ok()
+            .map(Into::into)
+    }
+
+    /// E.g. "Instagram access for @shop stopped working because the password was changed."
+    async fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// E.g. "Reconnect the account."
+    async fn action(&self) -> Option<&str> {
+        self.0.action.as_deref()
+    }
+
+    /// Whether the fix is a reconnect: call `startConnection` with this platform and send
+    /// the user to its `authorizationUrl`.
+    async fn reconnect_required(&self) -> bool {
+        self.0.incident != "REFRESH_FAILING"
+    }
+
+    async fn account(&self, ctx: &Context<'_>) -> ApiResult<Option<SocialAccount>> {
+        Ok(
+            service::accounts::find(ctx.db()?, self.0.tenant_id, self.0.account_id)
+                .await?
+                .map(SocialAccount::from),
+        )
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn acknowledged_at(&self) -> Option<DateTime<Utc>> {
+        self.0.acknowledged_at
+    }
+
+    /// When the account worked again, closing the incident.
+    async fn resolved_at(&self) -> Option<DateTime<Utc>> {
+        self.0.resolved_at
+    }
+}
+
+/// Notification queries.
+#[derive(Default)]
+pub struct NotificationsQuery;
+
+#[Object]
+impl NotificationsQuery {
+    /// The tenant's notifications, newest first; `unread: true` keeps unacknowledged ones.
+    async fn notifications(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        unread: Option<bool>,
+    ) -> async_graphql::Result<
+        crate::graphql::paging::IdConnection<Notification, async_graphql::connection::EmptyFields>,
+    > {
+        let db = ctx.db()?;
+        let caller = ctx.caller()?;
+        crate::graphql::paging::relay(
+            after,
+            before,
+            first,
+            last,
+            async_graphql::connection::EmptyFields,
+            |n: &Notification| n.0.id,
+            |page| async move {
+                Ok(service::notifications::list(db, caller, unread, page)
+                    .await?
+                    .map(Notification))
+            },
+        )
+        .await
+    }
+}
+
+/// Notification mutations.
+#[derive(Default)]
+pub struct NotificationsMutation;
+
+#[Object]
+impl NotificationsMutation {
+    /// Marks a notification as read.
+    async fn acknowledge_notification(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Notification> {
+        let row = ids::decode(&id, NOTIFICATION_KIND)?;
+        Ok(Notification(
+            service::notifications::acknowledge(ctx.db()?, ctx.caller()?, row).await?,
+        ))
+    }
+}

@@ -11,7 +11,7 @@ use crate::{
         admin::{AdminMutation, AdminQuery},
         audit::AuditQuery,
         connections::{ConnectionsMutation, ConnectionsQuery},
-        events::EventsSubscription,
+        events::{EventsSubscription, NotificationsMutation, NotificationsQuery},
         health::HealthQuery,
         maintenance::{MaintenanceMutation, MaintenanceQuery},
         node::NodeQuery,
@@ -30,6 +30,7 @@ pub struct Query(
     AdminQuery,
     HealthQuery,
     MaintenanceQuery,
+    NotificationsQuery,
 );
 
 /// Every mutation, merged from the domain files.
@@ -39,6 +40,7 @@ pub struct Mutation(
     ConnectionsMutation,
     AdminMutation,
     MaintenanceMutation,
+    NotificationsMutation,
 );
 
 /// The application schema.
