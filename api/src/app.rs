@@ -228,6 +228,7 @@ pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::R
         public_url: config.public_url(),
         allowed_redirects: config.allowed_redirects.clone(),
         key_file,
+        webhook_allow_private: config.webhook_allow_private,
         refresh_lease: config.refresh_lease.max(config.provider_timeout * 2),
         lease_wait: config.refresh_lease.max(config.provider_timeout * 2),
         ..EngineSettings::default()

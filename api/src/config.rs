@@ -275,12 +275,26 @@ pub struct Config {
     #[arg(long, env = "TOKENWARDEN_REFRESH_LEASE", value_parser = humantime::parse_duration, default_value = "2m", global = true)]
     pub refresh_lease: Duration,
 
+    /// Allow webhooks to private, loopback and link-local addresses (off in production).
+    #[arg(long, env = "TOKENWARDEN_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub webhook_allow_private: bool,
+
+    /// How often due webhook deliveries are sent (cron with seconds).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_WEBHOOK_SCHEDULE",
+        default_value = "*/2 * * * * *",
+        global = true
+    )]
+    pub webhook_schedule: String,
+
     /// Provider call records and refresh attempts are kept this long.
     #[arg(long, env = "TOKENWARDEN_RETENTION", value_parser = humantime::parse_duration, default_value = "30d", global = true)]
     pub retention: Duration,
 }
 
 #[derive(clap::Parser)]
+#[command(args_override_self = true)]
 struct ConfigOnly {
     #[command(flatten)]
     config: Config,
@@ -358,6 +372,7 @@ impl Config {
                 rotate_keys: self.rotation_schedule.clone(),
                 health_check: self.health_schedule.clone(),
                 prune: self.prune_schedule.clone(),
+                webhooks: self.webhook_schedule.clone(),
             },
             concurrency: self.worker_concurrency,
             cleanup_after: self.cleanup_after,

@@ -11,6 +11,8 @@ pub mod setting;
 pub mod social_account;
 pub mod tenant;
 pub mod token_event;
+pub mod webhook;
+pub mod webhook_delivery;
 
 pub mod prelude {
     //! The entities under their table-ish names, for `use entity::prelude::*`.
@@ -25,4 +27,6 @@ pub mod prelude {
     pub use super::social_account::Entity as SocialAccount;
     pub use super::tenant::Entity as Tenant;
     pub use super::token_event::Entity as TokenEvent;
+    pub use super::webhook::Entity as Webhook;
+    pub use super::webhook_delivery::Entity as WebhookDelivery;
 }

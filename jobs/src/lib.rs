@@ -8,6 +8,8 @@
 
 /// Purges accounts deactivated longer than the retention period.
 pub mod cleanup_deactivated;
+/// Sends due webhook deliveries (signed, retried with backoff).
+pub mod deliver_webhooks;
 /// The recurring health check (database, Redis, encryption, providers).
 pub mod health_check;
 /// Deletes old provider call records and refresh attempts.

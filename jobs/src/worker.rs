@@ -6,8 +6,8 @@ use sea_orm::DatabaseConnection;
 use service::{engine::Engine, sweep::SweepSettings};
 
 use crate::{
-    cleanup_deactivated, health_check, prune, queue::Queue, refresh_token, rotate_keys,
-    sweep_expiring,
+    cleanup_deactivated, deliver_webhooks, health_check, prune, queue::Queue, refresh_token,
+    rotate_keys, sweep_expiring,
 };
 
 /// Cron expressions (with seconds) of the recurring jobs.
@@ -18,6 +18,7 @@ pub struct Schedules {
     pub rotate_keys: String,
     pub health_check: String,
     pub prune: String,
+    pub webhooks: String,
 }
 
 impl Default for Schedules {
@@ -28,6 +29,7 @@ impl Default for Schedules {
             rotate_keys: "*/30 * * * * *".into(),
             health_check: "0 * * * * *".into(),
             prune: "0 45 3 * * *".into(),
+            webhooks: "*/2 * * * * *".into(),
         }
     }
 }
@@ -41,6 +43,7 @@ impl Schedules {
             ("rotate_keys", &self.rotate_keys),
             ("health_check", &self.health_check),
             ("prune", &self.prune),
+            ("webhooks", &self.webhooks),
         ] {
             cron::Schedule::from_str(expr)
                 .map_err(|e| anyhow::anyhow!("invalid {name} schedule {expr:?}: {e}"))?;
@@ -167,6 +170,7 @@ pub async fn run_workers(
         health_check::handle
     );
     cron_worker!("prune", &schedules.prune, prune::handle);
+    cron_worker!("webhooks", &schedules.webhooks, deliver_webhooks::handle);
 
     tracing::info!(
         queue = ctx.queue.backend().as_str(),

@@ -8,6 +8,7 @@ mod m20261124_000002_connections;
 mod m20261124_000003_jobs;
 mod m20261124_000004_events;
 mod m20261124_000005_notifications;
+mod m20261124_000006_webhooks;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_jobs::Migration),
             Box::new(m20261124_000004_events::Migration),
             Box::new(m20261124_000005_notifications::Migration),
+            Box::new(m20261124_000006_webhooks::Migration),
         ]
     }
 }

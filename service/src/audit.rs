@@ -50,6 +50,9 @@ audit_actions! {
     TokenRefreshFailed => "TOKEN_REFRESH_FAILED": "A token refresh failed.",
     AccessTokenRead => "ACCESS_TOKEN_READ": "An access token was read through the API.",
     EncryptionKeyRotated => "ENCRYPTION_KEY_ROTATED": "A new encryption key became active.",
+    WebhookRegistered => "WEBHOOK_REGISTERED": "A webhook was registered.",
+    WebhookDeleted => "WEBHOOK_DELETED": "A webhook was deleted.",
+    WebhookDisabled => "WEBHOOK_DISABLED": "A webhook failing for 24 hours was disabled.",
 }
 
 impl fmt::Display for AuditAction {

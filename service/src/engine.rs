@@ -34,6 +34,8 @@ pub struct EngineSettings {
     pub lease_wait: Duration,
     /// The key file, when keys come from one (rotation can then generate keys).
     pub key_file: Option<std::path::PathBuf>,
+    /// Allow webhooks to private, loopback and link-local addresses (tests, intranets).
+    pub webhook_allow_private: bool,
 }
 
 impl Default for EngineSettings {
@@ -47,6 +49,7 @@ impl Default for EngineSettings {
             refresh_lease: Duration::from_secs(120),
             lease_wait: Duration::from_secs(15),
             key_file: None,
+            webhook_allow_private: false,
         }
     }
 }

@@ -102,7 +102,7 @@ pub async fn record(
     db: &impl ConnectionTrait,
     event: NewEvent<'_>,
 ) -> ServiceResult<token_event::Model> {
-    Ok(token_event::ActiveModel {
+    let event = token_event::ActiveModel {
         tenant_id: Set(Some(event.tenant_id)),
         account_id: Set(Some(event.account_id)),
         kind: Set(event.kind.as_str().to_owned()),
@@ -114,7 +114,10 @@ pub async fn record(
         ..Default::default()
     }
     .insert(db)
-    .await?)
+    .await?;
+    // The webhook deliveries of this event commit (or roll back) with it.
+    crate::webhooks::enqueue_for_event(db, &event).await?;
+    Ok(event)
 }
 
 /// Which events a subscriber wants; empty lists mean any.

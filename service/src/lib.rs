@@ -54,6 +54,8 @@ pub mod token_health;
 pub mod tokens;
 /// The token vault: AES-256-GCM key ring.
 pub mod vault;
+/// Signed webhooks and their deliveries.
+pub mod webhooks;
 
 pub use caller::{Actor, Caller, Role};
 pub use error::{ServiceError, ServiceResult};

@@ -91,6 +91,8 @@ pub enum TokenKind {
     Refresh,
     /// The PKCE verifier of a pending authorization (account id 0).
     PkceVerifier,
+    /// A webhook signing secret (account id = webhook id).
+    WebhookSecret,
 }
 
 impl TokenKind {
@@ -100,6 +102,7 @@ impl TokenKind {
             TokenKind::Access => "access",
             TokenKind::Refresh => "refresh",
             TokenKind::PkceVerifier => "pkce_verifier",
+            TokenKind::WebhookSecret => "webhook_secret",
         }
     }
 }

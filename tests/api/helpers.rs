@@ -226,6 +226,8 @@ impl TestApp {
             "0",
             "--instagram-rate-limit",
             "0",
+            "--webhook-allow-private",
+            "true",
         ];
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).expect("test configuration");

@@ -13,4 +13,5 @@ mod events;
 mod http;
 mod jobs;
 mod schema;
+mod webhooks;
 mod workers;

@@ -33,6 +33,9 @@ pub enum AuditAction {
     TokenRefreshFailed,
     AccessTokenRead,
     EncryptionKeyRotated,
+    WebhookRegistered,
+    WebhookDeleted,
+    WebhookDisabled,
 }
 
 /// One audit entry. `details` never contains secrets.

@@ -27,6 +27,8 @@ pub mod paging;
 pub mod schema;
 /// `viewer`: who am I.
 pub mod viewer;
+/// Signed webhooks.
+pub mod webhooks;
 
 pub use context::{ContextExt, RequestAuth};
 pub use schema::{AppSchema, build_schema};

@@ -16,6 +16,7 @@ use crate::{
         maintenance::{MaintenanceMutation, MaintenanceQuery},
         node::NodeQuery,
         viewer::ViewerQuery,
+        webhooks::{WebhooksMutation, WebhooksQuery},
     },
 };
 
@@ -31,6 +32,7 @@ pub struct Query(
     HealthQuery,
     MaintenanceQuery,
     NotificationsQuery,
+    WebhooksQuery,
 );
 
 /// Every mutation, merged from the domain files.
@@ -41,6 +43,7 @@ pub struct Mutation(
     AdminMutation,
     MaintenanceMutation,
     NotificationsMutation,
+    WebhooksMutation,
 );
 
 /// The application schema.
