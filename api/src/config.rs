@@ -288,6 +288,28 @@ pub struct Config {
     )]
     pub webhook_schedule: String,
 
+    /// PROVIDER_DEGRADED when more than this share (0-1) of a platform's calls fail...
+    #[arg(
+        long,
+        env = "TOKENWARDEN_ALERT_ERROR_RATE",
+        default_value_t = 0.2,
+        global = true
+    )]
+    pub alert_error_rate: f64,
+
+    /// ...among at least this many calls...
+    #[arg(
+        long,
+        env = "TOKENWARDEN_ALERT_MIN_CALLS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub alert_min_calls: u64,
+
+    /// ...within this sliding window.
+    #[arg(long, env = "TOKENWARDEN_ALERT_WINDOW", value_parser = humantime::parse_duration, default_value = "5m", global = true)]
+    pub alert_window: Duration,
+
     /// Provider call records and refresh attempts are kept this long.
     #[arg(long, env = "TOKENWARDEN_RETENTION", value_parser = humantime::parse_duration, default_value = "30d", global = true)]
     pub retention: Duration,
@@ -378,6 +400,11 @@ impl Config {
             cleanup_after: self.cleanup_after,
             rotation_period: self.key_rotation_period,
             retention: self.retention,
+            alerts: service::alerts::AlertSettings {
+                window: self.alert_window,
+                min_calls: self.alert_min_calls,
+                error_rate: self.alert_error_rate,
+            },
         }
     }
 

@@ -76,6 +76,7 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<HealthSnapshot> {
     };
     if database {
         health::save(&ctx.db, &snapshot).await?;
+        service::alerts::evaluate(&ctx.db, &ctx.engine.events, &ctx.settings.alerts).await?;
     }
     Ok(snapshot)
 }

@@ -40,6 +40,26 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<u64> {
     }
     let status = rotation::status(&ctx.db, &ctx.engine, ctx.settings.rotation_period).await?;
     if status.due {
+        let raised = format!("key_rotation_due_raised:{}", status.active_key_id);
+        if service::settings::get(&ctx.db, &raised).await?.is_none() {
+            let view = service::failures::FailureView {
+                code: "KEY_ROTATION_DUE",
+                message: format!(
+                    "The active encryption key {} is older than the rotation period.",
+                    status.active_key_id
+                ),
+                action: Some("Rotate it with rotateEncryptionKey.".into()),
+            };
+            let event = service::events::record_global(
+                &ctx.db,
+                service::events::EventKind::KeyRotationDue,
+                None,
+                Some(&view),
+            )
+            .await?;
+            service::settings::put(&ctx.db, &raised, chrono::Utc::now().to_rfc3339()).await?;
+            ctx.engine.events.publish(event).await;
+        }
         tracing::warn!(
             code = "KEY_ROTATION_DUE",
             active_key = %status.active_key_id,

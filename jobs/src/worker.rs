@@ -72,6 +72,8 @@ pub struct JobSettings {
     pub rotation_period: Duration,
     /// Provider call records and refresh attempts are kept this long.
     pub retention: Duration,
+    /// Error-rate alert thresholds.
+    pub alerts: service::alerts::AlertSettings,
 }
 
 impl Default for JobSettings {
@@ -83,6 +85,7 @@ impl Default for JobSettings {
             cleanup_after: Duration::from_secs(90 * 24 * 3600),
             rotation_period: Duration::from_secs(90 * 24 * 3600),
             retention: Duration::from_secs(30 * 24 * 3600),
+            alerts: service::alerts::AlertSettings::default(),
         }
     }
 }

@@ -120,6 +120,31 @@ pub async fn record(
     Ok(event)
 }
 
+/// Appends a deployment-wide event (provider health, key rotation): every tenant's
+/// subscribers and webhooks receive it. Publish the returned row after the commit.
+pub async fn record_global(
+    db: &impl ConnectionTrait,
+    kind: EventKind,
+    platform: Option<Platform>,
+    error: Option<&FailureView>,
+) -> ServiceResult<token_event::Model> {
+    let event = token_event::ActiveModel {
+        tenant_id: Set(None),
+        account_id: Set(None),
+        kind: Set(kind.as_str().to_owned()),
+        platform: Set(platform.map(|p| p.as_str().to_owned())),
+        error_code: Set(error.map(|e| e.code.to_owned())),
+        error_message: Set(error.map(|e| e.message.clone())),
+        error_action: Set(error.and_then(|e| e.action.clone())),
+        occurred_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    crate::webhooks::enqueue_for_event(db, &event).await?;
+    Ok(event)
+}
+
 /// Which events a subscriber wants; empty lists mean any.
 #[derive(Clone, Debug, Default)]
 pub struct EventFilter {
@@ -131,7 +156,7 @@ pub struct EventFilter {
 impl EventFilter {
     /// Whether a tenant's subscriber with this filter gets `event`.
     pub fn matches(&self, tenant_id: i64, event: &token_event::Model) -> bool {
-        event.tenant_id == Some(tenant_id)
+        event.tenant_id.is_none_or(|t| t == tenant_id)
             && (self.kinds.is_empty() || self.kinds.iter().any(|k| k.as_str() == event.kind))
             && (self.platforms.is_empty()
                 || self
@@ -155,8 +180,11 @@ pub async fn replay(
     since: Option<DateTime<Utc>>,
     limit: u64,
 ) -> ServiceResult<Vec<token_event::Model>> {
-    let mut select =
-        token_event::Entity::find().filter(token_event::Column::TenantId.eq(tenant_id));
+    let mut select = token_event::Entity::find().filter(
+        sea_orm::Condition::any()
+            .add(token_event::Column::TenantId.eq(tenant_id))
+            .add(token_event::Column::TenantId.is_null()),
+    );
     if let Some(after) = after_id {
         select = select.filter(token_event::Column::Id.gt(after));
     }

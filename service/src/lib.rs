@@ -4,6 +4,8 @@
 
 /// Accounts: listing, filters, deactivation. Tenant-scoped.
 pub mod accounts;
+/// Error-rate alerts on provider calls.
+pub mod alerts;
 /// API keys: generation, hashing, authentication, bootstrap.
 pub mod api_keys;
 /// Refresh attempts and retry scheduling.

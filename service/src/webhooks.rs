@@ -248,14 +248,12 @@ pub async fn enqueue_for_event(
     db: &impl ConnectionTrait,
     event: &token_event::Model,
 ) -> ServiceResult<()> {
-    let Some(tenant_id) = event.tenant_id else {
-        return Ok(());
-    };
-    let hooks = webhook::Entity::find()
-        .filter(webhook::Column::TenantId.eq(tenant_id))
-        .filter(webhook::Column::DisabledAt.is_null())
-        .all(db)
-        .await?;
+    // Deployment-wide events (no tenant) go to every tenant's webhooks.
+    let mut select = webhook::Entity::find().filter(webhook::Column::DisabledAt.is_null());
+    if let Some(tenant_id) = event.tenant_id {
+        select = select.filter(webhook::Column::TenantId.eq(tenant_id));
+    }
+    let hooks = select.all(db).await?;
     for hook in hooks {
         let wanted = hook.kinds.is_empty() || hook.kinds.split(',').any(|k| k == event.kind);
         if !wanted {
@@ -263,7 +261,7 @@ pub async fn enqueue_for_event(
         }
         webhook_delivery::ActiveModel {
             webhook_id: Set(hook.id),
-            tenant_id: Set(tenant_id),
+            tenant_id: Set(hook.tenant_id),
             event_id: Set(event.id),
             status: Set("PENDING".into()),
             attempts: Set(0),

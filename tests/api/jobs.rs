@@ -516,3 +516,84 @@ async fn health_check_feeds_system_health_and_prune_keeps_recent_records() {
     assert!(attempts(&app, ids[0]).await.is_empty());
     assert_eq!(attempts(&app, ids[1]).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_rate_alerts_and_key_rotation_due_are_raised_once() {
+    use entity::{provider_call, token_event};
+    use sea_orm::ActiveModelTrait;
+
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let calls = |errors: usize, ok: usize| {
+        let db = app.db.clone();
+        async move {
+            for i in 0..(errors + ok) {
+                provider_call::ActiveModel {
+                    platform: sea_orm::Set("tiktok".into()),
+                    operation: sea_orm::Set("refresh".into()),
+                    http_status: sea_orm::Set(Some(if i < errors { 503 } else { 200 })),
+                    error_code: sea_orm::Set((i < errors).then(|| "http_503".to_owned())),
+                    latency_ms: sea_orm::Set(10),
+                    occurred_at: sea_orm::Set(Utc::now()),
+                    ..Default::default()
+                }
+                .insert(&db)
+                .await
+                .expect("call");
+            }
+        }
+    };
+    let kinds = || {
+        let db = app.db.clone();
+        async move {
+            token_event::Entity::find()
+                .all(&db)
+                .await
+                .expect("events")
+                .into_iter()
+                .map(|e| e.kind)
+                .collect::<Vec<_>>()
+        }
+    };
+    // 10 of 30 calls failed: over 20 % of at least 20 calls.
+    calls(10, 20).await;
+    jobs::health_check::run(&app.jobs).await.expect("check");
+    jobs::health_check::run(&app.jobs)
+        .await
+        .expect("check again");
+    assert_eq!(kinds().await, ["PROVIDER_DEGRADED"], "raised once");
+    calls(0, 100).await;
+    jobs::health_check::run(&app.jobs).await.expect("check");
+    assert_eq!(kinds().await, ["PROVIDER_DEGRADED", "PROVIDER_RECOVERED"]);
+    // Every tenant's subscribers replay deployment-wide events.
+    let acme = app.tenant_id("acme").await;
+    let seen = service::events::replay(&app.db, acme, &Default::default(), None, None, 10)
+        .await
+        .expect("replay");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    // An active key older than the rotation period raises KEY_ROTATION_DUE once.
+    let active = app.jobs.engine.vault().active_key_id().to_owned();
+    service::settings::put(
+        &app.db,
+        &format!("vault_key_activated_at:{active}"),
+        (Utc::now() - chrono::Duration::days(100)).to_rfc3339(),
+    )
+    .await
+    .expect("old key");
+    jobs::rotate_keys::run(&app.jobs)
+        .await
+        .expect("rotation check");
+    jobs::rotate_keys::run(&app.jobs)
+        .await
+        .expect("rotation check again");
+    let all = kinds().await;
+    assert_eq!(
+        all.iter().filter(|k| *k == "KEY_ROTATION_DUE").count(),
+        1,
+        "{all:?}"
+    );
+    let status = app
+        .gql_ok(&app.admin_key, "{ keyRotation { due } }", json!({}))
+        .await;
+    assert_eq!(status["keyRotation"]["due"], true);
+}
