@@ -42,6 +42,7 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<SweepReport> {
     let expired = sweep::expire_unrefreshable(&ctx.db, &ctx.engine.events, now)
         .await?
         .len();
+    sweep::flag_expiring(&ctx.db, &ctx.engine.events, now).await?;
     let mut queued = 0;
     loop {
         let due = sweep::claim_due(&ctx.db, &ctx.settings.sweep, now).await?;

@@ -269,6 +269,91 @@ where
     Ok(expired)
 }
 
+/// A TikTok refresh token is flagged EXPIRING this long before its own expiry (it cannot
+/// be extended: the user must reconnect before then).
+pub const EXPIRING_NOTICE: chrono::Duration = chrono::Duration::days(7);
+/// An account is flagged EXPIRING after this many refreshes failed in a row.
+pub const FAILING_NOTICE: i32 = 5;
+
+/// Raises EXPIRING (once per connection) for refreshable accounts whose TikTok refresh
+/// token ends within a week, or whose refreshes keep failing. Returns the events.
+pub async fn flag_expiring<D>(db: &D, bus: &EventBus, now: DateTime<Utc>) -> ServiceResult<usize>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    let candidates = oauth_token::Entity::find()
+        .filter(
+            Condition::any()
+                .add(oauth_token::Column::RefreshExpiresAt.lte(now + EXPIRING_NOTICE))
+                .add(oauth_token::Column::FailureCount.gte(FAILING_NOTICE)),
+        )
+        .all(db)
+        .await?;
+    let mut raised = 0;
+    for token in candidates {
+        let Some(account) = social_account::Entity::find_by_id(token.account_id)
+            .filter(social_account::Column::Status.is_in(refreshable_statuses()))
+            .one(db)
+            .await?
+        else {
+            continue;
+        };
+        let since = account.connected_at.unwrap_or(account.created_at);
+        let already = entity::token_event::Entity::find()
+            .filter(entity::token_event::Column::AccountId.eq(account.id))
+            .filter(entity::token_event::Column::Kind.eq(EventKind::Expiring.as_str()))
+            .filter(entity::token_event::Column::OccurredAt.gte(since))
+            .one(db)
+            .await?
+            .is_some();
+        if already {
+            continue;
+        }
+        let platform: Platform = account.platform.parse()?;
+        let who = account
+            .username
+            .as_deref()
+            .map(|u| format!(" for @{u}"))
+            .unwrap_or_default();
+        let message = match token
+            .refresh_expires_at
+            .filter(|at| *at <= now + EXPIRING_NOTICE)
+        {
+            Some(at) => format!(
+                "{} access{who} ends on {} and cannot be extended.",
+                platform.display_name(),
+                at.format("%Y-%m-%d")
+            ),
+            None => format!(
+                "{} access{who} could not be refreshed {} times in a row and may expire.",
+                platform.display_name(),
+                token.failure_count
+            ),
+        };
+        let view = FailureView {
+            code: "EXPIRING",
+            message,
+            action: Some("Reconnect the account before it expires.".into()),
+        };
+        let txn = db.begin().await?;
+        let event = events::record(
+            &txn,
+            NewEvent {
+                tenant_id: account.tenant_id,
+                account_id: account.id,
+                platform,
+                kind: EventKind::Expiring,
+                error: Some(&view),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        bus.publish(event).await;
+        raised += 1;
+    }
+    Ok(raised)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -597,3 +597,41 @@ async fn error_rate_alerts_and_key_rotation_due_are_raised_once() {
         .await;
     assert_eq!(status["keyRotation"]["due"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiktok_refresh_tokens_near_their_end_raise_expiring_once() {
+    use entity::token_event;
+
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let ids = app.seed_connected("default", "ending", 2).await;
+    oauth_token::Entity::update_many()
+        .col_expr(
+            oauth_token::Column::RefreshExpiresAt,
+            Expr::value(Some(Utc::now() + chrono::Duration::days(3))),
+        )
+        .filter(oauth_token::Column::AccountId.eq(ids[0]))
+        .exec(&app.db)
+        .await
+        .expect("ending soon");
+    jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
+    jobs::sweep_expiring::run(&app.jobs)
+        .await
+        .expect("sweep again");
+    let events = token_event::Entity::find()
+        .filter(token_event::Column::Kind.eq("EXPIRING"))
+        .all(&app.db)
+        .await
+        .expect("events");
+    assert_eq!(events.len(), 1, "once: {events:?}");
+    assert_eq!(events[0].account_id, Some(ids[0]));
+    assert!(
+        events[0]
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("cannot be extended"))
+    );
+    assert_eq!(
+        events[0].error_action.as_deref(),
+        Some("Reconnect the account before it expires.")
+    );
+}
