@@ -183,21 +183,25 @@ async fn concurrent_refreshes_on_two_nodes_make_one_provider_call(app: TestApp) 
     assert_eq!(account(&app, &id).await["status"], "ACTIVE");
 }
 
-async fn single_page_apps_complete_with_the_same_key(app: TestApp) {
-    let integrator = app.create_key(&app.admin_key, "spa", "INTEGRATOR").await;
+/// Starts a connection and lets the sandbox approve it; returns the state and the code a
+/// single-page app would receive.
+async fn approved_code(app: &TestApp, key: &str, platform: &str, user: &str) -> (String, String) {
     let data = app
         .gql_ok(
-            &integrator,
-            "mutation { startConnection(input: {platform: INSTAGRAM}) { authorizationUrl state } }",
-            json!({}),
+            key,
+            "mutation($p: Platform!) { startConnection(input: {platform: $p}) { authorizationUrl state } }",
+            json!({ "p": platform }),
         )
         .await;
     let authorize = data["startConnection"]["authorizationUrl"]
         .as_str()
         .expect("url");
-    let state = data["startConnection"]["state"].as_str().expect("state");
+    let state = data["startConnection"]["state"]
+        .as_str()
+        .expect("state")
+        .to_owned();
     let callback = app
-        .follow(&format!("{authorize}&sandbox_user=spa_user"))
+        .follow(&format!("{authorize}&sandbox_user={user}"))
         .await;
     let code = url::Url::parse(&callback)
         .expect("url")
@@ -205,6 +209,12 @@ async fn single_page_apps_complete_with_the_same_key(app: TestApp) {
         .find(|(k, _)| k == "code")
         .map(|(_, v)| v.into_owned())
         .expect("code");
+    (state, code)
+}
+
+async fn single_page_apps_complete_with_the_same_key(app: TestApp) {
+    let integrator = app.create_key(&app.admin_key, "spa", "INTEGRATOR").await;
+    let (state, code) = approved_code(&app, &integrator, "INSTAGRAM", "spa_user").await;
     let complete = "mutation($s: String!, $c: String!) { completeConnection(state: $s, code: $c) { reconnected account { username status platform } } }";
     // Another key of the same tenant cannot use it.
     let body = app
@@ -216,26 +226,7 @@ async fn single_page_apps_complete_with_the_same_key(app: TestApp) {
         .await;
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
     // The state was consumed by that attempt: start again, with the right key this time.
-    let data = app
-        .gql_ok(
-            &integrator,
-            "mutation { startConnection(input: {platform: INSTAGRAM}) { authorizationUrl state } }",
-            json!({}),
-        )
-        .await;
-    let authorize = data["startConnection"]["authorizationUrl"]
-        .as_str()
-        .expect("url");
-    let state = data["startConnection"]["state"].as_str().expect("state");
-    let callback = app
-        .follow(&format!("{authorize}&sandbox_user=spa_user"))
-        .await;
-    let code = url::Url::parse(&callback)
-        .expect("url")
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("code");
+    let (state, code) = approved_code(&app, &integrator, "INSTAGRAM", "spa_user").await;
     let data = app
         .gql_ok(
             &integrator,
@@ -574,26 +565,7 @@ async fn new_operations_are_tenant_scoped(app: TestApp) {
     );
 
     // A state started by one tenant cannot be completed by another.
-    let data = app
-        .gql_ok(
-            &app.admin_key,
-            "mutation { startConnection(input: {platform: TIKTOK}) { authorizationUrl state } }",
-            json!({}),
-        )
-        .await;
-    let authorize = data["startConnection"]["authorizationUrl"]
-        .as_str()
-        .expect("url");
-    let state = data["startConnection"]["state"].as_str().expect("state");
-    let callback = app
-        .follow(&format!("{authorize}&sandbox_user=stolen"))
-        .await;
-    let code = url::Url::parse(&callback)
-        .expect("url")
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("code");
+    let (state, code) = approved_code(&app, &app.admin_key, "TIKTOK", "stolen").await;
     let body = app
         .gql(
             Some(&acme),
