@@ -1,0 +1,691 @@
+//! Benchmarks of tokenwarden against the in-process provider sandbox.
+//!
+//! `bench sweep` seeds N connected TikTok accounts whose tokens are due, then measures how
+//! fast the real workers (scheduled sweep + refresh queue) refresh all of them under a
+//! provider rate limit, and compares that with the maintenance guide's sequential loop.
+//!
+//! PostgreSQL (`BENCH_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`) and
+//! Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`) must run for the default
+//! `postgres-redis` backend. Set `RUST_LOG` to see the service's logs on stderr.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use entity::{oauth_token, provider_call, refresh_attempt, social_account};
+use futures::StreamExt as _;
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait as _, DatabaseConnection,
+    EntityTrait as _, PaginatorTrait as _, QueryFilter as _, QuerySelect as _, Set,
+    sea_query::Expr,
+};
+use service::{
+    Actor,
+    domain::Platform,
+    engine::Engine,
+    providers::AuthorizeRequest,
+    refresh::{RefreshKind, RefreshOptions},
+};
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+const TENANT: &str = "default";
+
+#[derive(Parser)]
+#[command(name = "bench", about = "tokenwarden benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Time the workers refreshing N due TikTok accounts under a provider rate limit.
+    Sweep(SweepArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// PostgreSQL database + Redis queue (production mode).
+    PostgresRedis,
+    /// SQLite database + embedded SQLite queue.
+    Sqlite,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::PostgresRedis => "postgres-redis",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct SweepArgs {
+    /// Due accounts the workers refresh.
+    #[arg(long, default_value_t = 20_000)]
+    accounts: usize,
+    /// Sandbox latency of every provider call, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// Provider calls per second: enforced by the sandbox and configured as tokenwarden's
+    /// own TikTok rate limit.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    rate_limit: u32,
+    /// Database and queue.
+    #[arg(long, value_enum, default_value_t = Backend::PostgresRedis)]
+    backend: Backend,
+    /// Accounts refreshed by the guide's sequential loop (for the comparison).
+    #[arg(long, default_value_t = 200)]
+    sample: usize,
+    /// Refresh jobs a worker runs at once (--worker-concurrency).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Connections seeded at once.
+    #[arg(long, default_value_t = 64)]
+    seed_concurrency: usize,
+    /// Give up waiting for the workers after this many seconds.
+    #[arg(long, default_value_t = 1800)]
+    timeout_s: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        api::telemetry::init(api::config::LogFormat::Text);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    match cli.command {
+        Command::Sweep(args) => runtime.block_on(sweep(args)),
+    }
+}
+
+/// A random lowercase-hex suffix for database names and Redis prefixes.
+fn unique_name(prefix: &str) -> anyhow::Result<String> {
+    let mut bytes = [0u8; 6];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+    Ok(format!("{prefix}_{}", hex::encode(bytes)))
+}
+
+/// What has to be removed after the run.
+#[derive(Default)]
+struct Cleanup {
+    /// (admin URL, database name) of a PostgreSQL database created for the run.
+    database: Option<(String, String)>,
+    /// (Redis URL, key prefix).
+    redis: Option<(String, String)>,
+}
+
+impl Cleanup {
+    async fn run(&self) {
+        if let Some((admin_url, name)) = &self.database {
+            let dropped = async {
+                let admin = sea_orm::Database::connect(admin_url.as_str()).await?;
+                admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await?;
+                admin.close().await?;
+                Ok::<_, sea_orm::DbErr>(())
+            }
+            .await;
+            match dropped {
+                Ok(()) => eprintln!("cleanup: dropped database {name}"),
+                Err(err) => eprintln!("cleanup: could not drop database {name}: {err}"),
+            }
+        }
+        if let Some((url, prefix)) = &self.redis {
+            match delete_redis_keys(url, prefix).await {
+                Ok(n) => eprintln!("cleanup: deleted {n} Redis keys under {prefix}"),
+                Err(err) => eprintln!("cleanup: could not delete Redis keys {prefix}*: {err:#}"),
+            }
+        }
+    }
+}
+
+async fn delete_redis_keys(url: &str, prefix: &str) -> anyhow::Result<usize> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await?;
+    for chunk in keys.chunks(500) {
+        let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await?;
+    }
+    Ok(keys.len())
+}
+
+async fn sweep(args: SweepArgs) -> anyhow::Result<()> {
+    let mut cleanup = Cleanup::default();
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let result = sweep_in(&args, &dir, &mut cleanup).await;
+    cleanup.run().await;
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => bail!("correctness checks failed (see above)"),
+        Err(err) => Err(err),
+    }
+}
+
+/// Creates the database (and Redis prefix) and returns the tokenwarden flags selecting them.
+async fn prepare_backend(
+    args: &SweepArgs,
+    dir: &tempfile::TempDir,
+    cleanup: &mut Cleanup,
+) -> anyhow::Result<Vec<String>> {
+    match args.backend {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}/tokenwarden.db?mode=rwc", dir.path().display());
+            let queue = dir.path().join("jobs.db");
+            Ok(vec![
+                "--database-url".into(),
+                url,
+                "--queue-file".into(),
+                queue.display().to_string(),
+            ])
+        }
+        Backend::PostgresRedis => {
+            let admin_url = std::env::var("BENCH_POSTGRES_URL")
+                .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+            let admin = sea_orm::Database::connect(admin_url.as_str())
+                .await
+                .with_context(|| {
+                    format!(
+                        "PostgreSQL is not reachable at {admin_url}. Start it with \
+                         `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                         or point BENCH_POSTGRES_URL at a server"
+                    )
+                })?;
+            let redis_url =
+                std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
+            let ping = async {
+                let client = redis::Client::open(redis_url.as_str())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<String>(&mut conn).await
+            };
+            tokio::time::timeout(Duration::from_secs(5), ping)
+                .await
+                .map_err(|_| anyhow::anyhow!("timed out"))
+                .and_then(|r| r.map_err(anyhow::Error::from))
+                .with_context(|| {
+                    format!(
+                        "Redis is not reachable at {redis_url}. Start it with `redis-server \
+                         --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no` \
+                         or point REDIS_URL at a server"
+                    )
+                })?;
+            let name = unique_name("tw_bench")?;
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .with_context(|| format!("could not create the database {name}"))?;
+            admin.close().await.ok();
+            let base = admin_url
+                .rsplit_once('/')
+                .map(|(base, _)| base.to_owned())
+                .context("BENCH_POSTGRES_URL needs a database path")?;
+            cleanup.database = Some((admin_url.clone(), name.clone()));
+            let prefix = unique_name("tw_bench")?;
+            cleanup.redis = Some((redis_url.clone(), prefix.clone()));
+            Ok(vec![
+                "--database-url".into(),
+                format!("{base}/{name}"),
+                "--redis-url".into(),
+                redis_url,
+                "--redis-prefix".into(),
+                prefix,
+            ])
+        }
+    }
+}
+
+async fn sweep_in(
+    args: &SweepArgs,
+    dir: &tempfile::TempDir,
+    cleanup: &mut Cleanup,
+) -> anyhow::Result<bool> {
+    // 1. The provider sandbox: fast and unlimited while seeding.
+    let sandbox = sandbox::Sandbox::new(sandbox::SandboxConfig::default());
+    let sandbox_addr = sandbox.spawn(0).await.context("starting the sandbox")?;
+
+    // 2. Database, queue and app.
+    let mut flags = prepare_backend(args, dir, cleanup).await?;
+    let key_file = dir.path().join("tokenwarden.keys");
+    let admin_key = format!("tw_bench_admin_{}", unique_name("k")?);
+    flags.extend(
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--bootstrap-admin-key",
+            &admin_key,
+            "--sandbox-url",
+            &format!("http://{sandbox_addr}/sandbox"),
+            "--key-file",
+            &key_file.display().to_string(),
+            "--tiktok-rate-limit",
+            &args.rate_limit.to_string(),
+            "--instagram-rate-limit",
+            "0",
+            "--worker-concurrency",
+            &args.concurrency.to_string(),
+            "--provider-timeout",
+            "10s",
+            "--sweep-schedule",
+            "* * * * * *",
+        ]
+        .map(str::to_owned),
+    );
+    let mut config = api::Config::try_parse_from(std::iter::once("bench".to_owned()).chain(flags))
+        .context("tokenwarden configuration")?;
+    if args.backend == Backend::Sqlite {
+        // An inherited REDIS_URL must not switch the SQLite run to Redis.
+        config.redis_url = None;
+    }
+    let app = api::App::build(config)
+        .await
+        .context("building the tokenwarden app")?;
+    let db = app.state.db.clone();
+    let engine = app.state.engine.clone();
+    let tenant_id = service::tenants::ensure(&db, TENANT).await?.id;
+    println!(
+        "bench sweep: backend={} accounts={} sample={} latency_ms={} rate_limit={} concurrency={}",
+        args.backend.name(),
+        args.accounts,
+        args.sample,
+        args.latency_ms,
+        args.rate_limit,
+        args.concurrency
+    );
+
+    // 3. Seed N + S connected accounts.
+    let total = args.accounts + args.sample;
+    let clock = Instant::now();
+    let ids = seed_connected(&db, &engine, tenant_id, total, args.seed_concurrency).await?;
+    let seed_s = clock.elapsed().as_secs_f64();
+    eprintln!("seeded {total} accounts in {seed_s:.2} s");
+    let (main_ids, sample_ids) = ids.split_at(args.accounts);
+    expire_in(&db, main_ids, 30).await?;
+    sandbox.update_config(sandbox::ConfigPatch {
+        latency_ms: Some(args.latency_ms),
+        rate_limit_per_s: Some(Some(args.rate_limit)),
+        ..Default::default()
+    });
+    let before = sandbox.stats().tiktok;
+
+    // 4. The real system: scheduled sweeps + the refresh queue.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let context = app.job_context();
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let workers = tokio::spawn(jobs::run_workers(context.clone(), async {
+        let _ = stopped.await;
+    }));
+    let deadline = clock + Duration::from_secs(args.timeout_s);
+    let mut last_report = Instant::now();
+    loop {
+        let done = refreshed(&db).await?;
+        if done >= args.accounts as u64 {
+            break;
+        }
+        if workers.is_finished() {
+            bail!(
+                "the workers stopped early ({done} of {} refreshed)",
+                args.accounts
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "timed out after {} s ({done} of {} refreshed)",
+                args.timeout_s,
+                args.accounts
+            );
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            eprintln!(
+                "  {:>6.1} s: {done}/{} refreshed",
+                clock.elapsed().as_secs_f64(),
+                args.accounts
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let system_s = clock.elapsed().as_secs_f64();
+    let finished_at = Utc::now();
+    drop(stop);
+    match workers.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => eprintln!("workers stopped with an error: {err:#}"),
+        Err(err) => eprintln!("the workers task failed: {err}"),
+    }
+    let after_system = sandbox.stats().tiktok;
+
+    // 5. The maintenance guide: one refresh after another.
+    expire_in(&db, sample_ids, 30).await?;
+    let clock = Instant::now();
+    for &id in sample_ids {
+        let options = RefreshOptions::in_job(Actor::system(Some(tenant_id), "bench"));
+        let report = service::refresh::refresh(&db, &engine, tenant_id, id, options)
+            .await
+            .with_context(|| format!("sequential refresh of account {id}"))?;
+        if report.kind != RefreshKind::Refreshed {
+            bail!(
+                "sequential refresh of account {id}: {:?} {:?}",
+                report.kind,
+                report.error
+            );
+        }
+    }
+    let sequential_s = clock.elapsed().as_secs_f64();
+
+    // 6. Correctness.
+    let stats = sandbox.stats().tiktok;
+    let not_active = social_account::Entity::find()
+        .filter(social_account::Column::Status.ne("ACTIVE"))
+        .count(&db)
+        .await?;
+    let ok = stats.reused_refresh_tokens == 0 && not_active == 0;
+
+    // Where the time went.
+    let diagnostics = Diagnostics::load(&db, started_at, finished_at).await?;
+
+    // 7. Report.
+    let n = args.accounts as f64;
+    let rate = n / system_s;
+    let s = args.sample as f64;
+    let sequential_per_account = if args.sample > 0 {
+        sequential_s / s
+    } else {
+        f64::NAN
+    };
+    let ratio = sequential_per_account / (system_s / n);
+    let efficiency = rate / f64::from(args.rate_limit);
+    println!();
+    println!(
+        "{:<22} {:>9} {:>9} {:>11}",
+        "phase", "accounts", "seconds", "accounts/s"
+    );
+    for (phase, count, secs) in [
+        ("seed (connect)", total, seed_s),
+        ("system (workers)", args.accounts, system_s),
+        ("sequential (guide)", args.sample, sequential_s),
+    ] {
+        println!(
+            "{phase:<22} {count:>9} {secs:>9.2} {:>11.1}",
+            count as f64 / secs
+        );
+    }
+    println!();
+    diagnostics.print(system_s);
+    println!(
+        "provider (during workers): refresh_calls={} rate_limited_429={} faults={}",
+        after_system.refresh_calls - before.refresh_calls,
+        after_system.rate_limited - before.rate_limited,
+        after_system.faults_injected - before.faults_injected,
+    );
+    println!(
+        "correctness: reused_refresh_tokens={} non_active_accounts={} refresh_calls_total={} -> {}",
+        stats.reused_refresh_tokens,
+        not_active,
+        stats.refresh_calls,
+        if ok { "OK" } else { "FAILED" }
+    );
+    println!(
+        "sweep: accounts={} backend={} latency_ms={} rate_limit={} elapsed_s={system_s:.2} \
+         rate={rate:.1}/s ratio_vs_sequential={ratio:.1} efficiency={efficiency:.2}",
+        args.accounts,
+        args.backend.name(),
+        args.latency_ms,
+        args.rate_limit,
+    );
+    drop(context);
+    drop(app);
+    db.close().await.ok();
+    Ok(ok)
+}
+
+/// Accounts with at least one successful refresh.
+async fn refreshed(db: &DatabaseConnection) -> anyhow::Result<u64> {
+    Ok(refresh_attempt::Entity::find()
+        .select_only()
+        .column(refresh_attempt::Column::AccountId)
+        .distinct()
+        .filter(refresh_attempt::Column::Outcome.eq("SUCCEEDED"))
+        .count(db)
+        .await?)
+}
+
+/// Connects `count` TikTok accounts straight through the provider client (authorize,
+/// code exchange, encrypted storage), as the API tests' `seed_connected` does. Returns the
+/// account ids in seeding order.
+async fn seed_connected(
+    db: &DatabaseConnection,
+    engine: &Arc<Engine>,
+    tenant_id: i64,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<i64>> {
+    let redirect = engine.redirect_uri(Platform::TikTok);
+    let provider = engine
+        .providers
+        .get(Platform::TikTok)
+        .map_err(|e| anyhow::anyhow!("TikTok provider: {e:?}"))?;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let run = unique_name("u")?;
+    let seeded: Vec<anyhow::Result<i64>> = futures::stream::iter(0..count)
+        .map(|i| {
+            let provider = provider.clone();
+            let redirect = redirect.clone();
+            let client = client.clone();
+            let run = run.clone();
+            async move {
+                let url = provider
+                    .authorize_url(&AuthorizeRequest {
+                        redirect_uri: redirect.clone(),
+                        state: "seed".into(),
+                        scopes: vec!["user.info.basic".into(), "video.publish".into()],
+                        pkce_challenge: None,
+                    })
+                    .map_err(|e| anyhow::anyhow!("authorize url: {e:?}"))?;
+                let user = format!("{run}_{i}");
+                let response = client
+                    .get(format!("{url}&sandbox_user={user}"))
+                    .send()
+                    .await?;
+                let location = response
+                    .headers()
+                    .get("location")
+                    .context("the sandbox authorize did not redirect")?
+                    .to_str()?
+                    .to_owned();
+                let code = url::Url::parse(&location)?
+                    .query_pairs()
+                    .find(|(k, _)| k == "code")
+                    .map(|(_, v)| v.into_owned())
+                    .with_context(|| format!("no code in {location}"))?;
+                let set = provider
+                    .exchange_code(&code, &redirect, None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("code exchange: {e:?}"))?;
+                let now = Utc::now();
+                let account = social_account::ActiveModel {
+                    tenant_id: Set(tenant_id),
+                    platform: Set("tiktok".into()),
+                    provider_account_id: Set(set.provider_account_id.clone()),
+                    username: Set(Some(user)),
+                    display_name: Set(None),
+                    avatar_url: Set(None),
+                    status: Set("ACTIVE".into()),
+                    status_reason: Set(None),
+                    deactivated_at: Set(None),
+                    connected_at: Set(Some(now)),
+                    purged_at: Set(None),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(db)
+                .await?;
+                service::tokens::store_connected(db, &engine.vault(), &account, &set)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("storing tokens: {e}"))?;
+                Ok(account.id)
+            }
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    seeded.into_iter().collect()
+}
+
+/// Moves the tokens' expiry to `minutes` from now (inside the 1 h TikTok window).
+async fn expire_in(db: &DatabaseConnection, ids: &[i64], minutes: i64) -> anyhow::Result<()> {
+    let at = Utc::now() + chrono::Duration::minutes(minutes);
+    for chunk in ids.chunks(1000) {
+        oauth_token::Entity::update_many()
+            .col_expr(oauth_token::Column::ExpiresAt, Expr::value(at))
+            .filter(oauth_token::Column::AccountId.is_in(chunk.iter().copied()))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// (started_at, finished_at, outcome, error_code, latency_ms) of an attempt.
+type AttemptRow = (DateTime<Utc>, DateTime<Utc>, String, Option<String>, i32);
+
+/// Timings read back from `refresh_attempts` and `provider_calls` of the workers' run.
+struct Diagnostics {
+    /// Attempts by outcome (and error code).
+    outcomes: BTreeMap<String, usize>,
+    first_start: Option<DateTime<Utc>>,
+    last_finish: Option<DateTime<Utc>>,
+    started_at: DateTime<Utc>,
+    /// Job duration (attempt latency) of successful attempts, ms, sorted.
+    job_ms: Vec<i32>,
+    /// Provider refresh call latency (HTTP incl. sandbox latency), ms, sorted.
+    provider_ms: Vec<i32>,
+    /// Successful attempts finished per second since the start.
+    per_second: BTreeMap<i64, usize>,
+}
+
+impl Diagnostics {
+    async fn load(
+        db: &DatabaseConnection,
+        started_at: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
+    ) -> anyhow::Result<Self> {
+        let attempts: Vec<AttemptRow> = refresh_attempt::Entity::find()
+            .select_only()
+            .column(refresh_attempt::Column::StartedAt)
+            .column(refresh_attempt::Column::FinishedAt)
+            .column(refresh_attempt::Column::Outcome)
+            .column(refresh_attempt::Column::ErrorCode)
+            .column(refresh_attempt::Column::LatencyMs)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let mut outcomes = BTreeMap::new();
+        let mut job_ms = Vec::new();
+        let mut per_second = BTreeMap::new();
+        let mut first_start: Option<DateTime<Utc>> = None;
+        let mut last_finish: Option<DateTime<Utc>> = None;
+        for (start, finish, outcome, code, latency) in attempts {
+            let key = match code {
+                Some(code) => format!("{outcome}/{code}"),
+                None => outcome.clone(),
+            };
+            *outcomes.entry(key).or_insert(0) += 1;
+            first_start = Some(first_start.map_or(start, |f| f.min(start)));
+            last_finish = Some(last_finish.map_or(finish, |l| l.max(finish)));
+            if outcome == "SUCCEEDED" {
+                job_ms.push(latency);
+                *per_second
+                    .entry((finish - started_at).num_seconds())
+                    .or_insert(0) += 1;
+            }
+        }
+        job_ms.sort_unstable();
+        let mut provider_ms: Vec<i32> = provider_call::Entity::find()
+            .select_only()
+            .column(provider_call::Column::LatencyMs)
+            .filter(provider_call::Column::Operation.eq("refresh"))
+            .filter(provider_call::Column::OccurredAt.gte(started_at))
+            .filter(provider_call::Column::OccurredAt.lte(finished_at))
+            .into_tuple()
+            .all(db)
+            .await?;
+        provider_ms.sort_unstable();
+        Ok(Self {
+            outcomes,
+            first_start,
+            last_finish,
+            started_at,
+            job_ms,
+            provider_ms,
+            per_second,
+        })
+    }
+
+    fn print(&self, system_s: f64) {
+        let pct = |v: &[i32], p: f64| -> String {
+            if v.is_empty() {
+                return "-".into();
+            }
+            let i = ((v.len() - 1) as f64 * p).round() as usize;
+            v[i].to_string()
+        };
+        let since = |t: Option<DateTime<Utc>>| {
+            t.map(|t| {
+                format!(
+                    "{:.2}",
+                    (t - self.started_at).num_milliseconds() as f64 / 1e3
+                )
+            })
+            .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "timeline: first job started at +{} s, last attempt finished at +{} s (measured {system_s:.2} s)",
+            since(self.first_start),
+            since(self.last_finish)
+        );
+        println!(
+            "job duration ms (successful attempts, incl. DB work + provider wait): p50={} p90={} p99={} max={}",
+            pct(&self.job_ms, 0.5),
+            pct(&self.job_ms, 0.9),
+            pct(&self.job_ms, 0.99),
+            pct(&self.job_ms, 1.0)
+        );
+        println!(
+            "provider refresh call ms (HTTP only, after the local rate-limit wait): p50={} p90={} p99={} n={}",
+            pct(&self.provider_ms, 0.5),
+            pct(&self.provider_ms, 0.9),
+            pct(&self.provider_ms, 0.99),
+            self.provider_ms.len()
+        );
+        let outcomes: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("attempts: {}", outcomes.join(" "));
+        let seconds: Vec<String> = self
+            .per_second
+            .iter()
+            .map(|(s, n)| format!("{s}:{n}"))
+            .collect();
+        println!("successes per second (second:count): {}", seconds.join(" "));
+    }
+}
