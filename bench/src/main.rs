@@ -8,6 +8,7 @@
 //! Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`) must run for the default
 //! `postgres-redis` backend. Set `RUST_LOG` to see the service's logs on stderr.
 
+mod fanout;
 use std::{
     collections::BTreeMap,
     sync::Arc,
@@ -47,6 +48,8 @@ struct Cli {
 enum Command {
     /// Time the workers refreshing N due TikTok accounts under a provider rate limit.
     Sweep(SweepArgs),
+    /// Open N WebSocket subscriptions to one server and time one event's delivery.
+    Fanout(fanout::FanoutArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -106,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         .context("tokio runtime")?;
     match cli.command {
         Command::Sweep(args) => runtime.block_on(sweep(args)),
+        Command::Fanout(args) => runtime.block_on(fanout::fanout(args)),
     }
 }
 
