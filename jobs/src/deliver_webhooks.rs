@@ -6,7 +6,7 @@ use apalis_cron::Tick;
 use crate::worker::JobContext;
 
 /// Deliveries attempted per batch.
-const BATCH: u64 = 100;
+const BATCH: u64 = 20;
 
 /// apalis-cron handler (every 2 seconds by default).
 pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {

@@ -160,12 +160,34 @@ pub async fn rewrap_batch(
         let rewrapped = ring.encrypt_canary().map_err(ServiceError::vault)?;
         settings::put(db, settings::CANARY, rewrapped).await?;
     }
+    // Webhook signing secrets are encrypted with the same keys.
+    let mut done = 0;
+    let prefix = format!("{}.{active}.", crate::vault::CIPHERTEXT_PREFIX);
+    let hooks = entity::webhook::Entity::find()
+        .filter(entity::webhook::Column::SecretEnc.not_like(format!("{prefix}%")))
+        .limit(batch)
+        .all(db)
+        .await?;
+    for hook in hooks {
+        let rewrapped = ring
+            .rewrap(
+                &hook.secret_enc,
+                &Aad::new(hook.tenant_id, hook.id, TokenKind::WebhookSecret),
+            )
+            .map_err(ServiceError::vault)?;
+        let written = entity::webhook::Entity::update_many()
+            .col_expr(entity::webhook::Column::SecretEnc, Expr::value(rewrapped))
+            .filter(entity::webhook::Column::Id.eq(hook.id))
+            .filter(entity::webhook::Column::SecretEnc.eq(hook.secret_enc.as_str()))
+            .exec(db)
+            .await?;
+        done += written.rows_affected;
+    }
     let rows = oauth_token::Entity::find()
         .filter(oauth_token::Column::KeyId.ne(active.as_str()))
         .limit(batch)
         .all(db)
         .await?;
-    let mut done = 0;
     for row in rows {
         let access = ring
             .rewrap(

@@ -317,11 +317,14 @@ where
         .order_by_asc(webhook_delivery::Column::NextAttemptAt)
         .limit(limit)
         .into_query();
-    // Claim: push the next attempt a minute out, so other workers skip these.
+    // Claim: push the next attempt out for longer than the whole batch can take (each
+    // call is bounded by DELIVERY_TIMEOUT), so other workers skip these meanwhile.
+    let claim = chrono::Duration::from_std(DELIVERY_TIMEOUT * (limit as u32 + 1))
+        .unwrap_or_else(|_| chrono::Duration::minutes(10));
     let claimed = webhook_delivery::Entity::update_many()
         .col_expr(
             webhook_delivery::Column::NextAttemptAt,
-            Expr::value(now + chrono::Duration::seconds(60)),
+            Expr::value(now + claim),
         )
         .filter(webhook_delivery::Column::Id.in_subquery(due))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
@@ -330,7 +333,11 @@ where
         .await?;
     let count = claimed.len();
     for delivery in claimed {
-        attempt(db, engine, client, delivery).await?;
+        // One broken delivery (say, an undecryptable secret) must not hold up the others.
+        let id = delivery.id;
+        if let Err(err) = attempt(db, engine, client, delivery).await {
+            tracing::warn!(delivery_id = id, error = %err, "webhook delivery attempt failed");
+        }
     }
     Ok(count)
 }

@@ -293,6 +293,13 @@ async fn bulk_refresh_and_token_health(app: TestApp) {
 
 async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
     let ids = app.seed_connected("default", "rot", 3).await;
+    // A webhook secret is encrypted with the same keys.
+    app.gql_ok(
+        &app.admin_key,
+        "mutation { registerWebhook(input: {url: \"http://127.0.0.1:9/hook\"}) { secret } }",
+        json!({}),
+    )
+    .await;
     let old = app.jobs.engine.vault().active_key_id().to_owned();
     let viewer = app.create_key(&app.admin_key, "v", "VIEWER").await;
     let body = app
@@ -319,7 +326,7 @@ async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
     assert_eq!(rotated["rotateEncryptionKey"]["remaining"], 3);
     // The rewrap job finishes the rotation (resumable batches).
     let done = jobs::rotate_keys::run(&app.jobs).await.expect("rewrap");
-    assert_eq!(done, 3);
+    assert_eq!(done, 4, "three tokens and one webhook secret");
     let status = app
         .gql_ok(
             &app.admin_key,
@@ -367,6 +374,25 @@ async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
         out
     };
     assert_eq!(integrator_tokens.len(), 3);
+    for hook in entity::webhook::Entity::find()
+        .all(&app.db)
+        .await
+        .expect("webhooks")
+    {
+        fresh
+            .state
+            .engine
+            .vault()
+            .decrypt(
+                &hook.secret_enc,
+                &service::vault::Aad::new(
+                    hook.tenant_id,
+                    hook.id,
+                    service::vault::TokenKind::WebhookSecret,
+                ),
+            )
+            .expect("the webhook secret decrypts with the new key alone");
+    }
     let audit = app
         .gql_ok(
             &app.admin_key,

@@ -318,8 +318,37 @@ pub async fn subscriptions(
         .max_message_size(64 * 1024)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
+            use futures::{SinkExt, StreamExt};
             let schema = state.schema.clone();
-            async_graphql_axum::GraphQLWebSocket::new(socket, schema, protocol)
+            // The GraphQL protocol writes into a channel; a forwarder interleaves WebSocket
+            // keep-alive pings every 30 s, so idle subscribers stay connected through
+            // proxies and dead peers are noticed.
+            let (mut socket_tx, socket_rx) = socket.split();
+            let (tx, mut rx) = futures::channel::mpsc::channel::<axum::extract::ws::Message>(32);
+            tokio::spawn(async move {
+                let mut ping = tokio::time::interval(std::time::Duration::from_secs(30));
+                ping.tick().await;
+                loop {
+                    tokio::select! {
+                        message = rx.next() => match message {
+                            Some(message) => {
+                                if socket_tx.send(message).await.is_err() {
+                                    break;
+                                }
+                            }
+                            None => break,
+                        },
+                        _ = ping.tick() => {
+                            let frame = axum::extract::ws::Message::Ping(Vec::new().into());
+                            if socket_tx.send(frame).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = socket_tx.close().await;
+            });
+            async_graphql_axum::GraphQLWebSocket::new_with_pair(tx, socket_rx, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let header = payload
                         .get("authorization")
@@ -353,7 +382,6 @@ pub async fn subscriptions(
                         }
                     }
                 })
-                .keepalive_timeout(std::time::Duration::from_secs(60))
                 .serve()
                 .await
         })
