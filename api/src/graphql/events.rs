@@ -249,6 +249,33 @@ impl Notification {
         self.0.incident != "REFRESH_FAILING"
     }
 
+    /// A fresh reconnect link for an open reconnect incident (INTEGRATOR): the result of
+    /// `startConnection` for this platform, valid once, for ten minutes. Null otherwise.
+    async fn reconnect_link(
+        &self,
+        ctx: &Context<'_>,
+        redirect_after: Option<String>,
+    ) -> ApiResult<Option<crate::graphql::connections::StartConnectionPayload>> {
+        if self.0.incident == "REFRESH_FAILING" || self.0.resolved_at.is_some() {
+            return Ok(None);
+        }
+        let platform: service::domain::Platform = self.0.platform.parse()?;
+        let started = service::connections::start(
+            ctx.db()?,
+            ctx.engine()?,
+            ctx.caller()?,
+            platform,
+            redirect_after,
+            None,
+        )
+        .await?;
+        Ok(Some(crate::graphql::connections::StartConnectionPayload {
+            authorization_url: started.authorization_url,
+            state: started.state,
+            expires_at: started.expires_at,
+        }))
+    }
+
     async fn account(&self, ctx: &Context<'_>) -> ApiResult<Option<SocialAccount>> {
         Ok(
             service::accounts::find(ctx.db()?, self.0.tenant_id, self.0.account_id)

@@ -325,11 +325,30 @@ pub async fn subscriptions(
             // proxies and dead peers are noticed.
             let (mut socket_tx, socket_rx) = socket.split();
             let (tx, mut rx) = futures::channel::mpsc::channel::<axum::extract::ws::Message>(32);
+            // The key of this connection, once `connection_init` authenticated it: a revoked
+            // key's socket is closed (4403) within seconds.
+            let key_id = std::sync::Arc::new(std::sync::OnceLock::<i64>::new());
+            let watched = key_id.clone();
+            let db = state.db.clone();
             tokio::spawn(async move {
                 let mut ping = tokio::time::interval(std::time::Duration::from_secs(30));
                 ping.tick().await;
+                let mut key_check = tokio::time::interval(std::time::Duration::from_secs(5));
+                key_check.tick().await;
                 loop {
                     tokio::select! {
+                        _ = key_check.tick() => {
+                            if let Some(id) = watched.get()
+                                && !service::api_keys::is_active(&db, *id).await.unwrap_or(true)
+                            {
+                                let close = axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame {
+                                    code: 4403,
+                                    reason: "the API key was revoked".into(),
+                                }));
+                                let _ = socket_tx.send(close).await;
+                                break;
+                            }
+                        }
                         message = rx.next() => match message {
                             Some(message) => {
                                 if socket_tx.send(message).await.is_err() {
@@ -362,6 +381,7 @@ pub async fn subscriptions(
                     }
                     match authenticate(&state, &headers, peer.ip().to_string()).await {
                         RequestAuth::Authenticated(caller) => {
+                            let _ = key_id.set(caller.api_key_id);
                             let mut data = async_graphql::Data::default();
                             data.insert(DataLoader::new(
                                 TokenLoader {
