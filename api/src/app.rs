@@ -26,6 +26,8 @@ pub struct AppState {
     pub schema: AppSchema,
     pub engine: Arc<Engine>,
     pub queue: Queue,
+    /// Turns true when the server shuts down: WebSockets close with 1001 (going away).
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl axum::extract::FromRef<AppState> for DatabaseConnection {
@@ -271,6 +273,7 @@ pub async fn build_queue(config: &Config) -> anyhow::Result<Queue> {
 /// token engine running.
 pub struct App {
     pub state: AppState,
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
@@ -300,13 +303,16 @@ impl App {
         queue: Queue,
     ) -> App {
         let schema = build_schema(db.clone(), engine.clone(), queue.clone(), &config);
+        let (closing, closing_rx) = tokio::sync::watch::channel(false);
         App {
+            closing,
             state: AppState {
                 db,
                 config: Arc::new(config),
                 schema,
                 engine,
                 queue,
+                closing: closing_rx,
             },
         }
     }
@@ -333,12 +339,17 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let router = self.router();
+        let closing = self.closing;
         tracing::info!(addr = %listener.local_addr()?, "serving GraphQL at /graphql");
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open WebSockets close cleanly (1001) so the drain can finish.
+            let _ = closing.send(true);
+        })
         .await
     }
 }

@@ -379,3 +379,26 @@ async fn one_notification_per_incident(app: TestApp) {
         .await;
     assert_eq!(error_code(&body), Some("NOT_FOUND"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_subscriptions_with_going_away() {
+    let mut app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let mut ws = subscribe(&app.addr.to_string(), &app.admin_key, json!({}))
+        .await
+        .expect("subscribed");
+    app.begin_shutdown();
+    let mut code = None;
+    while let Ok(Some(message)) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await
+    {
+        if let Ok(Message::Close(frame)) = message {
+            code = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(
+        code,
+        Some(1001),
+        "the socket is closed with 1001 (going away)"
+    );
+}

@@ -175,7 +175,7 @@ pub struct TestApp {
     pub sandbox: sandbox::Sandbox,
     pub sandbox_addr: SocketAddr,
     _dir: TempDir,
-    _shutdown: oneshot::Sender<()>,
+    shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl TestApp {
@@ -272,7 +272,7 @@ impl TestApp {
             sandbox,
             sandbox_addr,
             _dir: dir,
-            _shutdown: tx,
+            shutdown: Some(tx),
         }
     }
 
@@ -400,6 +400,13 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Starts a graceful shutdown of the server (as SIGTERM does in the binary).
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Runs the workers and schedules of this server in-process until the returned sender
     /// is dropped.
     pub fn start_workers(&self) -> oneshot::Sender<()> {

@@ -303,6 +303,19 @@ pub async fn graphiql() -> impl IntoResponse {
     )
 }
 
+/// Resolves once the server starts shutting down.
+async fn until_closing(mut closing: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let done = *closing.borrow_and_update();
+        if done {
+            return;
+        }
+        if closing.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// `/graphql/ws`: subscriptions over graphql-transport-ws (and the legacy graphql-ws).
 /// The key comes in the `connection_init` payload: `{"authorization": "Bearer <key>"}`.
 /// Buffers are small (4 KiB) so thousands of idle subscribers stay cheap.
@@ -330,13 +343,23 @@ pub async fn subscriptions(
             let key_id = std::sync::Arc::new(std::sync::OnceLock::<i64>::new());
             let watched = key_id.clone();
             let db = state.db.clone();
+            let closing = until_closing(state.closing.clone());
             tokio::spawn(async move {
+                tokio::pin!(closing);
                 let mut ping = tokio::time::interval(std::time::Duration::from_secs(30));
                 ping.tick().await;
                 let mut key_check = tokio::time::interval(std::time::Duration::from_secs(5));
                 key_check.tick().await;
                 loop {
                     tokio::select! {
+                        () = &mut closing => {
+                            let close = axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame {
+                                code: 1001,
+                                reason: "the server is shutting down".into(),
+                            }));
+                            let _ = socket_tx.send(close).await;
+                            break;
+                        }
                         _ = key_check.tick() => {
                             if let Some(id) = watched.get()
                                 && !service::api_keys::is_active(&db, *id).await.unwrap_or(true)
