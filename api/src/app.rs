@@ -235,7 +235,7 @@ pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::R
         lease_wait: config.refresh_lease.max(config.provider_timeout * 2),
         ..EngineSettings::default()
     };
-    let events = match config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
+    let events = match config.redis() {
         Some(url) => service::events::EventBus::with_redis(url, &config.redis_prefix)
             .await
             .map_err(|err| anyhow::anyhow!("{err}"))?,
@@ -251,7 +251,7 @@ pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::R
 
 /// Opens the job queue: Redis when REDIS_URL is set, else the embedded SQLite queue.
 pub async fn build_queue(config: &Config) -> anyhow::Result<Queue> {
-    match config.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
+    match config.redis() {
         Some(url) => Queue::redis(url, &config.redis_prefix)
             .await
             .with_context(|| {

@@ -369,6 +369,11 @@ impl Config {
         (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
     }
 
+    /// The Redis URL, when one is set (production mode).
+    pub fn redis(&self) -> Option<&str> {
+        self.redis_url.as_deref().filter(|u| !u.trim().is_empty())
+    }
+
     /// The embedded queue's SQLite file.
     pub fn queue_path(&self) -> PathBuf {
         if let Some(path) = &self.queue_file {

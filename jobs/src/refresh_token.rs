@@ -165,6 +165,8 @@ pub async fn run(job: &RefreshToken, ctx: &JobContext) -> anyhow::Result<Ran> {
                 tracing::warn!(error = %err, "could not queue a retry; the sweep will find it");
             }
         }
+        // A success already cleared the claim with the new tokens.
+        None if outcome == Outcome::Succeeded => {}
         None => sweep::release_claim(db, account.id).await?,
     }
     Ok(Ran::Attempted(outcome))

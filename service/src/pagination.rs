@@ -36,6 +36,15 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// Maps the items with a fallible conversion, keeping the page flags.
+    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            items: self.items.into_iter().map(f).collect::<Result<_, E>>()?,
+            has_previous: self.has_previous,
+            has_next: self.has_next,
+        })
+    }
+
     /// Maps the items, keeping the page flags.
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
         Page {

@@ -69,7 +69,8 @@ pub struct Due {
     pub account_id: i64,
 }
 
-fn refreshable_statuses() -> [&'static str; 2] {
+/// The statuses whose tokens are kept fresh.
+pub fn refreshable_statuses() -> [&'static str; 2] {
     [
         AccountStatus::Active.as_str(),
         AccountStatus::RefreshFailing.as_str(),

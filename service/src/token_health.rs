@@ -33,13 +33,6 @@ pub struct Summary {
     pub failures_last_24h: u64,
 }
 
-fn refreshable() -> [&'static str; 2] {
-    [
-        AccountStatus::Active.as_str(),
-        AccountStatus::RefreshFailing.as_str(),
-    ]
-}
-
 /// The caller's tenant's summary at `now`.
 pub async fn summary(
     db: &impl ConnectionTrait,
@@ -70,7 +63,7 @@ pub async fn summary(
         .select_only()
         .column(social_account::Column::Id)
         .filter(social_account::Column::TenantId.eq(caller.tenant_id))
-        .filter(social_account::Column::Status.is_in(refreshable()))
+        .filter(social_account::Column::Status.is_in(crate::sweep::refreshable_statuses()))
         .into_query();
     let expiring_next_24h = oauth_token::Entity::find()
         .filter(oauth_token::Column::TenantId.eq(caller.tenant_id))
@@ -111,7 +104,7 @@ pub async fn refreshable_accounts(
     Ok(accounts::select(caller.tenant_id, filter)
         .select_only()
         .column(social_account::Column::Id)
-        .filter(social_account::Column::Status.is_in(refreshable()))
+        .filter(social_account::Column::Status.is_in(crate::sweep::refreshable_statuses()))
         .filter(social_account::Column::Id.in_subquery(with_tokens))
         .into_tuple()
         .all(db)

@@ -169,16 +169,7 @@ impl SocialAccount {
             |a: &crate::graphql::maintenance::RefreshAttempt| a.row_id,
             |page| async move {
                 let page = service::attempts::list(db, caller, account_id, page).await?;
-                let items = page
-                    .items
-                    .into_iter()
-                    .map(crate::graphql::maintenance::RefreshAttempt::try_from)
-                    .collect::<ApiResult<Vec<_>>>()?;
-                Ok(service::pagination::Page {
-                    items,
-                    has_previous: page.has_previous,
-                    has_next: page.has_next,
-                })
+                page.try_map(crate::graphql::maintenance::RefreshAttempt::try_from)
             },
         )
         .await

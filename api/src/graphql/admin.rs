@@ -116,16 +116,7 @@ impl AdminQuery {
             |k: &ApiKey| k.row_id,
             |page| async move {
                 let page = api_keys::list(db, caller, page).await?;
-                let items = page
-                    .items
-                    .into_iter()
-                    .map(ApiKey::try_from)
-                    .collect::<ApiResult<Vec<_>>>()?;
-                Ok(service::pagination::Page {
-                    items,
-                    has_previous: page.has_previous,
-                    has_next: page.has_next,
-                })
+                page.try_map(ApiKey::try_from)
             },
         )
         .await

@@ -165,16 +165,7 @@ impl AuditQuery {
             |e: &AuditEntry| e.row_id,
             |page| async move {
                 let page = audit::list(db, caller, &filter, page).await?;
-                let items = page
-                    .items
-                    .into_iter()
-                    .map(AuditEntry::try_from)
-                    .collect::<ApiResult<Vec<_>>>()?;
-                Ok(service::pagination::Page {
-                    items,
-                    has_previous: page.has_previous,
-                    has_next: page.has_next,
-                })
+                page.try_map(AuditEntry::try_from)
             },
         )
         .await

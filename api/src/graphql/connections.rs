@@ -58,6 +58,23 @@ pub struct TokenError {
     pub retry_after_seconds: Option<u64>,
 }
 
+impl TokenError {
+    /// A provider failure as the client sees it: code, sentence, action, retry hint.
+    pub fn describe(
+        error: &service::providers::ProviderError,
+        platform: domain::Platform,
+        username: Option<&str>,
+    ) -> Self {
+        let view = failures::describe(error, platform, username);
+        TokenError {
+            code: view.code.to_owned(),
+            message: view.message,
+            action: view.action,
+            retry_after_seconds: error.retry_after.map(|d| d.as_secs().max(1)),
+        }
+    }
+}
+
 /// The outcome of `refreshAccountToken`.
 #[derive(SimpleObject)]
 pub struct RefreshAccountTokenPayload {
@@ -219,29 +236,19 @@ impl ConnectionsMutation {
             Ok(report) => report,
             Err(service::ServiceError::Provider(platform, error)) => {
                 // Not refreshable in its current state (e.g. reconnect required).
-                let view = failures::describe(&error, platform, account.username.as_deref());
+                let error = TokenError::describe(&error, platform, account.username.as_deref());
                 return Ok(RefreshAccountTokenPayload {
                     account: account.into(),
                     refreshed: false,
-                    error: Some(TokenError {
-                        code: view.code.to_owned(),
-                        message: view.message,
-                        action: view.action,
-                        retry_after_seconds: error.retry_after.map(|d| d.as_secs().max(1)),
-                    }),
+                    error: Some(error),
                 });
             }
             Err(err) => return Err(err.into()),
         };
-        let error = report.error.as_ref().map(|error| {
-            let view = failures::describe(error, platform, report.account.username.as_deref());
-            TokenError {
-                code: view.code.to_owned(),
-                message: view.message,
-                action: view.action,
-                retry_after_seconds: error.retry_after.map(|d| d.as_secs().max(1)),
-            }
-        });
+        let error = report
+            .error
+            .as_ref()
+            .map(|error| TokenError::describe(error, platform, report.account.username.as_deref()));
         Ok(RefreshAccountTokenPayload {
             refreshed: report.kind == RefreshKind::Refreshed,
             account: report.account.into(),
