@@ -94,7 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Keygen) => {
-            let (id, key) = service::vault::KeyRing::generate_key()?;
+            let (id, key) = service::tokens::vault::KeyRing::generate_key()?;
             println!("{id}:{}", key.expose_secret());
             Ok(())
         }
@@ -192,7 +192,8 @@ async fn apikey(config: Config, command: ApikeyCommand) -> anyhow::Result<()> {
     match command {
         ApikeyCommand::Create { tenant, role, name } => {
             let role: Role = role.parse()?;
-            let created = service::api_keys::create_for_tenant(&db, &tenant, &name, role).await?;
+            let created =
+                service::identity::api_keys::create_for_tenant(&db, &tenant, &name, role).await?;
             println!(
                 "created API key {} ({}, {role}, tenant {tenant}); it is shown only once:\n{}",
                 created.api_key.id,
@@ -205,7 +206,7 @@ async fn apikey(config: Config, command: ApikeyCommand) -> anyhow::Result<()> {
                 "{:>6}  {:<8}  {:<10}  {:<12}  {:<25}  name",
                 "id", "tenant", "role", "prefix", "status"
             );
-            for key in service::api_keys::list_all(&db).await? {
+            for key in service::identity::api_keys::list_all(&db).await? {
                 let status = match key.revoked_at {
                     Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
                     None => "active".to_owned(),
@@ -217,7 +218,7 @@ async fn apikey(config: Config, command: ApikeyCommand) -> anyhow::Result<()> {
             }
         }
         ApikeyCommand::Revoke { id } => {
-            let key = service::api_keys::revoke_any(&db, id).await?;
+            let key = service::identity::api_keys::revoke_any(&db, id).await?;
             println!("revoked API key {} ({})", key.id, key.name);
         }
     }

@@ -5,10 +5,10 @@ use jobs::{JobContext, Queue};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use service::{
-    api_keys::{self, Bootstrap},
     engine::{Engine, EngineSettings},
+    identity::api_keys::{self, Bootstrap},
     providers::{ClientCredentials, ProviderEndpoints, ProviderSettings, Providers, call_sink},
-    vault::KeyRing,
+    tokens::vault::KeyRing,
 };
 use tokio::net::TcpListener;
 
@@ -221,11 +221,11 @@ async fn build_providers(
 /// clients, and the background writer of the provider call log.
 pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::Result<Arc<Engine>> {
     let (vault, key_file) = load_key_ring(config)?;
-    service::settings::ensure_canary(db, &vault)
+    service::ops::settings::ensure_canary(db, &vault)
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
     let (providers, calls) = build_providers(config).await?;
-    service::provider_calls::spawn_writer(db.clone(), calls);
+    service::providers::calls::spawn_writer(db.clone(), calls);
     let settings = EngineSettings {
         public_url: config.public_url(),
         allowed_redirects: config.allowed_redirects.clone(),
@@ -243,7 +243,7 @@ pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::R
     };
     let engine = Arc::new(Engine::new(vault, providers, settings, events));
     // Adopt a rotation made by another process.
-    service::rotation::sync_active_key(db, &engine)
+    service::ops::rotation::sync_active_key(db, &engine)
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
     Ok(engine)

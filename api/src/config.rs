@@ -387,7 +387,7 @@ impl Config {
     /// The job settings these flags describe.
     pub fn job_settings(&self) -> jobs::JobSettings {
         jobs::JobSettings {
-            sweep: service::sweep::SweepSettings {
+            sweep: service::tokens::sweep::SweepSettings {
                 tiktok_window: self.refresh_window_tiktok,
                 instagram_window: self.refresh_window_instagram,
                 claim_for: self.sweep_claim,
@@ -405,7 +405,7 @@ impl Config {
             cleanup_after: self.cleanup_after,
             rotation_period: self.key_rotation_period,
             retention: self.retention,
-            alerts: service::alerts::AlertSettings {
+            alerts: service::events::alerts::AlertSettings {
                 window: self.alert_window,
                 min_calls: self.alert_min_calls,
                 error_rate: self.alert_error_rate,

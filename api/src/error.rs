@@ -1,5 +1,5 @@
 use async_graphql::ErrorExtensions;
-use service::{ServiceError, failures};
+use service::{ServiceError, tokens::failures};
 
 /// Stable `extensions.code`s of errors that do not come from a provider.
 pub mod code {

@@ -30,7 +30,7 @@ use service::{
     domain::Platform,
     engine::Engine,
     providers::AuthorizeRequest,
-    refresh::{RefreshKind, RefreshOptions},
+    tokens::refresh::{RefreshKind, RefreshOptions},
 };
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -300,7 +300,7 @@ async fn sweep_in(
         .context("building the tokenwarden app")?;
     let db = app.state.db.clone();
     let engine = app.state.engine.clone();
-    let tenant_id = service::tenants::ensure(&db, TENANT).await?.id;
+    let tenant_id = service::identity::tenants::ensure(&db, TENANT).await?.id;
     println!(
         "bench sweep: backend={} accounts={} sample={} latency_ms={} rate_limit={} concurrency={}",
         args.backend.name(),
@@ -379,7 +379,7 @@ async fn sweep_in(
     let clock = Instant::now();
     for &id in sample_ids {
         let options = RefreshOptions::in_job(Actor::system(Some(tenant_id), "bench"));
-        let report = service::refresh::refresh(&db, &engine, tenant_id, id, options)
+        let report = service::tokens::refresh::refresh(&db, &engine, tenant_id, id, options)
             .await
             .with_context(|| format!("sequential refresh of account {id}"))?;
         if report.kind != RefreshKind::Refreshed {

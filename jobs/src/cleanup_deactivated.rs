@@ -25,7 +25,7 @@ pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDy
 /// Purges accounts deactivated longer than `cleanup_after`; returns how many.
 pub async fn run(ctx: &JobContext) -> anyhow::Result<usize> {
     Ok(
-        service::cleanup::purge_deactivated(&ctx.db, ctx.settings.cleanup_after, Utc::now())
+        service::ops::cleanup::purge_deactivated(&ctx.db, ctx.settings.cleanup_after, Utc::now())
             .await?
             .len(),
     )

@@ -23,12 +23,13 @@ pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDy
 /// twice at once); returns how many were attempted.
 pub async fn run(ctx: &JobContext) -> anyhow::Result<usize> {
     let client = reqwest::Client::builder()
-        .timeout(service::webhooks::DELIVERY_TIMEOUT)
+        .timeout(service::events::webhooks::DELIVERY_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let mut total = 0;
     loop {
-        let done = service::webhooks::deliver_due(&ctx.db, &ctx.engine, &client, BATCH).await?;
+        let done =
+            service::events::webhooks::deliver_due(&ctx.db, &ctx.engine, &client, BATCH).await?;
         total += done;
         if (done as u64) < BATCH {
             break;

@@ -8,8 +8,8 @@ use apalis_cron::Tick;
 use chrono::Utc;
 use service::{
     domain::Platform,
-    health::{self, HealthSnapshot, ProviderProbe},
-    settings,
+    ops::health::{self, HealthSnapshot, ProviderProbe},
+    ops::settings,
 };
 
 use crate::worker::JobContext;
@@ -76,7 +76,8 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<HealthSnapshot> {
     };
     if database {
         health::save(&ctx.db, &snapshot).await?;
-        service::alerts::evaluate(&ctx.db, &ctx.engine.events, &ctx.settings.alerts).await?;
+        service::events::alerts::evaluate(&ctx.db, &ctx.engine.events, &ctx.settings.alerts)
+            .await?;
     }
     Ok(snapshot)
 }

@@ -28,7 +28,7 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<u64> {
     let before = Utc::now()
         - chrono::Duration::from_std(ctx.settings.retention)
             .unwrap_or_else(|_| chrono::Duration::days(30));
-    let calls = service::provider_calls::prune(&ctx.db, before).await?;
-    let attempts = service::attempts::prune(&ctx.db, before).await?;
+    let calls = service::providers::calls::prune(&ctx.db, before).await?;
+    let attempts = service::tokens::attempts::prune(&ctx.db, before).await?;
     Ok(calls + attempts)
 }

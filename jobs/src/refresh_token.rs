@@ -4,12 +4,14 @@ use apalis::prelude::*;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use service::{
-    Actor, accounts,
-    attempts::{self, NewAttempt, Outcome},
+    Actor,
+    connections::accounts,
     domain::Platform,
     providers::ErrorClass,
-    refresh::{self, RefreshKind, RefreshOptions},
-    sweep, tokens,
+    tokens,
+    tokens::attempts::{self, NewAttempt, Outcome},
+    tokens::refresh::{self, RefreshKind, RefreshOptions},
+    tokens::sweep,
 };
 
 use crate::worker::JobContext;

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use apalis::prelude::*;
 use apalis_cron::Tick;
-use service::rotation;
+use service::ops::rotation;
 
 use crate::worker::JobContext;
 
@@ -41,8 +41,11 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<u64> {
     let status = rotation::status(&ctx.db, &ctx.engine, ctx.settings.rotation_period).await?;
     if status.due {
         let raised = format!("key_rotation_due_raised:{}", status.active_key_id);
-        if service::settings::get(&ctx.db, &raised).await?.is_none() {
-            let view = service::failures::FailureView {
+        if service::ops::settings::get(&ctx.db, &raised)
+            .await?
+            .is_none()
+        {
+            let view = service::tokens::failures::FailureView {
                 code: "KEY_ROTATION_DUE",
                 message: format!(
                     "The active encryption key {} is older than the rotation period.",
@@ -57,7 +60,7 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<u64> {
                 Some(&view),
             )
             .await?;
-            service::settings::put(&ctx.db, &raised, chrono::Utc::now().to_rfc3339()).await?;
+            service::ops::settings::put(&ctx.db, &raised, chrono::Utc::now().to_rfc3339()).await?;
             ctx.engine.events.publish(event).await;
         }
         tracing::warn!(

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use apalis::prelude::*;
 use apalis_cron::Tick;
 use chrono::Utc;
-use service::{settings, sweep};
+use service::{ops::settings, tokens::sweep};
 
 use crate::{refresh_token::RefreshToken, worker::JobContext};
 

@@ -3,7 +3,7 @@ use std::{future::Future, str::FromStr, sync::Arc, time::Duration};
 use apalis::prelude::*;
 use apalis_cron::CronScheduler;
 use sea_orm::DatabaseConnection;
-use service::{engine::Engine, sweep::SweepSettings};
+use service::{engine::Engine, tokens::sweep::SweepSettings};
 
 use crate::{
     cleanup_deactivated, deliver_webhooks, health_check, prune, queue::Queue, refresh_token,
@@ -73,7 +73,7 @@ pub struct JobSettings {
     /// Provider call records and refresh attempts are kept this long.
     pub retention: Duration,
     /// Error-rate alert thresholds.
-    pub alerts: service::alerts::AlertSettings,
+    pub alerts: service::events::alerts::AlertSettings,
 }
 
 impl Default for JobSettings {
@@ -85,7 +85,7 @@ impl Default for JobSettings {
             cleanup_after: Duration::from_secs(90 * 24 * 3600),
             rotation_period: Duration::from_secs(90 * 24 * 3600),
             retention: Duration::from_secs(30 * 24 * 3600),
-            alerts: service::alerts::AlertSettings::default(),
+            alerts: service::events::alerts::AlertSettings::default(),
         }
     }
 }

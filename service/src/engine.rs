@@ -12,7 +12,7 @@ use crate::{
     domain::Platform,
     events::EventBus,
     providers::{ProviderError, Providers},
-    vault::KeyRing,
+    tokens::vault::KeyRing,
 };
 
 /// Settings of connections and refreshes.

@@ -39,7 +39,7 @@ pub enum ServiceError {
 
 impl ServiceError {
     /// A failure of the token vault (wrong or missing key). Shown as internal.
-    pub fn vault(err: crate::vault::VaultError) -> Self {
+    pub fn vault(err: crate::tokens::vault::VaultError) -> Self {
         Self::Internal(format!("token vault: {err}"))
     }
 

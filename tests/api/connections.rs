@@ -663,7 +663,7 @@ async fn provider_calls_feed_stats_and_health(app: TestApp) {
 #[tokio::test]
 async fn a_wrong_key_is_a_clear_startup_error() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
-    let (id, key) = service::vault::KeyRing::generate_key().expect("key");
+    let (id, key) = service::tokens::vault::KeyRing::generate_key().expect("key");
     let mut config = app.config.clone();
     config.keys = Some(format!(
         "{id}:{}",

@@ -318,7 +318,7 @@ impl TestApp {
 
     /// Creates a key for another tenant (as the CLI does) and returns it.
     pub async fn key_for_tenant(&self, tenant: &str, role: &str) -> String {
-        let created = service::api_keys::create_for_tenant(
+        let created = service::identity::api_keys::create_for_tenant(
             &self.db,
             tenant,
             "test",
@@ -331,7 +331,7 @@ impl TestApp {
 
     /// The tenant id of a tenant name.
     pub async fn tenant_id(&self, name: &str) -> i64 {
-        service::tenants::ensure(&self.db, name)
+        service::identity::tenants::ensure(&self.db, name)
             .await
             .expect("tenant")
             .id

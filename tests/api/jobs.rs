@@ -8,7 +8,7 @@ use jobs::refresh_token::{Ran, RefreshToken};
 use sandbox::{FaultKind, Platform as SandboxPlatform};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::{Value, json};
-use service::attempts::Outcome;
+use service::tokens::attempts::Outcome;
 
 use crate::{
     helpers::{TestApp, global_id},
@@ -364,7 +364,7 @@ async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
             let plain = service::tokens::open(
                 &fresh.state.engine.vault(),
                 &row,
-                service::vault::TokenKind::Access,
+                service::tokens::vault::TokenKind::Access,
             )
             .expect("decrypts with the new key alone");
             out.push(Value::from(
@@ -385,10 +385,10 @@ async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
             .vault()
             .decrypt(
                 &hook.secret_enc,
-                &service::vault::Aad::new(
+                &service::tokens::vault::Aad::new(
                     hook.tenant_id,
                     hook.id,
-                    service::vault::TokenKind::WebhookSecret,
+                    service::tokens::vault::TokenKind::WebhookSecret,
                 ),
             )
             .expect("the webhook secret decrypts with the new key alone");
@@ -599,7 +599,7 @@ async fn error_rate_alerts_and_key_rotation_due_are_raised_once() {
 
     // An active key older than the rotation period raises KEY_ROTATION_DUE once.
     let active = app.jobs.engine.vault().active_key_id().to_owned();
-    service::settings::put(
+    service::ops::settings::put(
         &app.db,
         &format!("vault_key_activated_at:{active}"),
         (Utc::now() - chrono::Duration::days(100)).to_rfc3339(),

@@ -145,10 +145,10 @@ async fn deliveries_are_signed_retried_and_disabled_after_a_day(app: TestApp) {
     assert_eq!(seen[0].1, seen[1].1, "retries carry the same delivery id");
     for (signature, _, body) in &seen {
         assert!(
-            service::webhooks::verify(&secret, signature, body).is_some(),
+            service::events::webhooks::verify(&secret, signature, body).is_some(),
             "the receiver verifies the signature"
         );
-        assert!(service::webhooks::verify("wrong", signature, body).is_none());
+        assert!(service::events::webhooks::verify("wrong", signature, body).is_none());
     }
     let body: Value = serde_json::from_str(&seen[1].2).expect("json");
     assert_eq!(body["event"]["kind"], "RECONNECT_REQUIRED");

@@ -7,7 +7,7 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use entity::{oauth_token, social_account};
 use sea_orm::DatabaseConnection;
-use service::{accounts, domain, tokens};
+use service::{connections::accounts, domain, tokens};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -168,7 +168,7 @@ impl SocialAccount {
             async_graphql::connection::EmptyFields,
             |a: &crate::graphql::maintenance::RefreshAttempt| a.row_id,
             |page| async move {
-                let page = service::attempts::list(db, caller, account_id, page).await?;
+                let page = service::tokens::attempts::list(db, caller, account_id, page).await?;
                 page.try_map(crate::graphql::maintenance::RefreshAttempt::try_from)
             },
         )

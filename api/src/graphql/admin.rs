@@ -2,7 +2,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::api_key;
 use secrecy::ExposeSecret;
-use service::api_keys;
+use service::identity::api_keys;
 
 use crate::{
     error::{ApiError, ApiResult},

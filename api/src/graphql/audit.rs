@@ -1,7 +1,7 @@
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::audit_log;
-use service::audit;
+use service::identity::audit;
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -18,7 +18,7 @@ pub const KIND: &str = "AuditEntry";
 
 /// Everything the audit log records.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
-#[graphql(remote = "service::audit::AuditAction")]
+#[graphql(remote = "service::identity::audit::AuditAction")]
 pub enum AuditAction {
     ApiKeyCreated,
     ApiKeyRevoked,

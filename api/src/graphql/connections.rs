@@ -6,8 +6,10 @@ use secrecy::ExposeSecret;
 use service::{
     Role,
     connections::{self, CallbackResult},
-    domain, failures, provider_calls,
-    refresh::{self, RefreshKind, RefreshOptions},
+    domain,
+    providers::calls,
+    tokens::failures,
+    tokens::refresh::{self, RefreshKind, RefreshOptions},
 };
 
 use crate::{
@@ -138,7 +140,7 @@ impl ConnectionsQuery {
                 ApiError::bad_input(format!("window {text:?} is not a duration like 15m or 1h"))
             })?,
         };
-        let stats = provider_calls::stats(ctx.db()?, window).await?;
+        let stats = calls::stats(ctx.db()?, window).await?;
         Ok(stats
             .into_iter()
             .map(|s| ProviderStat {
@@ -222,7 +224,7 @@ impl ConnectionsMutation {
         caller.require(Role::Integrator)?;
         let db = ctx.db()?;
         // Tenant check first: another tenant's account is NOT_FOUND.
-        let account = service::accounts::get(db, caller, row).await?;
+        let account = service::connections::accounts::get(db, caller, row).await?;
         let platform: domain::Platform = account.platform.parse()?;
         let report = match refresh::refresh(
             db,

@@ -73,9 +73,11 @@ impl TokenEvent {
         let (Some(tenant), Some(account)) = (self.0.tenant_id, self.0.account_id) else {
             return Ok(None);
         };
-        Ok(service::accounts::find(ctx.db()?, tenant, account)
-            .await?
-            .map(SocialAccount::from))
+        Ok(
+            service::connections::accounts::find(ctx.db()?, tenant, account)
+                .await?
+                .map(SocialAccount::from),
+        )
     }
 
     /// What went wrong and what to do, for failure events.
@@ -197,7 +199,7 @@ impl EventsSubscription {
                         Err(RecvError::Closed) => return,
                     },
                     _ = key_check.tick() => {
-                        if !service::api_keys::is_active(&db, caller.api_key_id).await.unwrap_or(true) {
+                        if !service::identity::api_keys::is_active(&db, caller.api_key_id).await.unwrap_or(true) {
                             yield Err(ApiError::unauthenticated("the API key of this subscription was revoked"));
                             return;
                         }
@@ -278,7 +280,7 @@ impl Notification {
 
     async fn account(&self, ctx: &Context<'_>) -> ApiResult<Option<SocialAccount>> {
         Ok(
-            service::accounts::find(ctx.db()?, self.0.tenant_id, self.0.account_id)
+            service::connections::accounts::find(ctx.db()?, self.0.tenant_id, self.0.account_id)
                 .await?
                 .map(SocialAccount::from),
         )
@@ -326,9 +328,11 @@ impl NotificationsQuery {
             async_graphql::connection::EmptyFields,
             |n: &Notification| n.0.id,
             |page| async move {
-                Ok(service::notifications::list(db, caller, unread, page)
-                    .await?
-                    .map(Notification))
+                Ok(
+                    service::events::notifications::list(db, caller, unread, page)
+                        .await?
+                        .map(Notification),
+                )
             },
         )
         .await
@@ -345,7 +349,7 @@ impl NotificationsMutation {
     async fn acknowledge_notification(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Notification> {
         let row = ids::decode(&id, NOTIFICATION_KIND)?;
         Ok(Notification(
-            service::notifications::acknowledge(ctx.db()?, ctx.caller()?, row).await?,
+            service::events::notifications::acknowledge(ctx.db()?, ctx.caller()?, row).await?,
         ))
     }
 }

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use service::{Role, domain, health, provider_calls, rotation, settings};
+use service::{Role, domain, ops::health, ops::rotation, ops::settings, providers::calls};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -55,7 +55,7 @@ impl HealthQuery {
         let database = db.ping().await.is_ok();
         let canary = settings::check_canary(db, &engine.vault()).await;
         let recent = if database {
-            provider_calls::stats(db, Duration::from_secs(300)).await?
+            calls::stats(db, Duration::from_secs(300)).await?
         } else {
             Vec::new()
         };

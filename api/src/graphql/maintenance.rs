@@ -2,7 +2,7 @@ use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::refresh_attempt;
 use jobs::{JobSettings, Queue, refresh_token::RefreshToken};
-use service::{Role, attempts, rotation, token_health};
+use service::{Role, ops::rotation, tokens::attempts, tokens::summary};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -18,7 +18,7 @@ pub const ATTEMPT_KIND: &str = "RefreshAttempt";
 
 /// How a refresh attempt ended.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
-#[graphql(remote = "service::attempts::Outcome")]
+#[graphql(remote = "service::tokens::attempts::Outcome")]
 pub enum RefreshOutcome {
     Succeeded,
     FailedTransient,
@@ -140,7 +140,7 @@ impl MaintenanceQuery {
     /// Counts by status and platform, what expires in the next 24 hours, recent failures,
     /// the next sweep and the queue depth.
     async fn token_health(&self, ctx: &Context<'_>) -> ApiResult<TokenHealthSummary> {
-        let summary = token_health::summary(ctx.db()?, ctx.caller()?, Utc::now()).await?;
+        let summary = summary::summary(ctx.db()?, ctx.caller()?, Utc::now()).await?;
         let stats = queue_of(ctx)?.stats().await.map_err(|err| {
             tracing::error!(error = %err, "could not read the queue depth");
             ApiError::internal()
@@ -190,8 +190,9 @@ impl MaintenanceMutation {
         filter: Option<AccountFilter>,
     ) -> ApiResult<u64> {
         let caller = ctx.caller()?;
-        let filter: service::accounts::AccountFilter = filter.unwrap_or_default().into();
-        let ids = token_health::refreshable_accounts(ctx.db()?, caller, &filter).await?;
+        let filter: service::connections::accounts::AccountFilter =
+            filter.unwrap_or_default().into();
+        let ids = summary::refreshable_accounts(ctx.db()?, caller, &filter).await?;
         let queue = queue_of(ctx)?;
         let mut queued = 0;
         for account_id in ids {

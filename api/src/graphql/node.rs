@@ -1,5 +1,5 @@
 use async_graphql::{Context, ID, Interface, Object};
-use service::{accounts, api_keys, audit};
+use service::{connections::accounts, identity::api_keys, identity::audit};
 
 use crate::{
     error::ApiResult,

@@ -1,5 +1,5 @@
 use async_graphql::{Context, ID, Object, SimpleObject};
-use service::{api_keys, tenants};
+use service::{identity::api_keys, identity::tenants};
 
 use crate::{
     error::{ApiError, ApiResult},

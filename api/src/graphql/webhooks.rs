@@ -2,7 +2,7 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{webhook, webhook_delivery};
 use secrecy::ExposeSecret;
-use service::webhooks;
+use service::events::webhooks;
 
 use crate::{
     error::ApiResult,

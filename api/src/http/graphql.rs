@@ -16,7 +16,7 @@ use axum::{
     response::{Html, IntoResponse, Response as HttpResponse},
 };
 use serde_json::json;
-use service::{ServiceError, api_keys};
+use service::{ServiceError, identity::api_keys};
 
 use crate::{
     app::AppState,
@@ -362,7 +362,7 @@ pub async fn subscriptions(
                         }
                         _ = key_check.tick() => {
                             if let Some(id) = watched.get()
-                                && !service::api_keys::is_active(&db, *id).await.unwrap_or(true)
+                                && !service::identity::api_keys::is_active(&db, *id).await.unwrap_or(true)
                             {
                                 let close = axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame {
                                     code: 4403,

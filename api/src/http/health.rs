@@ -54,14 +54,14 @@ pub async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
         }
     };
     checks.insert("database".into(), Value::from(database));
-    let encryption = match service::settings::check_canary(&probes.db, &probes.engine.vault()).await
-    {
-        Ok(()) => "ok".to_owned(),
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness check: encryption canary failed");
-            format!("failing: {err}")
-        }
-    };
+    let encryption =
+        match service::ops::settings::check_canary(&probes.db, &probes.engine.vault()).await {
+            Ok(()) => "ok".to_owned(),
+            Err(err) => {
+                tracing::warn!(error = %err, "readiness check: encryption canary failed");
+                format!("failing: {err}")
+            }
+        };
     checks.insert("encryption".into(), Value::from(encryption));
     if let Some(redis) = probes.queue.redis_ok().await {
         checks.insert(

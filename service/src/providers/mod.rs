@@ -14,6 +14,9 @@
 //! Calls refused locally (rate limit, Instagram refresh rules) make no HTTP request and are
 //! not recorded.
 
+/// The provider call log and its statistics.
+pub mod calls;
+
 mod error;
 mod http;
 pub mod instagram;

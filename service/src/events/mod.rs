@@ -4,6 +4,13 @@
 //! any process reaches subscribers on every node. The table is the source of truth:
 //! subscribers replay from it after a reconnect.
 
+/// Error-rate alerts on provider calls.
+pub mod alerts;
+/// End-user notifications, one per incident.
+pub mod notifications;
+/// Signed webhooks and their deliveries.
+pub mod webhooks;
+
 use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
@@ -18,7 +25,7 @@ use tokio::sync::broadcast;
 use crate::{
     domain::Platform,
     error::{ServiceError, ServiceResult},
-    failures::FailureView,
+    tokens::failures::FailureView,
 };
 
 /// What happened to a token or a provider.
@@ -116,7 +123,7 @@ pub async fn record(
     .insert(db)
     .await?;
     // The webhook deliveries of this event commit (or roll back) with it.
-    crate::webhooks::enqueue_for_event(db, &event).await?;
+    crate::events::webhooks::enqueue_for_event(db, &event).await?;
     Ok(event)
 }
 
@@ -141,7 +148,7 @@ pub async fn record_global(
     }
     .insert(db)
     .await?;
-    crate::webhooks::enqueue_for_event(db, &event).await?;
+    crate::events::webhooks::enqueue_for_event(db, &event).await?;
     Ok(event)
 }
 

@@ -7,7 +7,7 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 
 use crate::{
     error::{ServiceError, ServiceResult},
-    vault::KeyRing,
+    tokens::vault::KeyRing,
 };
 
 /// The name of the canary setting.

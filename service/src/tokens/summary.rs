@@ -8,11 +8,11 @@ use sea_orm::{
 };
 
 use crate::{
-    accounts::{self, AccountFilter},
-    attempts::Outcome,
-    caller::{Caller, Role},
+    connections::accounts::{self, AccountFilter},
     domain::{AccountStatus, Platform},
     error::ServiceResult,
+    identity::caller::{Caller, Role},
+    tokens::attempts::Outcome,
 };
 
 /// Accounts per platform and status.
@@ -63,7 +63,7 @@ pub async fn summary(
         .select_only()
         .column(social_account::Column::Id)
         .filter(social_account::Column::TenantId.eq(caller.tenant_id))
-        .filter(social_account::Column::Status.is_in(crate::sweep::refreshable_statuses()))
+        .filter(social_account::Column::Status.is_in(crate::tokens::sweep::refreshable_statuses()))
         .into_query();
     let expiring_next_24h = oauth_token::Entity::find()
         .filter(oauth_token::Column::TenantId.eq(caller.tenant_id))
@@ -104,7 +104,7 @@ pub async fn refreshable_accounts(
     Ok(accounts::select(caller.tenant_id, filter)
         .select_only()
         .column(social_account::Column::Id)
-        .filter(social_account::Column::Status.is_in(crate::sweep::refreshable_statuses()))
+        .filter(social_account::Column::Status.is_in(crate::tokens::sweep::refreshable_statuses()))
         .filter(social_account::Column::Id.in_subquery(with_tokens))
         .into_tuple()
         .all(db)

@@ -11,8 +11,8 @@ use sea_orm::{
 };
 
 use crate::{
-    caller::Caller,
     error::ServiceResult,
+    identity::caller::Caller,
     pagination::{self, Direction, Page, PageArgs},
 };
 

@@ -13,11 +13,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::{
-    audit::{self, AuditAction, Target},
-    caller::{Actor, Caller, Role},
     error::{ServiceError, ServiceResult},
+    identity::audit::{self, AuditAction, Target},
+    identity::caller::{Actor, Caller, Role},
+    identity::tenants,
     pagination::{self, Direction, Page, PageArgs},
-    tenants,
 };
 
 /// Every generated key starts with this, so leaked keys are easy to recognise and scan for.

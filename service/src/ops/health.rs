@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 
-use crate::{domain::Platform, error::ServiceResult, settings};
+use crate::{domain::Platform, error::ServiceResult, ops::settings};
 
 /// The setting holding the latest snapshot.
 pub const SNAPSHOT: &str = "health_snapshot";

@@ -11,8 +11,9 @@ use crate::{
     domain::Platform,
     error::ServiceResult,
     events::{self, EventBus, EventKind},
-    failures::FailureView,
-    provider_calls, settings,
+    ops::settings,
+    providers::calls,
+    tokens::failures::FailureView,
 };
 
 /// When a platform counts as degraded.
@@ -50,7 +51,7 @@ pub async fn evaluate<D>(
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let stats = provider_calls::stats(db, alert.window).await?;
+    let stats = calls::stats(db, alert.window).await?;
     let mut raised = Vec::new();
     for platform in Platform::ALL {
         let (requests, errors) = stats

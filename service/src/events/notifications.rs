@@ -10,12 +10,12 @@ use sea_orm::{
 };
 
 use crate::{
-    caller::Caller,
     domain::Platform,
     error::{ServiceError, ServiceResult},
     events::EventKind,
-    failures::FailureView,
+    identity::caller::Caller,
     pagination::{self, Direction, Page, PageArgs},
+    tokens::failures::FailureView,
 };
 
 /// The incident an event opens, if any.

@@ -14,13 +14,13 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::{
-    accounts::TARGET,
-    audit::{self, AuditAction, Target},
-    caller::Actor,
+    connections::accounts::TARGET,
     domain::{AccountStatus, Platform},
     error::ServiceResult,
     events::{self, EventBus, EventKind, NewEvent},
-    failures::FailureView,
+    identity::audit::{self, AuditAction, Target},
+    identity::caller::Actor,
+    tokens::failures::FailureView,
 };
 
 /// Instagram refuses to refresh tokens younger than this.
@@ -253,7 +253,7 @@ where
                 },
             )
             .await?;
-            crate::notifications::open_incident(
+            crate::events::notifications::open_incident(
                 &txn,
                 updated.tenant_id,
                 updated.id,

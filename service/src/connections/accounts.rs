@@ -8,10 +8,10 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::{
-    audit::{self, AuditAction, Target},
-    caller::{Caller, Role},
     domain::{AccountStatus, Platform},
     error::{ServiceError, ServiceResult},
+    identity::audit::{self, AuditAction, Target},
+    identity::caller::{Caller, Role},
     pagination::{self, Direction, Page, PageArgs},
 };
 

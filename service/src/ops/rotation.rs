@@ -14,12 +14,12 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::{
-    audit::{self, AuditAction},
-    caller::{Caller, Role},
     engine::Engine,
     error::{ServiceError, ServiceResult},
-    settings,
-    vault::{Aad, KeyRing, TokenKind},
+    identity::audit::{self, AuditAction},
+    identity::caller::{Caller, Role},
+    ops::settings,
+    tokens::vault::{Aad, KeyRing, TokenKind},
 };
 
 /// The setting that names the deployment's active key (shared by every process).
@@ -162,7 +162,7 @@ pub async fn rewrap_batch(
     }
     // Webhook signing secrets are encrypted with the same keys.
     let mut done = 0;
-    let prefix = format!("{}.{active}.", crate::vault::CIPHERTEXT_PREFIX);
+    let prefix = format!("{}.{active}.", crate::tokens::vault::CIPHERTEXT_PREFIX);
     let hooks = entity::webhook::Entity::find()
         .filter(entity::webhook::Column::SecretEnc.not_like(format!("{prefix}%")))
         .limit(batch)

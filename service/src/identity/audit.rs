@@ -9,8 +9,8 @@ use sea_orm::{
 use serde_json::Value;
 
 use crate::{
-    caller::{Actor, Caller},
     error::{ServiceError, ServiceResult},
+    identity::caller::{Actor, Caller},
     pagination::{self, Direction, Page, PageArgs},
 };
 

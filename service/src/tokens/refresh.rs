@@ -17,16 +17,16 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::{
-    accounts::{self, TARGET},
-    audit::{self, AuditAction, Target},
-    caller::Actor,
+    connections::accounts::{self, TARGET},
     domain::{AccountStatus, Platform},
     engine::{Engine, LastOutcome},
     error::{ServiceError, ServiceResult},
     events::{self, EventKind, NewEvent},
+    identity::audit::{self, AuditAction, Target},
+    identity::caller::Actor,
     providers::{ErrorClass, ProviderError},
     tokens,
-    vault::TokenKind,
+    tokens::vault::TokenKind,
 };
 
 /// How a refresh is run.
@@ -370,7 +370,7 @@ where
                 },
             )
             .await?;
-            crate::notifications::resolve(&txn, updated.id).await?;
+            crate::events::notifications::resolve(&txn, updated.id).await?;
             txn.commit().await?;
             Ok(Some((updated, event)))
         }
@@ -412,7 +412,7 @@ where
 {
     let current: AccountStatus = account.status.parse()?;
     let platform: Platform = account.platform.parse()?;
-    let view = crate::failures::describe(error, platform, account.username.as_deref());
+    let view = crate::tokens::failures::describe(error, platform, account.username.as_deref());
     let kind = match error.class {
         ErrorClass::GrantDead if error.code == "expired" => EventKind::Expired,
         ErrorClass::GrantDead => EventKind::ReconnectRequired,
@@ -456,8 +456,15 @@ where
         },
     )
     .await?;
-    crate::notifications::open_incident(&txn, updated.tenant_id, updated.id, platform, kind, &view)
-        .await?;
+    crate::events::notifications::open_incident(
+        &txn,
+        updated.tenant_id,
+        updated.id,
+        platform,
+        kind,
+        &view,
+    )
+    .await?;
     txn.commit().await?;
     engine.events.publish(event).await;
     Ok(updated)

@@ -1,6 +1,9 @@
 //! Connecting accounts: start (authorize URL + one-time state), complete (code exchange,
 //! profile, scope check, upsert, encrypted tokens), disconnect, and reading access tokens.
 
+/// Accounts: listing, filters, deactivation. Tenant-scoped.
+pub mod accounts;
+
 use chrono::{Duration, Utc};
 use entity::{oauth_state, social_account};
 use ring::digest;
@@ -12,17 +15,17 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use crate::{
-    accounts::{self, TARGET},
-    audit::{self, AuditAction, Target},
-    caller::{Actor, Caller, Role},
+    connections::accounts::TARGET,
     domain::{AccountStatus, Platform},
     engine::Engine,
     error::{ServiceError, ServiceResult},
     events::{self, EventKind, NewEvent},
+    identity::audit::{self, AuditAction, Target},
+    identity::caller::{Actor, Caller, Role},
     providers::{AuthorizeRequest, ErrorClass, ProviderError, new_pkce, new_state},
-    refresh::{self, RefreshOptions},
     tokens,
-    vault::{Aad, TokenKind},
+    tokens::refresh::{self, RefreshOptions},
+    tokens::vault::{Aad, TokenKind},
 };
 
 /// A started connection: send the user to `authorization_url`.
@@ -409,7 +412,7 @@ where
         },
     )
     .await?;
-    crate::notifications::resolve(&txn, account.id).await?;
+    crate::events::notifications::resolve(&txn, account.id).await?;
     txn.commit().await?;
     engine.events.publish(event).await;
     Ok(Connected {

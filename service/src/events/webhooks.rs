@@ -16,13 +16,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::{
-    audit::{self, AuditAction, Target},
-    caller::{Caller, Role},
     engine::Engine,
     error::{ServiceError, ServiceResult},
     events::EventKind,
+    identity::audit::{self, AuditAction, Target},
+    identity::caller::{Caller, Role},
     pagination::{self, Direction, Page, PageArgs},
-    vault::{Aad, TokenKind},
+    tokens::vault::{Aad, TokenKind},
 };
 
 /// Deliveries are retried for this long, then given up; a webhook failing this long is
@@ -126,7 +126,7 @@ where
 {
     caller.require(Role::Admin)?;
     let url = check_target(url, engine.settings.webhook_allow_private).await?;
-    let secret = crate::api_keys::generate_key()?;
+    let secret = crate::identity::api_keys::generate_key()?;
     let secret = SecretString::from(format!("whsec_{}", &secret.expose_secret()[3..]));
     let txn = db.begin().await?;
     let mut row = webhook::ActiveModel {
@@ -426,7 +426,7 @@ where
             if now - delivery.created_at >= GIVE_UP_AFTER {
                 active.status = Set("FAILED".into());
             } else {
-                let wait = crate::attempts::backoff(attempts as u32, None);
+                let wait = crate::tokens::attempts::backoff(attempts as u32, None);
                 active.next_attempt_at = Set(now
                     + chrono::Duration::from_std(wait)
                         .unwrap_or_else(|_| chrono::Duration::hours(1)));
@@ -435,7 +435,7 @@ where
                 hook_active.disabled_at = Set(Some(now));
                 audit::record(
                     &txn,
-                    &crate::caller::Actor::system(Some(hook.tenant_id), "system"),
+                    &crate::identity::caller::Actor::system(Some(hook.tenant_id), "system"),
                     AuditAction::WebhookDisabled,
                     Some(Target::new("Webhook", hook.id)),
                     json!({ "url": hook.url, "failingSince": failing_since }),

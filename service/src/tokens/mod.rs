@@ -1,3 +1,15 @@
+/// Refresh attempts and retry scheduling.
+pub mod attempts;
+/// Provider failures in words: code, message, action.
+pub mod failures;
+/// Single-flight token refresh.
+pub mod refresh;
+/// The tenant-wide token health summary.
+pub mod summary;
+/// Finding and claiming tokens due for a refresh.
+pub mod sweep;
+/// The token vault: AES-256-GCM key ring.
+pub mod vault;
 use chrono::{DateTime, Duration, Utc};
 use entity::{oauth_token, social_account};
 use sea_orm::{
@@ -8,7 +20,7 @@ use secrecy::SecretString;
 use crate::{
     error::{ServiceError, ServiceResult},
     providers::TokenSet,
-    vault::{Aad, KeyRing, TokenKind},
+    tokens::vault::{Aad, KeyRing, TokenKind},
 };
 
 /// A token is `Expiring` when less than a quarter of its lifetime remains, and at most

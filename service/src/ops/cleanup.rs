@@ -12,10 +12,10 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::{
-    accounts::TARGET,
-    audit::{self, AuditAction, Target},
-    caller::Actor,
+    connections::accounts::TARGET,
     error::ServiceResult,
+    identity::audit::{self, AuditAction, Target},
+    identity::caller::Actor,
 };
 
 /// Deletes the tokens and personal data (username, display name, avatar, provider account

@@ -1,0 +1,14 @@
+//! Operations: what keeps the deployment itself healthy. Owns the recurring health check's
+//! findings, the purge of long-deactivated accounts, encryption key rotation and the
+//! deployment-wide settings (including the vault canary).
+//!
+//! May call: `identity`, `tokens` (the vault and token rows), `events`.
+
+/// Purging long-deactivated accounts.
+pub mod cleanup;
+/// Health check snapshots shared across processes.
+pub mod health;
+/// Encryption key rotation and rewrapping.
+pub mod rotation;
+/// Deployment settings and the vault canary.
+pub mod settings;
