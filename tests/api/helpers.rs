@@ -337,8 +337,9 @@ impl TestApp {
             .id
     }
 
-    /// Inserts an account row (accounts cannot be connected through the API yet) and,
-    /// when `expires_in_hours` is given, a token row. Returns the row id.
+    /// Inserts an account row directly, bypassing the OAuth flow (use `connect` for a real
+    /// connection), for states the flow cannot reach; when `expires_in_hours` is given, also
+    /// a token row. Returns the row id.
     pub async fn seed_account(
         &self,
         tenant: &str,
