@@ -168,7 +168,28 @@ async fn other_tenants_accounts_are_invisible(app: TestApp) {
         .await;
     assert_eq!(search["accounts"]["totalCount"], 0);
 
-    let alice = global_id("SocialAccount", 1);
+    // Alice's real id, read from the row her tenant sees (never a guessed id).
+    let alice = app
+        .gql_ok(
+            &app.admin_key,
+            "{ accounts(filter: {search: \"alice\"}) { nodes { id username } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        alice["accounts"]["nodes"][0]["username"], "alice",
+        "{alice}"
+    );
+    let alice = alice["accounts"]["nodes"][0]["id"].clone();
+    // Positive control: the owner reads it.
+    let owner = app
+        .gql_ok(
+            &app.admin_key,
+            "query($id: ID!) { account(id: $id) { id } }",
+            json!({ "id": alice }),
+        )
+        .await;
+    assert_eq!(owner["account"]["id"], alice);
     let body = app
         .gql(
             Some(&acme),
@@ -327,11 +348,16 @@ async fn roles_guard_account_mutations(app: TestApp) {
             "{role} changed nothing"
         );
     }
+    let key_id = app
+        .gql_ok(&app.admin_key, "{ viewer { apiKey { id } } }", json!({}))
+        .await["viewer"]["apiKey"]["id"]
+        .clone();
+    assert!(key_id.is_string(), "the admin's own ApiKey id: {key_id}");
     let body = app
         .gql(
             Some(&app.admin_key),
             "mutation($id: ID!) { deactivateAccount(id: $id) { id } }",
-            json!({ "id": global_id("ApiKey", 1) }),
+            json!({ "id": key_id }),
         )
         .await;
     assert_eq!(

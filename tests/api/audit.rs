@@ -99,7 +99,11 @@ async fn audit_log_filters_and_pages(app: TestApp) {
             json!({ "filter": { "since": "yesterday" } }),
         )
         .await;
-    assert!(error_code(&body).is_some(), "a bad date is refused: {body}");
+    assert_eq!(
+        error_code(&body),
+        Some("BAD_USER_INPUT"),
+        "a bad date is refused: {body}"
+    );
 }
 
 async fn audit_log_is_tenant_scoped(app: TestApp) {

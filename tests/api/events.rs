@@ -18,15 +18,22 @@ use crate::{
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-const EVENTS: &str = "subscription($filter: TokenEventFilter, $after: ID) {
-  tokenEvents(filter: $filter, after: $after) {
+const EVENTS: &str = "subscription($filter: TokenEventFilter, $after: ID, $since: DateTime) {
+  tokenEvents(filter: $filter, after: $after, since: $since) {
     id kind platform account { username status } error { code message action }
   }
 }";
 
 /// Opens a graphql-transport-ws connection to `addr` authenticated with `key` and starts
 /// one subscription. Returns the socket, or the server's refusal.
-async fn subscribe(addr: &str, key: &str, variables: Value) -> Result<Ws, String> {
+///
+/// Without `after` or `since`, it subscribes with `since` = now, so the server replays
+/// whatever happens between this call and the moment the subscription is attached: a test
+/// never has to guess how long attaching takes.
+async fn subscribe(addr: &str, key: &str, mut variables: Value) -> Result<Ws, String> {
+    if variables.get("after").is_none() && variables.get("since").is_none() {
+        variables["since"] = json!(chrono::Utc::now().to_rfc3339());
+    }
     let mut request = format!("ws://{addr}/graphql/ws")
         .into_client_request()
         .expect("request");
@@ -64,8 +71,6 @@ async fn subscribe(addr: &str, key: &str, variables: Value) -> Result<Ws, String
     ))
     .await
     .expect("subscribe sent");
-    // Let the server attach the subscription to the event bus.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     Ok(ws)
 }
 
@@ -188,17 +193,35 @@ async fn reconnecting_with_after_replays_exactly_once_then_goes_live(app: TestAp
 
 async fn subscriptions_stay_within_the_tenant(app: TestApp) {
     let acme = app.key_for_tenant("acme", "VIEWER").await;
+    let acme_admin = app.key_for_tenant("acme", "ADMIN").await;
     let mut theirs = subscribe(&app.addr.to_string(), &acme, json!({}))
         .await
         .expect("subscribed");
+    // Another tenant's event, then one of acme's own: the subscription must receive its own
+    // (positive control: events flow and the subscription is attached) and nothing before it.
     app.connect(&app.admin_key, "INSTAGRAM", "private").await;
+    app.connect(&acme_admin, "TIKTOK", "acmeown").await;
+    let first = next_event(&mut theirs, 10)
+        .await
+        .expect("the tenant's own event arrives");
+    assert_eq!(first["kind"], "CONNECTED", "{first}");
+    assert_eq!(
+        first["account"]["username"], "acmeown",
+        "another tenant's events are invisible: {first}"
+    );
     assert!(
-        next_event(&mut theirs, 2).await.is_none(),
-        "another tenant's events are invisible"
+        next_event(&mut theirs, 1).await.is_none(),
+        "nothing else arrives"
     );
 
     let refused = subscribe(&app.addr.to_string(), "tw_not-a-key", json!({})).await;
-    assert!(refused.is_err(), "an invalid key is refused");
+    let Err(refused) = refused else {
+        panic!("an invalid key is refused")
+    };
+    assert!(
+        refused.starts_with("1002 "),
+        "closed with graphql-transport-ws code 1002 and a reason: {refused}"
+    );
 
     // A revoked key's subscription ends.
     let key = app.create_key(&app.admin_key, "short", "VIEWER").await;

@@ -21,6 +21,11 @@ in_every_mode!(
     revoked_grant_fails_after_one_attempt,
     bulk_refresh_and_token_health,
     rotation_rewraps_everything_and_the_old_key_can_go,
+    cleanup_purges_exactly_the_accounts_past_retention,
+    instagram_tokens_that_expire_become_expired_not_swept,
+    health_check_feeds_system_health_and_prune_keeps_recent_records,
+    error_rate_alerts_and_key_rotation_due_are_raised_once,
+    tiktok_refresh_tokens_near_their_end_raise_expiring_once,
 );
 
 async fn token(app: &TestApp, account_id: i64) -> oauth_token::Model {
@@ -49,10 +54,16 @@ async fn status(app: &TestApp, account_id: i64) -> String {
         .status
 }
 
-/// A sweep job for an account of tenant `default` (id 1, created first by the bootstrap).
-fn job(account_id: i64) -> RefreshToken {
+/// A sweep job for an account, with the tenant id read from the account's own row.
+async fn job(app: &TestApp, account_id: i64) -> RefreshToken {
+    let tenant_id = social_account::Entity::find_by_id(account_id)
+        .one(&app.db)
+        .await
+        .expect("query")
+        .expect("account")
+        .tenant_id;
     RefreshToken {
-        tenant_id: 1,
+        tenant_id,
         account_id,
         trigger: "sweep".into(),
     }
@@ -84,8 +95,8 @@ async fn scheduled_sweep_refreshes_due_tokens_once(app: TestApp) {
     })
     .await;
     // A later sweep finds nothing due: nothing is refreshed twice.
-    jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let later = jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
+    assert_eq!(later.queued, 0, "refreshed tokens are not due again");
     assert_eq!(
         app.sandbox.stats().tiktok.refresh_calls - before,
         2,
@@ -146,7 +157,7 @@ async fn transient_storm_retries_with_backoff_and_never_requires_reconnect(app: 
     .enumerate()
     {
         app.sandbox.set_faults(SandboxPlatform::Tiktok, kind, 1);
-        let ran = jobs::refresh_token::run(&job(id), &app.jobs)
+        let ran = jobs::refresh_token::run(&job(&app, id).await, &app.jobs)
             .await
             .expect("job");
         assert_eq!(ran, Ran::Attempted(Outcome::FailedTransient), "{kind:?}");
@@ -176,7 +187,7 @@ async fn transient_storm_retries_with_backoff_and_never_requires_reconnect(app: 
             .await
             .expect("advance");
     }
-    let ran = jobs::refresh_token::run(&job(id), &app.jobs)
+    let ran = jobs::refresh_token::run(&job(&app, id).await, &app.jobs)
         .await
         .expect("job");
     assert_eq!(ran, Ran::Attempted(Outcome::Succeeded));
@@ -210,7 +221,7 @@ async fn revoked_grant_fails_after_one_attempt(app: TestApp) {
         &sandbox::tiktok_open_id("revoked0")
     ));
     let calls = app.sandbox.stats().tiktok.refresh_calls;
-    let ran = jobs::refresh_token::run(&job(id), &app.jobs)
+    let ran = jobs::refresh_token::run(&job(&app, id).await, &app.jobs)
         .await
         .expect("job");
     assert_eq!(ran, Ran::Attempted(Outcome::FailedPermanent));
@@ -218,7 +229,7 @@ async fn revoked_grant_fails_after_one_attempt(app: TestApp) {
     assert!(token(&app, id).await.next_refresh_at.is_none(), "no retry");
     let swept = jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
     assert_eq!(swept.queued, 0, "a dead grant is not swept again");
-    let ran = jobs::refresh_token::run(&job(id), &app.jobs)
+    let ran = jobs::refresh_token::run(&job(&app, id).await, &app.jobs)
         .await
         .expect("job");
     assert_eq!(ran, Ran::Attempted(Outcome::Skipped));
@@ -407,9 +418,7 @@ async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cleanup_purges_exactly_the_accounts_past_retention() {
-    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+async fn cleanup_purges_exactly_the_accounts_past_retention(app: TestApp) {
     let ids = app.seed_connected("default", "old", 3).await;
     let set_deactivated = |id: i64, days: i64| {
         let db = app.db.clone();
@@ -470,9 +479,7 @@ async fn cleanup_purges_exactly_the_accounts_past_retention() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instagram_tokens_that_expire_become_expired_not_swept() {
-    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+async fn instagram_tokens_that_expire_become_expired_not_swept(app: TestApp) {
     let id = crate::helpers::decode_id(&app.connect(&app.admin_key, "INSTAGRAM", "late").await);
     oauth_token::Entity::update_many()
         .col_expr(
@@ -497,13 +504,11 @@ async fn instagram_tokens_that_expire_become_expired_not_swept() {
     assert_eq!(app.sandbox.stats().instagram.refresh_calls, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_check_feeds_system_health_and_prune_keeps_recent_records() {
-    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+async fn health_check_feeds_system_health_and_prune_keeps_recent_records(app: TestApp) {
     let ids = app.seed_connected("default", "hc", 2).await;
     app.expire_in(&ids, 30).await;
     for id in &ids {
-        jobs::refresh_token::run(&job(*id), &app.jobs)
+        jobs::refresh_token::run(&job(&app, *id).await, &app.jobs)
             .await
             .expect("job");
     }
@@ -511,7 +516,12 @@ async fn health_check_feeds_system_health_and_prune_keeps_recent_records() {
         .await
         .expect("health check");
     assert!(snapshot.database && snapshot.encryption);
-    assert_eq!(snapshot.redis, None, "embedded mode has no Redis");
+    let redis_mode = app.config.redis().is_some();
+    assert_eq!(
+        snapshot.redis,
+        redis_mode.then_some(true),
+        "Redis is checked only where it is configured"
+    );
     assert!(
         snapshot.providers.iter().all(|p| p.available),
         "{snapshot:?}"
@@ -524,7 +534,10 @@ async fn health_check_feeds_system_health_and_prune_keeps_recent_records() {
         )
         .await;
     assert!(health["systemHealth"]["lastHealthCheckAt"].is_string());
-    assert_eq!(health["systemHealth"]["redis"], Value::Null);
+    assert_eq!(
+        health["systemHealth"]["redis"],
+        if redis_mode { json!(true) } else { Value::Null }
+    );
     assert_eq!(health["systemHealth"]["providers"][0]["available"], true);
 
     // One old attempt; the recent ones stay.
@@ -543,12 +556,10 @@ async fn health_check_feeds_system_health_and_prune_keeps_recent_records() {
     assert_eq!(attempts(&app, ids[1]).await.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn error_rate_alerts_and_key_rotation_due_are_raised_once() {
+async fn error_rate_alerts_and_key_rotation_due_are_raised_once(app: TestApp) {
     use entity::{provider_call, token_event};
     use sea_orm::ActiveModelTrait;
 
-    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
     let calls = |errors: usize, ok: usize| {
         let db = app.db.clone();
         async move {
@@ -624,11 +635,9 @@ async fn error_rate_alerts_and_key_rotation_due_are_raised_once() {
     assert_eq!(status["keyRotation"]["due"], true);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tiktok_refresh_tokens_near_their_end_raise_expiring_once() {
+async fn tiktok_refresh_tokens_near_their_end_raise_expiring_once(app: TestApp) {
     use entity::token_event;
 
-    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
     let ids = app.seed_connected("default", "ending", 2).await;
     oauth_token::Entity::update_many()
         .col_expr(
