@@ -282,9 +282,9 @@ async fn timeout_is_transient() {
 
     env.sandbox
         .set_faults(SbPlatform::Tiktok, FaultKind::Timeout, 1);
-    let started = std::time::Instant::now();
+    // The sandbox holds the answer for 2 s; the 500 ms client timeout ends the call as a
+    // `timeout` (no upper-bound timing assertion: the code says which way it ended).
     let err = tt.refresh(&tokens.refresh_request()).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_millis(1500));
     assert_eq!(
         (err.class, err.code.as_str()),
         (ErrorClass::Transient, "timeout")

@@ -447,3 +447,40 @@ async fn demo_mode_connects_and_keeps_tokens_off_disk_and_out_of_logs() {
         "key file next to the database"
     );
 }
+
+/// Runs the binary to completion with `envs` over a fresh SQLite directory.
+fn run_to_exit(envs: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TOKENWARDEN_LISTEN", "127.0.0.1:0")
+        .envs(envs.iter().copied())
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn unreachable_redis_is_a_clear_startup_error() {
+    // Port 1 on loopback: nothing listens there.
+    let output = run_to_exit(&[("REDIS_URL", "redis://127.0.0.1:1")], &[]);
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error:") && stderr.contains("connecting to Redis"),
+        "the error names Redis: {stderr}"
+    );
+}
+
+#[test]
+fn a_bad_cron_schedule_is_a_clear_startup_error() {
+    let output = run_to_exit(&[("TOKENWARDEN_SWEEP_SCHEDULE", "every now and then")], &[]);
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid sweep schedule \"every now and then\""),
+        "the error names the schedule: {stderr}"
+    );
+}

@@ -226,9 +226,11 @@ impl TestApp {
             "0",
             "--instagram-rate-limit",
             "0",
-            "--webhook-allow-private",
-            "true",
         ];
+        // Test receivers listen on loopback; a test can still ask for the production guard.
+        if !extra.contains(&"--webhook-allow-private") {
+            args.extend_from_slice(&["--webhook-allow-private", "true"]);
+        }
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).expect("test configuration");
 

@@ -670,3 +670,42 @@ async fn tiktok_refresh_tokens_near_their_end_raise_expiring_once(app: TestApp) 
         Some("Reconnect the account before it expires.")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_whose_refreshes_keep_failing_raise_expiring_once() {
+    use entity::token_event;
+
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let ids = app.seed_connected("default", "failing", 2).await;
+    // Five refreshes failed in a row for the first account, four for the second.
+    for (id, failures) in [(ids[0], 5), (ids[1], 4)] {
+        oauth_token::Entity::update_many()
+            .col_expr(oauth_token::Column::FailureCount, Expr::value(failures))
+            .filter(oauth_token::Column::AccountId.eq(id))
+            .exec(&app.db)
+            .await
+            .expect("failures");
+    }
+    jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
+    jobs::sweep_expiring::run(&app.jobs)
+        .await
+        .expect("sweep again");
+    let events = token_event::Entity::find()
+        .filter(token_event::Column::Kind.eq("EXPIRING"))
+        .all(&app.db)
+        .await
+        .expect("events");
+    assert_eq!(
+        events.len(),
+        1,
+        "once, for the first account only: {events:?}"
+    );
+    assert_eq!(events[0].account_id, Some(ids[0]));
+    assert!(
+        events[0]
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("could not be refreshed 5 times in a row")),
+        "{events:?}"
+    );
+}

@@ -12,6 +12,7 @@ mod connections;
 mod events;
 mod http;
 mod jobs;
+mod protocols;
 mod schema;
 mod webhooks;
 mod workers;

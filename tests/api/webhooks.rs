@@ -20,6 +20,8 @@ use crate::{
 struct Receiver {
     /// (signature header, delivery id header, body) of every request.
     seen: Arc<Mutex<Vec<(String, String, String)>>>,
+    /// The `tokenwarden-event` header of every request.
+    events: Arc<Mutex<Vec<String>>>,
     /// Answer 500 this many more times.
     failures: Arc<Mutex<u32>>,
 }
@@ -36,6 +38,10 @@ async fn receive(
             .unwrap_or_default()
             .to_owned()
     };
+    r.events
+        .lock()
+        .expect("lock")
+        .push(header("tokenwarden-event"));
     r.seen.lock().expect("lock").push((
         header("tokenwarden-signature"),
         header("tokenwarden-delivery"),
@@ -144,12 +150,27 @@ async fn deliveries_are_signed_retried_and_disabled_after_a_day(app: TestApp) {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].1, seen[1].1, "retries carry the same delivery id");
     for (signature, _, body) in &seen {
+        // Verified as a receiver would, without tokenwarden's code: t=<unix>,v1=<hex HMAC>.
+        let (t, v1) = signature
+            .split_once(',')
+            .and_then(|(t, v1)| Some((t.strip_prefix("t=")?, v1.strip_prefix("v1=")?)))
+            .unwrap_or_else(|| panic!("t=<unix>,v1=<hex>: {signature}"));
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+        let expected = ring::hmac::sign(&key, format!("{t}.{body}").as_bytes());
+        assert_eq!(v1, hex::encode(expected.as_ref()), "the signature verifies");
+        let sent_at = t.parse::<i64>().expect("unix seconds");
         assert!(
-            service::events::webhooks::verify(&secret, signature, body).is_some(),
-            "the receiver verifies the signature"
+            (Utc::now().timestamp() - sent_at).abs() < 300,
+            "the timestamp is the time of sending, fresh for replay checks: {t}"
         );
         assert!(service::events::webhooks::verify("wrong", signature, body).is_none());
     }
+    let kinds = receiver.events.lock().expect("lock").clone();
+    assert_eq!(
+        kinds,
+        ["RECONNECT_REQUIRED", "RECONNECT_REQUIRED"],
+        "the event header names the event"
+    );
     let body: Value = serde_json::from_str(&seen[1].2).expect("json");
     assert_eq!(body["event"]["kind"], "RECONNECT_REQUIRED");
     assert_eq!(body["event"]["error"]["action"], "Reconnect the account.");
@@ -255,4 +276,81 @@ async fn private_targets_need_the_opt_in_and_webhooks_are_admin_only() {
         )
         .await;
     assert_eq!(mine["deleteWebhook"]["url"], "http://127.0.0.1:9/hook");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_turns_private_after_registration_is_not_called() {
+    // The production guard: private targets are refused.
+    let app = crate::helpers::TestApp::spawn_with(
+        crate::helpers::Backend::Sqlite,
+        &["--webhook-allow-private", "false"],
+    )
+    .await;
+    let (loopback_url, receiver) = start_receiver(0).await;
+    // Positive control of the guard at registration: the loopback receiver is refused...
+    let refused = app
+        .gql(
+            Some(&app.admin_key),
+            REGISTER,
+            json!({ "url": loopback_url }),
+        )
+        .await;
+    assert_eq!(
+        crate::helpers::error_code(&refused),
+        Some("BAD_USER_INPUT"),
+        "{refused}"
+    );
+    // ...and a public address is accepted (no DNS needed for an IP literal).
+    let data = app
+        .gql_ok(
+            &app.admin_key,
+            REGISTER,
+            json!({ "url": "http://93.184.216.34/hook" }),
+        )
+        .await;
+    let hook_id = data["registerWebhook"]["webhook"]["id"].clone();
+    // Later the target points at a private address (what a DNS change or rebinding does):
+    // the delivery-time check refuses it before any request is sent.
+    webhook::Entity::update_many()
+        .col_expr(webhook::Column::Url, Expr::value(loopback_url.clone()))
+        .exec(&app.db)
+        .await
+        .expect("retargeted");
+    let account = app.connect(&app.admin_key, "TIKTOK", "rebound").await;
+    assert!(
+        app.sandbox
+            .revoke(SandboxPlatform::Tiktok, &sandbox::tiktok_open_id("rebound"))
+    );
+    app.gql_ok(
+        &app.admin_key,
+        "mutation($id: ID!) { refreshAccountToken(accountId: $id) { refreshed } }",
+        json!({ "id": account }),
+    )
+    .await;
+    assert_eq!(
+        jobs::deliver_webhooks::run(&app.jobs)
+            .await
+            .expect("deliver"),
+        1,
+        "one delivery attempted"
+    );
+    assert!(
+        receiver.seen.lock().expect("lock").is_empty(),
+        "the private target was never called"
+    );
+    let stored = webhook_delivery::Entity::find()
+        .all(&app.db)
+        .await
+        .expect("deliveries");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].status, "PENDING", "retried later, not delivered");
+    assert!(
+        stored[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("private") || e.contains("not allowed")),
+        "the refusal is recorded: {:?}",
+        stored[0].last_error
+    );
+    let _ = hook_id;
 }

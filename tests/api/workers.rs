@@ -174,8 +174,22 @@ async fn two_worker_processes_refresh_each_due_token_once() {
         5,
     )
     .await;
-    // Several more sweeps fire on both workers: nothing is refreshed twice.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // Several more sweeps run on both workers (counted, not waited for): nothing is
+    // refreshed twice. The claim lasts 3 s, so sweeps past it would re-queue a token whose
+    // claim was wrongly kept.
+    let after_refresh = [sweeps(&a.addr).await, sweeps(&b.addr).await];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = [sweeps(&a.addr).await, sweeps(&b.addr).await];
+        if now[0] >= after_refresh[0] + 4 && now[1] >= after_refresh[1] + 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "four more sweeps on each worker within 60 s: {after_refresh:?} -> {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     assert_eq!(
         app.sandbox.stats().tiktok.refresh_calls - before,
         5,
@@ -328,4 +342,19 @@ async fn losing_every_redis_key_loses_no_work() {
     assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
     assert_eq!(broken_accounts(&app).await, 0);
     assert!(terminate(worker).success());
+}
+
+/// How many sweeps a worker process has run, from its /metrics.
+async fn sweeps(addr: &str) -> u64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|line| line.starts_with("tokenwarden_sweeps_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| value as u64)
+        .sum()
 }
