@@ -217,3 +217,87 @@ impl Queue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(account_id: i64) -> RefreshToken {
+        serde_json::from_value(serde_json::json!({
+            "tenant_id": 1,
+            "account_id": account_id,
+            "trigger": "sweep",
+        }))
+        .expect("a refresh job payload")
+    }
+
+    #[test]
+    fn redis_is_used_only_when_a_url_is_set() {
+        assert_eq!(QueueBackend::for_redis_url(None), QueueBackend::Embedded);
+        assert_eq!(
+            QueueBackend::for_redis_url(Some("  ")),
+            QueueBackend::Embedded
+        );
+        assert_eq!(
+            QueueBackend::for_redis_url(Some("redis://127.0.0.1:6379")),
+            QueueBackend::Redis
+        );
+    }
+
+    #[tokio::test]
+    async fn the_embedded_queue_counts_what_is_pushed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let queue = Queue::sqlite(&dir.path().join("jobs.db"))
+            .await
+            .expect("queue");
+        assert_eq!(queue.backend(), QueueBackend::Embedded);
+        assert_eq!(queue.redis_ok().await, None);
+        assert_eq!(queue.stats().await.expect("stats").pending, 0);
+        queue.push(job(1), None).await.expect("pushed");
+        queue
+            .push(job(2), Some(Duration::from_secs(3600)))
+            .await
+            .expect("pushed delayed");
+        assert_eq!(queue.stats().await.expect("stats").pending, 2);
+    }
+
+    #[tokio::test]
+    async fn the_redis_queue_counts_what_is_pushed_under_its_prefix() {
+        let url = std::env::var("TOKENWARDEN_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let prefix = format!("tw_jobs_test_{}", std::process::id());
+        let queue = Queue::redis(&url, &prefix).await.unwrap_or_else(|err| {
+            panic!(
+                "Redis is not reachable at {url} ({err}). Start it with `redis-server \
+                 --daemonize yes` or point TOKENWARDEN_TEST_REDIS_URL at a server"
+            )
+        });
+        assert_eq!(queue.redis_ok().await, Some(true));
+        assert_eq!(queue.redis_prefix(), Some(prefix.as_str()));
+        let before = queue.stats().await.expect("stats").pending;
+        queue.push(job(1), None).await.expect("pushed");
+        queue
+            .push(job(2), Some(Duration::from_secs(3600)))
+            .await
+            .expect("pushed delayed");
+        assert_eq!(queue.stats().await.expect("stats").pending, before + 2);
+        // Leave nothing behind in the shared Redis.
+        let client = redis::Client::open(url.as_str()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .expect("keys");
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .expect("deleted");
+        }
+    }
+}

@@ -191,3 +191,40 @@ pub async fn run_workers(
     tracing::info!("workers stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_schedules_are_valid_and_the_sweep_fires_soon() {
+        let schedules = Schedules::default();
+        schedules.validate().expect("defaults parse");
+        let next = schedules.next_sweep().expect("a next sweep");
+        let wait = next - chrono::Utc::now();
+        assert!(
+            wait <= chrono::Duration::minutes(5),
+            "every 5 minutes: {wait}"
+        );
+    }
+
+    #[test]
+    fn a_bad_schedule_is_named_in_the_error() {
+        let schedules = Schedules {
+            prune: "now and then".into(),
+            ..Schedules::default()
+        };
+        let err = schedules.validate().expect_err("refused").to_string();
+        assert!(
+            err.starts_with("invalid prune schedule \"now and then\""),
+            "{err}"
+        );
+        // Five fields (no seconds) are not what the settings document.
+        let schedules = Schedules {
+            sweep: "*/5 * * * *".into(),
+            ..Schedules::default()
+        };
+        assert!(schedules.validate().is_err());
+        assert!(schedules.next_sweep().is_none());
+    }
+}
