@@ -28,6 +28,8 @@ pub struct AppState {
     pub queue: Queue,
     /// Turns true when the server shuts down: WebSockets close with 1001 (going away).
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// Per-API-key token buckets (RATE_LIMITED).
+    pub limiter: Arc<crate::limits::KeyRateLimiter>,
 }
 
 impl axum::extract::FromRef<AppState> for DatabaseConnection {
@@ -304,6 +306,7 @@ impl App {
     ) -> App {
         let schema = build_schema(db.clone(), engine.clone(), queue.clone(), &config);
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
+        let limiter = Arc::new(crate::limits::KeyRateLimiter::new(&config.limits));
         App {
             closing,
             state: AppState {
@@ -313,6 +316,7 @@ impl App {
                 engine,
                 queue,
                 closing: closing_rx,
+                limiter,
             },
         }
     }

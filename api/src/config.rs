@@ -73,11 +73,12 @@ pub struct Config {
     )]
     pub max_query_depth: usize,
 
-    /// Highest accepted query complexity (one point per field).
+    /// Highest accepted query complexity: the potential nodes of one operation (a field
+    /// is one, a connection field its page size times its selection). QUERY_TOO_COMPLEX.
     #[arg(
         long,
         env = "TOKENWARDEN_MAX_QUERY_COMPLEXITY",
-        default_value_t = 1000,
+        default_value_t = 50_000,
         global = true
     )]
     pub max_query_complexity: usize,
@@ -313,6 +314,9 @@ pub struct Config {
     /// Provider call records and refresh attempts are kept this long.
     #[arg(long, env = "TOKENWARDEN_RETENTION", value_parser = humantime::parse_duration, default_value = "30d", global = true)]
     pub retention: Duration,
+
+    #[command(flatten)]
+    pub limits: crate::limits::LimitSettings,
 }
 
 #[derive(clap::Parser)]
@@ -462,6 +466,7 @@ impl fmt::Debug for Config {
             .field("provider_timeout", &self.provider_timeout)
             .field("tiktok_rate_limit", &self.tiktok_rate_limit)
             .field("instagram_rate_limit", &self.instagram_rate_limit)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }

@@ -9,6 +9,12 @@ pub mod code {
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
     pub const MISSING_SCOPES: &str = "MISSING_SCOPES";
     pub const INTERNAL: &str = "INTERNAL";
+    /// Too many potential nodes, root fields or aliases in one operation.
+    pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+    /// The API key's request budget is spent; `extensions.retryAfterSeconds` says when to retry.
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// The request ran longer than the per-request timeout and was cancelled.
+    pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
 }
 
 /// An error as the client sees it: a stable code (`extensions.code`), a safe message and,

@@ -11,6 +11,8 @@ pub mod error;
 pub mod graphql;
 /// HTTP routes: GraphQL over HTTP, GraphiQL, health checks.
 pub mod http;
+/// Request and connection limits: settings and the per-key rate limiter.
+pub mod limits;
 /// Logging setup.
 pub mod telemetry;
 

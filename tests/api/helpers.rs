@@ -226,6 +226,9 @@ impl TestApp {
             "0",
             "--instagram-rate-limit",
             "0",
+            // Tests poll the API in tight loops; tests/api/limits.rs switches the limiter on.
+            "--rate-per-minute",
+            "0",
         ];
         // Test receivers listen on loopback; a test can still ask for the production guard.
         if !extra.contains(&"--webhook-allow-private") {

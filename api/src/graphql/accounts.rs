@@ -146,6 +146,9 @@ impl SocialAccount {
     }
 
     /// The account's refresh attempts, newest first.
+    #[graphql(
+        complexity = "crate::graphql::limits::connection_cost(first, None, child_complexity)"
+    )]
     async fn refresh_history(
         &self,
         ctx: &Context<'_>,
@@ -258,6 +261,9 @@ pub struct AccountsQuery;
 #[Object]
 impl AccountsQuery {
     /// The tenant's accounts, oldest first.
+    #[graphql(
+        complexity = "crate::graphql::limits::connection_cost(first, last, child_complexity)"
+    )]
     async fn accounts(
         &self,
         ctx: &Context<'_>,

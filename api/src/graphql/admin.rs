@@ -97,6 +97,9 @@ pub struct AdminQuery;
 #[Object]
 impl AdminQuery {
     /// The tenant's API keys, oldest first (ADMIN).
+    #[graphql(
+        complexity = "crate::graphql::limits::connection_cost(first, last, child_complexity)"
+    )]
     async fn api_keys(
         &self,
         ctx: &Context<'_>,

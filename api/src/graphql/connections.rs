@@ -13,7 +13,7 @@ use service::{
 };
 
 use crate::{
-    error::{ApiError, ApiResult},
+    error::ApiResult,
     graphql::{
         accounts::{self, Platform, SocialAccount},
         context::ContextExt,
@@ -116,7 +116,13 @@ pub struct ConnectionsQuery;
 impl ConnectionsQuery {
     /// A usable access token for posting (INTEGRATOR). Refreshed first when under five
     /// minutes remain. The only way a token leaves the service; every read is audited.
+    /// Refused in `GET` requests.
     async fn access_token(&self, ctx: &Context<'_>, account_id: ID) -> ApiResult<AccessToken> {
+        if ctx.data_opt::<crate::http::ViaGet>().is_some() {
+            return Err(crate::error::ApiError::bad_input(
+                "accessToken is refused over GET (URLs end up in logs and caches): use POST",
+            ));
+        }
         let row = ids::decode(&account_id, accounts::KIND)?;
         let issued =
             connections::access_token(ctx.db()?, ctx.engine()?, ctx.caller()?, row).await?;
@@ -127,7 +133,7 @@ impl ConnectionsQuery {
     }
 
     /// Provider call statistics per platform and operation over `window` (a duration such
-    /// as `15m`, `1h`, `7d`; default `1h`). Deployment-wide (ADMIN).
+    /// as `15m`, `1h`, `7d`; default `1h`, at most `366d`). Deployment-wide (ADMIN).
     async fn provider_stats(
         &self,
         ctx: &Context<'_>,
@@ -136,9 +142,7 @@ impl ConnectionsQuery {
         ctx.caller()?.require(Role::Admin)?;
         let window = match window.as_deref() {
             None => Duration::from_secs(3600),
-            Some(text) => humantime::parse_duration(text).map_err(|_| {
-                ApiError::bad_input(format!("window {text:?} is not a duration like 15m or 1h"))
-            })?,
+            Some(text) => calls::parse_window(text)?,
         };
         let stats = calls::stats(ctx.db()?, window).await?;
         Ok(stats

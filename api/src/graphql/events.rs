@@ -307,6 +307,9 @@ pub struct NotificationsQuery;
 #[Object]
 impl NotificationsQuery {
     /// The tenant's notifications, newest first; `unread: true` keeps unacknowledged ones.
+    #[graphql(
+        complexity = "crate::graphql::limits::connection_cost(first, last, child_complexity)"
+    )]
     async fn notifications(
         &self,
         ctx: &Context<'_>,

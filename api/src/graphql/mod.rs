@@ -17,6 +17,8 @@ pub mod events;
 pub mod health;
 /// Global ids and pagination cursors.
 pub mod ids;
+/// Cost checks: string lengths, root fields, aliases, complexity.
+pub mod limits;
 /// Token health summary, bulk refresh, key rotation.
 pub mod maintenance;
 /// The Relay `Node` interface and `node(id)`.

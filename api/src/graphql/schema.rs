@@ -66,7 +66,12 @@ pub fn build_schema(
         .data(queue)
         .data(config.job_settings())
         .limit_depth(config.max_query_depth)
-        .limit_complexity(config.max_query_complexity)
+        .extension(crate::graphql::limits::CostLimits {
+            max_complexity: config.max_query_complexity,
+            max_root_fields: config.limits.max_root_fields,
+            max_aliases: config.limits.max_aliases,
+            max_string_bytes: config.limits.max_string_bytes,
+        })
         .limit_recursive_depth(64)
         .limit_directives(16);
     if !config.introspection_enabled() {

@@ -112,6 +112,9 @@ pub struct WebhooksQuery;
 #[Object]
 impl WebhooksQuery {
     /// The tenant's webhooks.
+    #[graphql(
+        complexity = "crate::graphql::limits::connection_cost(first, last, child_complexity)"
+    )]
     async fn webhooks(
         &self,
         ctx: &Context<'_>,
@@ -135,6 +138,9 @@ impl WebhooksQuery {
     }
 
     /// A webhook's deliveries, newest first.
+    #[graphql(
+        complexity = "crate::graphql::limits::connection_cost(first, None, child_complexity)"
+    )]
     async fn webhook_deliveries(
         &self,
         ctx: &Context<'_>,

@@ -20,6 +20,7 @@ use service::{ServiceError, identity::api_keys};
 
 use crate::{
     app::AppState,
+    error::code,
     graphql::{RequestAuth, accounts::TokenLoader},
 };
 
@@ -69,19 +70,42 @@ fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
     best.map(|(_, media)| media)
 }
 
+/// GraphQL responses may carry access tokens: no cache (browser, proxy) may keep them.
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
 /// A JSON error body in GraphQL response shape, for failures before execution.
 fn request_error(status: StatusCode, media: MediaType, code: &str, message: &str) -> HttpResponse {
-    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    request_error_with(
+        status,
+        media,
+        json!({ "message": message, "extensions": { "code": code } }),
+    )
+}
+
+fn request_error_with(
+    status: StatusCode,
+    media: MediaType,
+    error: serde_json::Value,
+) -> HttpResponse {
+    let body = json!({ "errors": [error] });
     (
         status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(media.as_str()),
-        )],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(media.as_str()),
+            ),
+            (header::CACHE_CONTROL, NO_STORE),
+        ],
         body.to_string(),
     )
         .into_response()
 }
+
+/// Marks a request that came as `GET`: fields that return secrets refuse to run in it
+/// (URLs end up in logs, histories and caches).
+#[derive(Clone, Copy, Debug)]
+pub struct ViaGet;
 
 /// Gives every error a stable `extensions.code`: request-level errors (no path: parse,
 /// validation, depth and complexity limits) get GRAPHQL_VALIDATION_FAILED, field errors
@@ -139,6 +163,21 @@ async fn execute(
     let auth = authenticate(state, headers, peer.ip().to_string()).await;
     let mut request = request;
     if let RequestAuth::Authenticated(caller) = &auth {
+        if let Err(wait) = state.limiter.check(caller.api_key_id) {
+            let seconds = crate::limits::retry_after_seconds(wait);
+            let mut response = request_error_with(
+                StatusCode::TOO_MANY_REQUESTS,
+                media,
+                json!({
+                    "message": format!("this API key made too many requests; retry in {seconds} s"),
+                    "extensions": { "code": code::RATE_LIMITED, "retryAfterSeconds": seconds },
+                }),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return response;
+        }
         request = request.data(DataLoader::new(
             TokenLoader {
                 db: state.db.clone(),
@@ -147,7 +186,21 @@ async fn execute(
             tokio::spawn,
         ));
     }
-    let mut response: Response = state.schema.execute(request.data(auth)).await;
+    let timeout = state.config.limits.request_timeout;
+    let Ok(mut response): Result<Response, _> =
+        tokio::time::timeout(timeout, state.schema.execute(request.data(auth))).await
+    else {
+        tracing::warn!(?timeout, "a GraphQL request timed out");
+        return request_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            media,
+            code::REQUEST_TIMEOUT,
+            &format!(
+                "the request took longer than {} and was cancelled",
+                humantime::format_duration(timeout)
+            ),
+        );
+    };
     ensure_codes(&mut response.errors);
     let request_failed = response.data == Value::Null
         && !response.errors.is_empty()
@@ -160,10 +213,13 @@ async fn execute(
     match serde_json::to_string(&response) {
         Ok(body) => (
             status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(media.as_str()),
-            )],
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(media.as_str()),
+                ),
+                (header::CACHE_CONTROL, NO_STORE),
+            ],
             body,
         )
             .into_response(),
@@ -273,7 +329,7 @@ pub async fn get_handler(
             return response;
         }
     }
-    let mut request = Request::new(query.clone());
+    let mut request = Request::new(query.clone()).data(ViaGet);
     if let Some(name) = operation_name {
         request = request.operation_name(name.clone());
     }

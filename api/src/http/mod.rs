@@ -12,6 +12,7 @@ mod observe;
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
 
 use crate::app::AppState;
+pub use graphql::ViaGet;
 pub use health::Probes;
 
 /// Only the probes, for processes that serve no API (`tokenwarden worker`).

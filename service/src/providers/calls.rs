@@ -1,16 +1,21 @@
 //! The provider call log: written in batches off the call path, read as per-operation
 //! statistics (the maintenance guide's "API request logging").
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::provider_call;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, Set, sea_query::Expr,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::{domain::Platform, error::ServiceResult, providers::ProviderCall};
+use crate::{
+    domain::Platform,
+    error::{ServiceError, ServiceResult},
+    providers::ProviderCall,
+};
 
 /// Largest batch written in one statement.
 const BATCH: usize = 500;
@@ -93,57 +98,110 @@ pub struct OperationStats {
     pub p95_latency_ms: u32,
 }
 
-/// Statistics of the calls made since `now - window`, per platform and operation.
+/// The longest `providerStats` window: beyond it there is nothing left to aggregate (call
+/// records are pruned after the retention period, 30 days by default).
+pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Longest window text accepted (`"366d"`, `"1h 30m"`...).
+const MAX_WINDOW_TEXT: usize = 32;
+
+/// Parses a window such as `15m`, `1h` or `7d`: positive, at most [`MAX_WINDOW`]. Never
+/// panics or overflows, whatever the input (fuzzed in tests/api/fuzz.rs).
+pub fn parse_window(text: &str) -> ServiceResult<Duration> {
+    let invalid = || {
+        let shown: String = text.chars().take(MAX_WINDOW_TEXT).collect();
+        ServiceError::bad_input(format!(
+            "window {shown:?} is not a duration like 15m, 1h or 7d (at most 366d)"
+        ))
+    };
+    if text.len() > MAX_WINDOW_TEXT {
+        return Err(invalid());
+    }
+    let window = humantime::parse_duration(text.trim()).map_err(|_| invalid())?;
+    if window.is_zero() || window > MAX_WINDOW {
+        return Err(invalid());
+    }
+    Ok(window)
+}
+
+/// One group's counts, aggregated by the database.
+#[derive(Debug, FromQueryResult)]
+struct GroupCounts {
+    platform: String,
+    operation: String,
+    requests: i64,
+    errors: i64,
+}
+
+/// Most (platform, operation) groups reported; the code knows about ten.
+const MAX_GROUPS: u64 = 100;
+
+/// Statistics of the calls made since `now - window`, per platform and operation. The
+/// database aggregates (one grouped count, then one indexed row per percentile and
+/// group): memory stays bounded whatever the window holds.
 pub async fn stats(
     db: &impl ConnectionTrait,
     window: Duration,
 ) -> ServiceResult<Vec<OperationStats>> {
-    let since: DateTime<Utc> = Utc::now()
-        - chrono::Duration::from_std(window).unwrap_or_else(|_| chrono::Duration::days(365));
-    let rows = provider_call::Entity::find()
+    let window = chrono::Duration::from_std(window.min(MAX_WINDOW))
+        .unwrap_or_else(|_| chrono::Duration::days(366));
+    let now = Utc::now();
+    let since: DateTime<Utc> = now.checked_sub_signed(window).unwrap_or(now);
+    let groups = provider_call::Entity::find()
+        .select_only()
+        .column(provider_call::Column::Platform)
+        .column(provider_call::Column::Operation)
+        .column_as(provider_call::Column::Id.count(), "requests")
+        .column_as(
+            Expr::cust("SUM(CASE WHEN error_code IS NULL THEN 0 ELSE 1 END)"),
+            "errors",
+        )
         .filter(provider_call::Column::OccurredAt.gte(since))
-        .order_by_asc(provider_call::Column::Id)
+        .group_by(provider_call::Column::Platform)
+        .group_by(provider_call::Column::Operation)
+        .order_by_asc(provider_call::Column::Platform)
+        .order_by_asc(provider_call::Column::Operation)
+        .limit(MAX_GROUPS)
+        .into_model::<GroupCounts>()
         .all(db)
         .await?;
-    let mut groups: BTreeMap<(String, String), Vec<&provider_call::Model>> = BTreeMap::new();
-    for row in &rows {
-        groups
-            .entry((row.platform.clone(), row.operation.clone()))
-            .or_default()
-            .push(row);
-    }
-    let mut out = Vec::new();
-    for ((platform, operation), calls) in groups {
-        let Ok(platform) = platform.parse::<Platform>() else {
+    let mut out = Vec::with_capacity(groups.len());
+    for group in groups {
+        let Ok(platform) = group.platform.parse::<Platform>() else {
             continue;
         };
-        let mut latencies: Vec<u32> = calls
-            .iter()
-            .map(|c| u32::try_from(c.latency_ms).unwrap_or(0))
-            .collect();
-        latencies.sort_unstable();
-        let errors = calls.iter().filter(|c| c.error_code.is_some()).count() as u64;
-        let requests = calls.len() as u64;
+        let requests = u64::try_from(group.requests).unwrap_or(0);
+        if requests == 0 {
+            continue;
+        }
+        let errors = u64::try_from(group.errors).unwrap_or(0);
+        let latency = |p: u64| {
+            let rank = (p * requests).div_ceil(100).max(1);
+            provider_call::Entity::find()
+                .select_only()
+                .column(provider_call::Column::LatencyMs)
+                .filter(provider_call::Column::Platform.eq(group.platform.as_str()))
+                .filter(provider_call::Column::Operation.eq(group.operation.as_str()))
+                .filter(provider_call::Column::OccurredAt.gte(since))
+                .order_by_asc(provider_call::Column::LatencyMs)
+                .offset(rank - 1)
+                .limit(1)
+                .into_tuple::<i32>()
+                .one(db)
+        };
+        let p50 = latency(50).await?.unwrap_or(0);
+        let p95 = latency(95).await?.unwrap_or(0);
         out.push(OperationStats {
             platform,
-            operation,
+            operation: group.operation,
             requests,
             errors,
             error_rate: errors as f64 / requests as f64,
-            p50_latency_ms: percentile(&latencies, 50),
-            p95_latency_ms: percentile(&latencies, 95),
+            p50_latency_ms: u32::try_from(p50).unwrap_or(0),
+            p95_latency_ms: u32::try_from(p95).unwrap_or(0),
         });
     }
     Ok(out)
-}
-
-/// Nearest-rank percentile of sorted values (0 for none).
-fn percentile(sorted: &[u32], p: usize) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted[rank.min(sorted.len()) - 1]
 }
 
 /// Deletes call records older than `before` (retention).
@@ -160,12 +218,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nearest_rank_percentiles() {
-        let values: Vec<u32> = (1..=100).collect();
-        assert_eq!(percentile(&values, 50), 50);
-        assert_eq!(percentile(&values, 95), 95);
-        assert_eq!(percentile(&[7], 95), 7);
-        assert_eq!(percentile(&[], 50), 0);
-        assert_eq!(percentile(&[1, 2, 3], 50), 2);
+    fn windows_are_bounded() {
+        assert_eq!(parse_window("15m").ok(), Some(Duration::from_secs(900)));
+        assert_eq!(parse_window("366d").ok(), Some(MAX_WINDOW));
+        for bad in [
+            "300000y",
+            "367d",
+            "0s",
+            "",
+            "soon",
+            "99999999999999999999999y",
+        ] {
+            assert!(
+                matches!(parse_window(bad), Err(ServiceError::BadInput(_))),
+                "{bad}"
+            );
+        }
+        assert!(parse_window(&"1".repeat(10_000)).is_err());
     }
 }
