@@ -182,7 +182,7 @@ async fn queries_over_the_complexity_limit_are_refused_unexecuted() {
             json!({}),
         )
         .await;
-    assert_eq!(error_code(&big), Some("GRAPHQL_VALIDATION_FAILED"), "{big}");
+    assert_eq!(error_code(&big), Some("QUERY_TOO_COMPLEX"), "{big}");
     assert_eq!(big["data"], Value::Null, "nothing was executed: {big}");
 }
 
