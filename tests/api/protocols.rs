@@ -218,3 +218,40 @@ async fn every_response_has_a_request_id_and_the_clients_is_kept() {
         Some("client-chosen-42")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_subscriptions_get_keep_alive_pings_and_stay_open() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut ws = open(&app, "graphql-transport-ws").await;
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": EVENTS, "variables": { "since": chrono::Utc::now().to_rfc3339() } } })
+            .to_string(),
+    ))
+    .await
+    .expect("subscribe sent");
+    // The documented interval is 30 s; a ping frame must arrive well within 45 s.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => break,
+            Ok(Some(Ok(Message::Close(frame)))) => panic!("closed while idle: {frame:?}"),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no keep-alive ping within 45 s: {other:?}"),
+        }
+    }
+    // Still open and working after the idle period: an event arrives.
+    app.connect(&app.admin_key, "TIKTOK", "idle").await;
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(15), ws.next())
+            .await
+            .expect("an event after the idle period");
+        if let Some(Ok(Message::Text(text))) = message {
+            let msg: Value = serde_json::from_str(&text).expect("json");
+            if msg["type"] == "next" {
+                assert_eq!(msg["payload"]["data"]["tokenEvents"]["kind"], "CONNECTED");
+                break;
+            }
+        }
+    }
+}
