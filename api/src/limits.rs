@@ -1,6 +1,6 @@
 //! Cost bounds of requests and connections: the settings (`TOKENWARDEN_LIMITS_*`) and the
 //! per-API-key rate limiter. The GraphQL cost checks live in `graphql::limits`; the socket
-//! and connection bounds in `http`. docs/security.md lists every limit with its error code.
+//! and connection bounds in `http`. docs/api.md (Limits) lists every limit with its error code.
 
 use std::{num::NonZeroU32, time::Duration};
 
