@@ -22,10 +22,7 @@ pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDy
 /// Sends every due delivery (claimed in the database, so several workers never send one
 /// twice at once); returns how many were attempted.
 pub async fn run(ctx: &JobContext) -> anyhow::Result<usize> {
-    let client = reqwest::Client::builder()
-        .timeout(service::events::webhooks::DELIVERY_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+    let client = service::events::webhooks::http_client(ctx.engine.settings.webhook_allow_private)?;
     let mut total = 0;
     loop {
         let done =

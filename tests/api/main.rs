@@ -16,5 +16,6 @@ mod jobs;
 mod limits;
 mod protocols;
 mod schema;
+mod ssrf;
 mod webhooks;
 mod workers;

@@ -29,29 +29,98 @@ use crate::{
 /// disabled.
 pub const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
 
-/// Whether an address must not be called (loopback, private, link-local, cloud metadata,
-/// unspecified, multicast...).
+/// IPv4 special-purpose ranges (IANA IPv4 Special-Purpose Address Registry, RFC 6890 and
+/// successors) plus multicast and the reserved 240/4: none is a webhook target.
+const FORBIDDEN_V4: &[([u8; 4], u8)] = &[
+    ([0, 0, 0, 0], 8),       // "this network" (RFC 791)
+    ([10, 0, 0, 0], 8),      // private (RFC 1918)
+    ([100, 64, 0, 0], 10),   // shared address space / CGNAT (RFC 6598)
+    ([127, 0, 0, 0], 8),     // loopback
+    ([169, 254, 0, 0], 16),  // link local, cloud metadata (RFC 3927)
+    ([172, 16, 0, 0], 12),   // private
+    ([192, 0, 0, 0], 24),    // IETF protocol assignments, DS-Lite, NAT64 discovery (RFC 6890)
+    ([192, 0, 2, 0], 24),    // documentation TEST-NET-1 (RFC 5737)
+    ([192, 31, 196, 0], 24), // AS112-v4 (RFC 7535)
+    ([192, 52, 193, 0], 24), // AMT (RFC 7450)
+    ([192, 88, 99, 0], 24),  // 6to4 relay anycast (RFC 7526)
+    ([192, 168, 0, 0], 16),  // private
+    ([192, 175, 48, 0], 24), // direct delegation AS112 (RFC 7534)
+    ([198, 18, 0, 0], 15),   // benchmarking (RFC 2544)
+    ([198, 51, 100, 0], 24), // documentation TEST-NET-2
+    ([203, 0, 113, 0], 24),  // documentation TEST-NET-3
+    ([224, 0, 0, 0], 4),     // multicast
+    ([240, 0, 0, 0], 4),     // reserved, limited broadcast
+];
+
+/// IPv6 ranges refused inside global unicast (2000::/3); everything outside 2000::/3
+/// (loopback, unspecified, IPv4-mapped and -compatible, NAT64 64:ff9b::/96 and
+/// 64:ff9b:1::/48, discard 100::/64, unique local fc00::/7, link local fe80::/10, site local,
+/// multicast) is refused as a whole. IANA IPv6 Special-Purpose Address Registry.
+const FORBIDDEN_V6: &[([u16; 8], u8)] = &[
+    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23), // IETF protocol assignments: Teredo, benchmarking 2001:2::/48, ORCHID
+    ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), // documentation (RFC 3849)
+    ([0x2002, 0, 0, 0, 0, 0, 0, 0], 16), // 6to4: embeds any IPv4 (RFC 3056)
+    ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), // documentation (RFC 9637)
+    ([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16), // SRv6 SIDs (RFC 9602)
+];
+
+fn in_v4(ip: std::net::Ipv4Addr, (net, len): ([u8; 4], u8)) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from_be_bytes(net) & mask
+}
+
+fn in_v6(ip: std::net::Ipv6Addr, (net, len): ([u16; 8], u8)) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(std::net::Ipv6Addr::from(net)) & mask
+}
+
+/// Whether an address must not be called: every special-purpose range of IPv4 and IPv6,
+/// IPv4 addresses in their IPv6 forms included (see the two tables). Only public unicast
+/// passes.
 pub fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // CGNAT 100.64/10
-                || v4.octets()[0] == 0
-        }
+        IpAddr::V4(v4) => FORBIDDEN_V4.iter().any(|&net| in_v4(v4, net)),
         IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_forbidden(IpAddr::V4(v4)))
+            let global_unicast = in_v6(v6, ([0x2000, 0, 0, 0, 0, 0, 0, 0], 3));
+            !global_unicast || FORBIDDEN_V6.iter().any(|&net| in_v6(v6, net))
         }
+    }
+}
+
+/// The HTTP client of webhook deliveries: no redirects, no proxy from the environment, a
+/// bounded timeout, and a resolver that applies the SSRF guard to the very addresses the
+/// connection uses, so DNS cannot answer one address to the check and another to the call
+/// (rebinding).
+pub fn http_client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(DELIVERY_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(std::sync::Arc::new(GuardedResolver { allow_private }))
+        .build()
+}
+
+/// Resolves host names for [`http_client`] and refuses forbidden addresses.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} has no address").into());
+            }
+            if !allow_private && addrs.iter().any(|a| is_forbidden(a.ip())) {
+                return Err(format!("{host} resolves to a forbidden address").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
     }
 }
 
@@ -84,7 +153,7 @@ pub async fn check_target(url: &str, allow_private: bool) -> ServiceResult<url::
         .collect();
     if addrs.is_empty() || addrs.iter().any(|a| is_forbidden(a.ip())) {
         return Err(ServiceError::bad_input(format!(
-            "{host:?} resolves to a private, loopback, link-local or metadata address; webhooks \
+            "{host:?} resolves to a private, loopback, link-local, metadata or other special-purpose address; webhooks \
              must target public hosts"
         )));
     }
@@ -485,26 +554,131 @@ mod tests {
         assert!(verify("other", &header, "{\"a\":1}").is_none());
     }
 
+    /// One address inside and the addresses just outside every refused range.
     #[test]
-    fn private_and_metadata_addresses_are_forbidden() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "172.16.5.4",
-            "169.254.169.254",
-            "::1",
-            "fd00::1",
-            "fe80::1",
+    fn special_purpose_addresses_are_forbidden() {
+        let forbidden = [
             "0.0.0.0",
-            "100.64.0.1",
+            "0.255.255.255",
+            "10.0.0.1",
+            "10.255.255.255",
+            "100.64.0.0",
+            "100.127.255.255",
+            "127.0.0.1",
+            "127.255.255.254",
+            "169.254.169.254",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.8",
+            "192.0.0.170",
+            "192.0.2.1",
+            "192.31.196.1",
+            "192.52.193.1",
+            "192.88.99.1",
+            "192.168.1.1",
+            "192.175.48.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.7",
+            "203.0.113.9",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
+            // IPv6
+            "::",
+            "::1",
             "::ffff:127.0.0.1",
-        ] {
-            assert!(is_forbidden(ip.parse().expect("ip")), "{ip}");
+            "::ffff:10.0.0.1",
+            "::ffff:8.8.8.8",
+            "::127.0.0.1",
+            "::ffff:0:7f00:1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::808:808",
+            "64:ff9b:1::a00:1",
+            "100::1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:20::1",
+            "2001:db8::1",
+            "2001:db8:ffff::1",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
+            "3fff::1",
+            "5f00::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "ff02::1",
+            "ff05::1:3",
+        ];
+        for ip in forbidden {
+            assert!(is_forbidden(ip.parse().expect(ip)), "{ip} must be refused");
         }
-        for ip in ["93.184.216.34", "2606:2800:220:1::1"] {
-            assert!(!is_forbidden(ip.parse().expect("ip")), "{ip}");
+        let allowed = [
+            "1.1.1.1",
+            "8.8.8.8",
+            "9.255.255.255",
+            "11.0.0.0",
+            "100.63.255.255",
+            "100.128.0.0",
+            "126.255.255.255",
+            "128.0.0.0",
+            "169.253.255.255",
+            "169.255.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "192.0.1.1",
+            "192.0.3.0",
+            "192.167.255.255",
+            "192.169.0.0",
+            "198.17.255.255",
+            "198.20.0.0",
+            "223.255.255.255",
+            "93.184.216.34",
+            // IPv6
+            "2606:2800:220:1::1",
+            "2a00:1450:4001:80b::200e",
+            "2001:200::1",
+            "2001:4860::8888",
+            "2003::1",
+            "3ffe::1",
+            "3fff:1000::1",
+        ];
+        for ip in allowed {
+            assert!(!is_forbidden(ip.parse().expect(ip)), "{ip} must be allowed");
         }
+    }
+
+    /// The resolver the client connects with refuses a host that resolves to loopback, even
+    /// when the URL check before it was skipped: the address checked is the one dialled.
+    #[tokio::test]
+    async fn the_client_connects_only_to_checked_addresses() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut request = vec![0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let url = format!("http://localhost:{port}/hook");
+        let guarded = http_client(false).expect("client");
+        let err = guarded.post(&url).send().await.expect_err("refused");
+        assert!(err.is_connect() || err.is_request(), "{err}");
+        let open = http_client(true).expect("client");
+        let ok = open.post(&url).send().await.expect("allowed when opted in");
+        assert_eq!(ok.status(), 200);
     }
 
     #[tokio::test]
