@@ -417,7 +417,7 @@ impl Config {
         }
     }
 
-    /// Whether GraphiQL is served at `/`.
+    /// Whether GraphiQL is served at `/graphiql`.
     pub fn graphiql_enabled(&self) -> bool {
         !self.production
     }

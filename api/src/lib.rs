@@ -9,7 +9,7 @@ pub mod config;
 pub mod error;
 /// The GraphQL schema, one file per domain.
 pub mod graphql;
-/// HTTP routes: GraphQL over HTTP, GraphiQL, health checks.
+/// HTTP routes: GraphQL over HTTP, the dashboard, GraphiQL, health checks.
 pub mod http;
 /// Request and connection limits: settings and the per-key rate limiter.
 pub mod limits;

@@ -198,7 +198,12 @@ async fn graphql_response_json_is_negotiated() {
 #[tokio::test]
 async fn graphiql_and_introspection_follow_the_production_switch() {
     let dev = TestApp::spawn(Backend::Sqlite).await;
-    let page = dev.client.get(dev.url("/")).send().await.expect("sent");
+    let page = dev
+        .client
+        .get(dev.url("/graphiql"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(page.status(), 200);
     assert!(page.text().await.expect("html").contains("graphiql"));
     let schema = dev
@@ -211,7 +216,12 @@ async fn graphiql_and_introspection_follow_the_production_switch() {
     assert_eq!(schema["__schema"]["queryType"]["name"], "Query");
 
     let prod = TestApp::spawn_with(Backend::Sqlite, &["--production", "true"]).await;
-    let page = prod.client.get(prod.url("/")).send().await.expect("sent");
+    let page = prod
+        .client
+        .get(prod.url("/graphiql"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(page.status(), 404);
     let body = prod
         .gql(

@@ -6,14 +6,13 @@ use std::{collections::HashMap, net::SocketAddr};
 use async_graphql::{
     Request, Response, ServerError, Value, Variables,
     dataloader::DataLoader,
-    http::GraphiQLSource,
     parser::{parse_query, types::OperationType},
 };
 use axum::{
     body::Bytes,
     extract::{ConnectInfo, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{Html, IntoResponse, Response as HttpResponse},
+    response::{IntoResponse, Response as HttpResponse},
 };
 use serde_json::json;
 use service::{ServiceError, identity::api_keys};
@@ -347,16 +346,6 @@ pub async fn get_handler(
         }
     }
     execute(&state, &headers, peer, media, request).await
-}
-
-/// GraphiQL, pointed at this server.
-pub async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("tokenwarden")
-            .finish(),
-    )
 }
 
 /// Resolves once the server starts shutting down.

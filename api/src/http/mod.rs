@@ -1,6 +1,7 @@
-//! HTTP routes. `graphql` speaks GraphQL over HTTP; `health` answers probes.
+//! HTTP routes. `graphql` speaks GraphQL over HTTP; `health` answers probes; `ui` serves
+//! the dashboard and GraphiQL.
 
-/// `POST/GET /graphql` and GraphiQL.
+/// `POST/GET /graphql` and `/graphql/ws`.
 mod graphql;
 /// `/healthz` and `/readyz`.
 mod health;
@@ -8,6 +9,8 @@ mod health;
 mod oauth;
 /// Request ids and access logs.
 mod observe;
+/// The embedded dashboard (`/`) and GraphiQL (`/graphiql`).
+mod ui;
 
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
 
@@ -39,8 +42,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/oauth/callback/{platform}", get(oauth::callback));
-    if state.config.graphiql_enabled() {
-        router = router.route("/", get(graphql::graphiql));
+    let graphiql = state.config.graphiql_enabled();
+    router = router.route("/", get(ui::index)).route(
+        "/assets/{*path}",
+        get(move |path, headers| ui::asset(graphiql, path, headers)),
+    );
+    if graphiql {
+        router = router.route("/graphiql", get(ui::graphiql));
     }
     observe::layer(
         router
