@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod binary;
 mod connections;
+mod dashboard;
 mod events;
 mod http;
 mod http_secrets;
