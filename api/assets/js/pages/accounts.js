@@ -8,6 +8,8 @@ import {
 import { gql, gqlRaw, session } from '../gql.js';
 
 const PAGE = 25;
+/** Accounts per bulk request (the server accepts at most 20 root fields per operation). */
+const BATCH = 20;
 const STATUSES = ['ACTIVE', 'REFRESH_FAILING', 'RECONNECT_REQUIRED', 'EXPIRED', 'DISCONNECTED', 'DEACTIVATED'];
 
 const LIST = `query Accounts($first: Int, $after: String, $last: Int, $before: String, $filter: AccountFilter) {
@@ -25,20 +27,20 @@ const LIST = `query Accounts($first: Int, $after: String, $last: Int, $before: S
 /** What each bulk action calls, per account, and who may do it. */
 const ACTIONS = {
   refresh: {
-    label: 'Refresh', verb: 'refresh', role: 'INTEGRATOR',
+    label: 'Refresh', verb: 'refresh', done: 'Refreshed', role: 'INTEGRATOR',
     field: (v) => `refreshAccountToken(accountId: $${v}) { refreshed error { code message } }`,
   },
   deactivate: {
-    label: 'Deactivate', verb: 'deactivate', role: 'ADMIN', danger: true,
+    label: 'Deactivate', verb: 'deactivate', done: 'Deactivated', role: 'ADMIN', danger: true,
     field: (v) => `deactivateAccount(id: $${v}) { id status }`,
     warning: 'They stop being refreshed and are purged after the retention period.',
   },
   reactivate: {
-    label: 'Reactivate', verb: 'reactivate', role: 'ADMIN',
+    label: 'Reactivate', verb: 'reactivate', done: 'Reactivated', role: 'ADMIN',
     field: (v) => `reactivateAccount(id: $${v}) { id status }`,
   },
   disconnect: {
-    label: 'Disconnect', verb: 'disconnect', role: 'INTEGRATOR', danger: true,
+    label: 'Disconnect', verb: 'disconnect', done: 'Disconnected', role: 'INTEGRATOR', danger: true,
     field: (v) => `disconnectAccount(accountId: $${v}) { id status }`,
     warning: 'Their grants are revoked at the platform and their tokens deleted; the users must connect again.',
   },
@@ -136,41 +138,47 @@ export async function show(main, _arg, { params }) {
       [h('p', {}, `This will ${action.verb} the selected accounts.`), action.warning ? h('p', {}, action.warning) : null],
       action.label, { danger: !!action.danger });
     if (!ok) return;
-    result.replaceChildren(notice(`${action.label}ing ${ids.length}…`));
-    // One request: an aliased mutation per account.
-    const vars = {};
-    const decl = ids.map((id, i) => { vars[`id${i}`] = id; return `$id${i}: ID!`; }).join(', ');
-    const body = ids.map((_, i) => `a${i}: ${action.field(`id${i}`)}`).join('\n');
-    let response;
-    try {
-      response = await gqlRaw(`mutation Bulk(${decl}) {\n${body}\n}`, vars);
-    } catch (err) {
-      result.replaceChildren(notice(errorText(err), 'error'));
-      return;
-    }
+    result.replaceChildren(notice(`Working on ${ids.length} ${ids.length === 1 ? 'account' : 'accounts'}…`));
+    // Aliased mutations, one per account, in requests of at most BATCH (the server caps
+    // root fields per operation).
     const failed = [];
-    const errorsByAlias = new Map(response.errors.map((e) => [e.path && e.path[0], e.message]));
     let done = 0;
     let fresh = 0;
     let notYet = 0;
-    ids.forEach((id, i) => {
-      const alias = `a${i}`;
-      const value = response.data && response.data[alias];
-      if (errorsByAlias.has(alias) || !value) {
-        failed.push(`${names.get(id) || id}: ${errorsByAlias.get(alias) || 'no answer'}`);
-      } else if (name === 'refresh' && value.error && value.error.code === 'NOT_REFRESHABLE_YET') {
-        notYet += 1;
-      } else if (name === 'refresh' && value.error) {
-        failed.push(`${names.get(id) || id}: ${value.error.code} — ${value.error.message}`);
-      } else if (name === 'refresh' && !value.refreshed) {
-        fresh += 1;
-      } else {
-        done += 1;
+    for (let start = 0; start < ids.length; start += BATCH) {
+      const chunk = ids.slice(start, start + BATCH);
+      const vars = {};
+      const decl = chunk.map((id, i) => { vars[`id${i}`] = id; return `$id${i}: ID!`; }).join(', ');
+      const body = chunk.map((_, i) => `a${i}: ${action.field(`id${i}`)}`).join('\n');
+      let response;
+      try {
+        response = await gqlRaw(`mutation Bulk(${decl}) {\n${body}\n}`, vars);
+      } catch (err) {
+        result.replaceChildren(notice(errorText(err), 'error'));
+        return;
       }
-    });
+      const errorsByAlias = new Map(response.errors.map((e) => [e.path ? e.path[0] : null, e.message]));
+      const requestError = response.errors.find((e) => !e.path);
+      chunk.forEach((id, i) => {
+        const alias = `a${i}`;
+        const value = response.data && response.data[alias];
+        const label = names.get(id) || id;
+        if (errorsByAlias.has(alias) || !value) {
+          failed.push(`${label}: ${errorsByAlias.get(alias) || (requestError && requestError.message) || 'no answer'}`);
+        } else if (name === 'refresh' && value.error && value.error.code === 'NOT_REFRESHABLE_YET') {
+          notYet += 1;
+        } else if (name === 'refresh' && value.error) {
+          failed.push(`${label}: ${value.error.code} — ${value.error.message}`);
+        } else if (name === 'refresh' && !value.refreshed) {
+          fresh += 1;
+        } else {
+          done += 1;
+        }
+      });
+    }
     const summary = name === 'refresh'
       ? `Refreshed ${done}, already fresh ${fresh}, not refreshable yet ${notYet}, failed ${failed.length}.`
-      : `${action.label}d ${done} of ${ids.length}.`;
+      : `${action.done} ${done} of ${ids.length}.`;
     result.replaceChildren(notice(summary, failed.length ? 'warn' : 'success'),
       failed.length ? h('ul', { class: 'notice error' }, failed.map((f) => h('li', {}, f))) : '');
     announce(summary);
