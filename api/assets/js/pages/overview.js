@@ -56,6 +56,8 @@ export async function show(main) {
           stat('Failed', health.queue.failed)))),
     expiryCard(expiring),
     adminCards(admin));
+  const analytics = await analyticsSection();
+  if (analytics) main.append(analytics);
 }
 
 function stat(label, value) {
@@ -81,6 +83,17 @@ function statusCard(health) {
 
 async function expiries() {
   const byDay = Array.from({ length: 7 }, () => ({ TIKTOK: 0, INSTAGRAM: 0 }));
+  // The server's per-day counts (UTC days), when it has them.
+  const buckets = await gqlRaw('query ExpiringTokens { expiringTokens(days: 7) { day platform count } }').catch(() => null);
+  if (buckets && !buckets.errors.length && buckets.data) {
+    const now = new Date();
+    const start = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
+    for (const b of buckets.data.expiringTokens) {
+      const day = Math.round((Date.parse(`${b.day}T00:00:00Z`) - start) / 86400000);
+      if (day >= 0 && day < 7 && byDay[day][b.platform] !== undefined) byDay[day][b.platform] += b.count;
+    }
+    return { byDay, start, complete: true, read: 0, utc: true };
+  }
   const start = new Date();
   start.setHours(0, 0, 0, 0);
   let after = null;
@@ -102,7 +115,7 @@ async function expiries() {
   return { byDay, start, complete, read };
 }
 
-function expiryCard({ byDay, start, complete, read }) {
+function expiryCard({ byDay, start, complete, read, utc = false }) {
   const width = 640;
   const height = 200;
   const left = 32;
@@ -112,7 +125,7 @@ function expiryCard({ byDay, start, complete, read }) {
   const scale = (height - bottom - 10) / max;
   const label = (i) => {
     const d = new Date(start.getTime() + i * 86400000);
-    return i === 0 ? 'Today' : d.toLocaleDateString(undefined, { weekday: 'short', day: 'numeric' });
+    return i === 0 ? 'Today' : d.toLocaleDateString(undefined, { weekday: 'short', day: 'numeric', ...(utc ? { timeZone: 'UTC' } : {}) });
   };
   const bars = byDay.flatMap((d, i) => {
     const x = left + i * step + step * 0.2;
@@ -204,4 +217,107 @@ function refreshCard(day, week) {
 
 function failedCell(n) {
   return n ? badge('FAILED', String(n)) : '0';
+}
+
+const ANALYTICS = `query Analytics {
+  hourly: refreshAnalytics(hours: 24) { hour platform outcome count }
+  weekly: refreshAnalytics(hours: 168) { platform outcome count }
+  failureReasons(days: 7, first: 10) { code platform count }
+  tokenReadAnalytics(days: 7) { byAccount { accountId count } byReader { actor count } }
+}`;
+
+/** Refresh attempts per hour, failure reasons and token reads, when the server has them. */
+async function analyticsSection() {
+  let res;
+  try {
+    res = await gqlRaw(ANALYTICS);
+  } catch (_) {
+    return null;
+  }
+  if (!res.data) return null; // an older server without the analytics fields
+  const d = res.data;
+  const failed = (o) => o.startsWith('FAILED');
+  const cards = [];
+  if (d.hourly) cards.push(hourlyCard(d.hourly, failed));
+  if (d.hourly && d.weekly) {
+    const sum = (rows, platform) => rows.filter((r) => r.platform === platform && r.outcome !== 'SKIPPED')
+      .reduce((acc, r) => { acc[failed(r.outcome) ? 'bad' : 'ok'] += r.count; return acc; }, { ok: 0, bad: 0 });
+    const rows = [['24 hours', d.hourly], ['7 days', d.weekly]].flatMap(([w, list]) => Object.keys(PLATFORMS).map((p) => {
+      const n = sum(list, p);
+      return h('tr', {}, h('th', { scope: 'row' }, platformName(p), h('div', { class: 'muted' }, w)),
+        h('td', {}, String(n.ok)), h('td', {}, failedCell(n.bad)));
+    }));
+    cards.push(h('section', { class: 'card', 'aria-labelledby': 'h-attempts' },
+      h('h2', { id: 'h-attempts' }, 'Refresh attempts per platform'),
+      table('Refresh attempts per platform over 24 hours and 7 days', ['Platform', 'Succeeded', 'Failed'], rows)));
+  }
+  if (d.failureReasons) {
+    cards.push(h('section', { class: 'card', 'aria-labelledby': 'h-reasons' },
+      h('h2', { id: 'h-reasons' }, 'Failure reasons, last 7 days'),
+      table('Failure reasons, most frequent first', ['Reason', 'Platform', 'Failures'],
+        d.failureReasons.map((r) => h('tr', {}, h('th', { scope: 'row', class: 'mono' }, r.code),
+          h('td', {}, platformName(r.platform)), h('td', {}, String(r.count)))),
+        { empty: 'No failures in the last 7 days.' })));
+  }
+  if (d.tokenReadAnalytics) {
+    const top = (rows, key) => [...rows.reduce((m, r) => m.set(r[key], (m.get(r[key]) || 0) + r.count), new Map())]
+      .sort((a, b) => b[1] - a[1]).slice(0, 5);
+    const accounts = top(d.tokenReadAnalytics.byAccount, 'accountId');
+    const readers = top(d.tokenReadAnalytics.byReader, 'actor');
+    cards.push(h('section', { class: 'card', 'aria-labelledby': 'h-reads' },
+      h('h2', { id: 'h-reads' }, 'Token reads, last 7 days'),
+      table('Most read accounts', ['Account', 'Reads'], accounts.map(([id, n]) => h('tr', {},
+        h('td', {}, h('a', { href: `#/accounts/${encodeURIComponent(id)}` }, 'Account')), h('td', {}, String(n)))),
+      { empty: 'No access token was read.' }),
+      table('Most active readers', ['Reader', 'Reads'], readers.map(([actor, n]) => h('tr', {},
+        h('td', { class: 'mono' }, actor), h('td', {}, String(n)))), { empty: 'No reader.' })));
+  }
+  if (!cards.length) return null;
+  return h('section', { 'aria-labelledby': 'h-analytics' },
+    h('h2', { id: 'h-analytics' }, 'Analytics'),
+    h('div', { class: 'grid' }, cards));
+}
+
+function hourlyCard(rows, failed) {
+  const now = Date.now();
+  const hours = Array.from({ length: 24 }, () => ({ ok: 0, bad: 0 }));
+  for (const r of rows) {
+    const i = 23 - Math.floor((now - Date.parse(r.hour)) / 3600000);
+    if (i < 0 || i > 23 || r.outcome === 'SKIPPED') continue;
+    hours[i][failed(r.outcome) ? 'bad' : 'ok'] += r.count;
+  }
+  const width = 640;
+  const height = 180;
+  const left = 32;
+  const bottom = 24;
+  const max = Math.max(1, ...hours.map((x) => x.ok + x.bad));
+  const step = (width - left) / 24;
+  const scale = (height - bottom - 10) / max;
+  const base = height - bottom;
+  const bars = hours.flatMap((x, i) => {
+    const bx = left + i * step + 2;
+    const w = step - 4;
+    const label = i === 23 ? 'this hour' : `${23 - i} h ago`;
+    return [
+      svg('rect', { x: bx, y: base - x.ok * scale, width: w, height: x.ok * scale, class: 'bar-ok' },
+        svg('title', {}, `${label}: ${x.ok} succeeded`)),
+      svg('rect', { x: bx, y: base - (x.ok + x.bad) * scale, width: w, height: x.bad * scale, class: 'bar-bad' },
+        svg('title', {}, `${label}: ${x.bad} failed`)),
+    ];
+  });
+  const axis = [
+    svg('line', { x1: left, y1: base, x2: width, y2: base, stroke: '#6b7280' }),
+    svg('text', { x: left - 4, y: 14, 'text-anchor': 'end' }, String(max)),
+    svg('text', { x: left - 4, y: base, 'text-anchor': 'end' }, '0'),
+    svg('text', { x: left, y: height - 6 }, '24 h ago'),
+    svg('text', { x: width, y: height - 6, 'text-anchor': 'end' }, 'now'),
+  ];
+  const totals = hours.reduce((a, x) => ({ ok: a.ok + x.ok, bad: a.bad + x.bad }), { ok: 0, bad: 0 });
+  return h('section', { class: 'card wide', 'aria-labelledby': 'h-hourly' },
+    h('h2', { id: 'h-hourly' }, 'Refresh attempts per hour'),
+    svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart', role: 'img', 'aria-labelledby': 'h-hourly hourly-total' }, ...axis, ...bars),
+    h('ul', { class: 'legend' },
+      h('li', {}, h('span', { class: 'swatch ok', 'aria-hidden': 'true' }), 'Succeeded'),
+      h('li', {}, h('span', { class: 'swatch bad', 'aria-hidden': 'true' }), 'Failed')),
+    h('p', { id: 'hourly-total' }, `${totals.ok} succeeded and ${totals.bad} failed in the last 24 hours.`));
 }
