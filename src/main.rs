@@ -122,7 +122,9 @@ async fn serve(mut config: Config, with_workers: bool) -> anyhow::Result<()> {
         // A bad schedule must stop the start, not only the workers.
         config.job_settings().schedules.validate()?;
     }
+    let drain = config.refresh.refresh_drain;
     let app = App::build(config).await?;
+    let engine = app.state.engine.clone();
     let shutdown = Shutdown::listen();
     let workers = with_workers.then(|| {
         let context = app.job_context();
@@ -133,6 +135,7 @@ async fn serve(mut config: Config, with_workers: bool) -> anyhow::Result<()> {
     if let Some(workers) = workers {
         workers.await??;
     }
+    drain_refreshes(&engine, drain).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -168,8 +171,29 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         shutdown.clone().wait(),
     ));
     jobs::run_workers(worker.context.clone(), shutdown.wait()).await?;
+    drain_refreshes(&worker.context.engine, config.refresh.refresh_drain).await;
     probes.await??;
     Ok(())
+}
+
+/// Before exiting, lets refreshed tokens that wait for the database reach it; what is still
+/// pending after `within` is in the refresh journal for the next start.
+async fn drain_refreshes(engine: &service::engine::Engine, within: std::time::Duration) {
+    if engine.stores.pending() == 0 {
+        return;
+    }
+    tracing::info!(
+        pending = engine.stores.pending(),
+        "storing refreshed tokens before exit"
+    );
+    let left = engine.stores.drain(within).await;
+    if left > 0 {
+        tracing::warn!(
+            left,
+            journal = ?engine.journal.path(),
+            "the database did not take every refreshed token; the journal keeps them for the next start"
+        );
+    }
 }
 
 async fn sandbox(config: Config) -> anyhow::Result<()> {

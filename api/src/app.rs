@@ -243,11 +243,38 @@ pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::R
             .map_err(|err| anyhow::anyhow!("{err}"))?,
         None => service::events::EventBus::local(),
     };
-    let engine = Arc::new(Engine::new(vault, providers, settings, events));
+    let deployment = service::ops::settings::deployment_id(db)
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let journal_dir = config.journal_dir();
+    let engine = Arc::new(
+        Engine::new(vault, providers, settings, events).with_journal_dir(&journal_dir, &deployment),
+    );
     // Adopt a rotation made by another process.
     service::ops::rotation::sync_active_key(db, &engine)
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
+    // Rotated tokens a dead process could not store go in before anything else refreshes.
+    let replayed = service::tokens::refresh::replay_journal(
+        db,
+        &engine,
+        &journal_dir,
+        &deployment,
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .map_err(|err| {
+        anyhow::anyhow!(
+            "replaying the refresh journal in {}: {err}",
+            journal_dir.display()
+        )
+    })?;
+    if replayed > 0 {
+        tracing::warn!(
+            replayed,
+            "stored refreshed tokens left in the journal by a previous process"
+        );
+    }
     Ok(engine)
 }
 

@@ -317,6 +317,24 @@ pub struct Config {
 
     #[command(flatten)]
     pub limits: crate::limits::LimitSettings,
+
+    #[command(flatten)]
+    pub refresh: RefreshConfig,
+}
+
+/// The refresh engine: where rotated tokens wait while the database cannot take them.
+#[derive(Args, Clone, Debug)]
+pub struct RefreshConfig {
+    /// Directory of the refresh journal: refreshed tokens (encrypted) that the database
+    /// could not store yet are fsync'd here and replayed by the next start. Default: next
+    /// to the SQLite database, or the working directory. Keep it on local, persistent disk.
+    #[arg(long, env = "TOKENWARDEN_REFRESH_JOURNAL_DIR", global = true)]
+    pub refresh_journal_dir: Option<PathBuf>,
+
+    /// How long a graceful shutdown waits for refreshed tokens to reach the database
+    /// (they are in the journal either way).
+    #[arg(long, env = "TOKENWARDEN_REFRESH_DRAIN", value_parser = humantime::parse_duration, default_value = "10s", global = true)]
+    pub refresh_drain: Duration,
 }
 
 #[derive(clap::Parser)]
@@ -376,6 +394,17 @@ impl Config {
     /// The Redis URL, when one is set (production mode).
     pub fn redis(&self) -> Option<&str> {
         self.redis_url.as_deref().filter(|u| !u.trim().is_empty())
+    }
+
+    /// The directory of the refresh journal.
+    pub fn journal_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.refresh.refresh_journal_dir {
+            return dir.clone();
+        }
+        self.sqlite_path()
+            .and_then(|db| db.parent().map(PathBuf::from))
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."))
     }
 
     /// The embedded queue's SQLite file.
@@ -442,6 +471,7 @@ impl fmt::Debug for Config {
                 &self.bootstrap_admin_key.as_ref().map(|_| "[redacted]"),
             )
             .field("log_format", &self.log_format)
+            .field("refresh", &self.refresh)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_query_depth", &self.max_query_depth)
             .field("max_query_complexity", &self.max_query_complexity)

@@ -12,7 +12,7 @@ use crate::{
     domain::Platform,
     events::EventBus,
     providers::{ProviderError, Providers},
-    tokens::vault::KeyRing,
+    tokens::{journal::Journal, vault::KeyRing},
 };
 
 /// Settings of connections and refreshes.
@@ -84,6 +84,58 @@ impl RefreshLocks {
     }
 }
 
+/// Counts refreshed token sets that are not stored yet, so a graceful shutdown can wait
+/// for them.
+#[derive(Debug, Default)]
+pub struct Stores {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One store in progress (see [`Stores::enter`]).
+pub(crate) struct Storing<'a>(&'a Stores);
+
+impl Drop for Storing<'_> {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Stores {
+    pub(crate) fn enter(&self) -> Storing<'_> {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Storing(self)
+    }
+
+    /// Refreshed token sets waiting for the database.
+    pub fn pending(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until every pending store is done, or `timeout` passes. Returns how many are
+    /// still pending (those are in the journal).
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let idle = self.idle.notified();
+            let pending = self.pending();
+            if pending == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.pending();
+            }
+        }
+    }
+}
+
 /// The shared token machinery.
 #[derive(Debug)]
 pub struct Engine {
@@ -95,6 +147,10 @@ pub struct Engine {
     pub events: EventBus,
     /// Identifies this process in refresh leases.
     pub instance: String,
+    /// Where refreshed tokens go while the database cannot take them.
+    pub journal: Journal,
+    /// Refreshed tokens not stored yet.
+    pub stores: Stores,
 }
 
 impl Engine {
@@ -120,7 +176,15 @@ impl Engine {
             settings,
             events,
             instance,
+            journal: Journal::disabled(),
+            stores: Stores::default(),
         }
+    }
+
+    /// Journals results this process cannot store to `dir` (see [`crate::tokens::journal`]).
+    pub fn with_journal_dir(mut self, dir: &std::path::Path, deployment: &str) -> Self {
+        self.journal = Journal::in_dir(dir, deployment, &self.instance);
+        self
     }
 
     /// The current key ring.

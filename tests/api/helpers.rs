@@ -201,6 +201,8 @@ impl TestApp {
         let key_file = key_file.to_str().expect("utf8 path").to_owned();
         let queue_file = dir.path().join("jobs.db");
         let queue_file = queue_file.to_str().expect("utf8 path").to_owned();
+        let journal_dir = dir.path().join("journal");
+        let journal_dir = journal_dir.to_str().expect("utf8 path").to_owned();
         let mut args = vec![
             "tokenwarden",
             "--database-url",
@@ -217,6 +219,8 @@ impl TestApp {
             key_file.as_str(),
             "--queue-file",
             queue_file.as_str(),
+            "--refresh-journal-dir",
+            journal_dir.as_str(),
             "--allowed-redirects",
             APP_REDIRECT,
             "--provider-timeout",
@@ -406,6 +410,11 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// The directory of this server's refresh journal.
+    pub fn journal_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("journal")
+    }
+
     /// Starts a graceful shutdown of the server (as SIGTERM does in the binary).
     pub fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {

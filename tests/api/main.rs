@@ -11,6 +11,7 @@ mod binary;
 mod connections;
 mod dashboard;
 mod events;
+mod failover;
 mod http;
 mod http_secrets;
 mod jobs;

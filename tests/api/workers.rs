@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// A PostgreSQL + Redis server plus the environment its worker processes need.
-async fn production_app() -> (TestApp, Vec<(String, String)>) {
+pub(crate) async fn production_app() -> (TestApp, Vec<(String, String)>) {
     let args = redis_args();
     let prefix = args[3].clone();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -50,7 +50,7 @@ async fn production_app() -> (TestApp, Vec<(String, String)>) {
     (app, env)
 }
 
-fn start_worker(env: &[(String, String)]) -> Running {
+pub(crate) fn start_worker(env: &[(String, String)]) -> Running {
     let dir = std::env::temp_dir();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     start_until(&dir, &env, &["worker"], "serving /healthz and /readyz")

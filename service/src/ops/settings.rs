@@ -44,6 +44,28 @@ pub async fn put(db: &impl ConnectionTrait, name: &str, value: String) -> Servic
     Ok(())
 }
 
+/// The name of the deployment id setting.
+pub const DEPLOYMENT_ID: &str = "deployment_id";
+
+/// A random id of this deployment (its database), made on first start: it names local
+/// files that belong to this database (the refresh journal), so files of another
+/// deployment sharing a directory are never replayed into this one.
+pub async fn deployment_id(db: &impl ConnectionTrait) -> ServiceResult<String> {
+    if let Some(id) = get(db, DEPLOYMENT_ID).await? {
+        return Ok(id);
+    }
+    let id: String = crate::providers::new_state()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
+    match put(db, DEPLOYMENT_ID, id.clone()).await {
+        Ok(()) => Ok(id),
+        // Another process made it first.
+        Err(err) => get(db, DEPLOYMENT_ID).await?.ok_or(err),
+    }
+}
+
 /// Stores the canary on first start, then checks that the configured keys decrypt it: a
 /// missing or wrong key is reported at startup, not at the first refresh.
 pub async fn ensure_canary(db: &impl ConnectionTrait, vault: &KeyRing) -> ServiceResult<()> {

@@ -330,7 +330,10 @@ pub(crate) fn class_from_status(status: Option<u16>) -> ErrorClass {
         None => ErrorClass::Transient,
         Some(408 | 425 | 429) => ErrorClass::Transient,
         Some(s) if s >= 500 => ErrorClass::Transient,
-        Some(401) => ErrorClass::GrantDead,
+        // A bare 401 (no error code of the platform's) comes from proxies, WAFs and
+        // gateways as often as from the platform: never a dead grant on the status alone.
+        // Dead grants are recognised by the platform's own codes (`invalid_grant`, 190...).
+        Some(401) => ErrorClass::Transient,
         Some(300..=399 | 403 | 404 | 405) => ErrorClass::Config,
         Some(_) => ErrorClass::InvalidInput,
     }
@@ -399,7 +402,7 @@ mod tests {
     fn status_fallbacks() {
         assert_eq!(class_from_status(None), ErrorClass::Transient);
         assert_eq!(class_from_status(Some(503)), ErrorClass::Transient);
-        assert_eq!(class_from_status(Some(401)), ErrorClass::GrantDead);
+        assert_eq!(class_from_status(Some(401)), ErrorClass::Transient);
         assert_eq!(class_from_status(Some(400)), ErrorClass::InvalidInput);
         assert_eq!(code_from_status(Some(503)), "http_503");
     }

@@ -615,6 +615,28 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_401_or_a_broken_success_body_is_never_a_dead_grant() {
+        // A proxy or WAF answering 401 without TikTok's error body.
+        for body in ["", "<html>401 Unauthorized</html>", "{}"] {
+            let e = classify(Some(401), &no_headers(), body);
+            assert_eq!(e.class, ErrorClass::Transient, "{body:?}");
+        }
+        // TikTok's own code still kills the grant.
+        let e = classify(
+            Some(400),
+            &no_headers(),
+            r#"{"error":"invalid_grant","error_description":"Refresh token is invalid."}"#,
+        );
+        assert_eq!(e.class, ErrorClass::GrantDead);
+        // A 200 whose body cannot be read: the rotation may have happened; retry, never
+        // ask for a reconnect.
+        for body in ["", "not json", r#"{"data":{}}"#, r#"{"access_token":"x"}"#] {
+            let e = parse_token_response(&raw(200, body), None).unwrap_err();
+            assert_eq!(e.class, ErrorClass::Transient, "{body:?}");
+        }
+    }
+
+    #[test]
     fn token_response_parsing() {
         let r = raw(
             200,

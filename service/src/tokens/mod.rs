@@ -2,6 +2,8 @@
 pub mod attempts;
 /// Provider failures in words: code, message, action.
 pub mod failures;
+/// Rotated tokens the database has not taken yet, on local disk.
+pub mod journal;
 /// Single-flight token refresh.
 pub mod refresh;
 /// The tenant-wide token health summary.
@@ -20,6 +22,7 @@ use secrecy::SecretString;
 use crate::{
     error::{ServiceError, ServiceResult},
     providers::TokenSet,
+    tokens::journal::PendingTokens,
     tokens::vault::{Aad, KeyRing, TokenKind},
 };
 
@@ -191,25 +194,52 @@ pub async fn store_connected(
     }
 }
 
-/// Writes refreshed tokens if the row is still at `version` (compare-and-swap) and clears
-/// the lease. Returns whether the write happened.
-pub async fn store_refreshed(
-    db: &impl ConnectionTrait,
+/// Seals refreshed tokens for `account`, to be stored over the row at `version`.
+pub fn seal_refreshed(
     vault: &KeyRing,
     account: &social_account::Model,
     version: i64,
     set: &TokenSet,
-) -> ServiceResult<bool> {
+) -> ServiceResult<PendingTokens> {
     let sealed = seal(vault, account, set)?;
+    Ok(PendingTokens {
+        tenant_id: account.tenant_id,
+        account_id: account.id,
+        platform: account.platform.clone(),
+        version,
+        key_id: sealed.key_id,
+        access_enc: sealed.access,
+        refresh_enc: sealed.refresh,
+        expires_at: set.expires_at,
+        refresh_expires_at: set.refresh_expires_at,
+        issued_at: set.issued_at,
+        scopes: set.scopes.clone(),
+        received_at: set.issued_at,
+    })
+}
+
+/// Writes refreshed (sealed) tokens if the row is still at their version
+/// (compare-and-swap) and clears the lease. Returns whether the write happened.
+pub async fn store_refreshed(
+    db: &impl ConnectionTrait,
+    sealed: &PendingTokens,
+) -> ServiceResult<bool> {
     let now = Utc::now();
+    let version = sealed.version;
     let mut update = oauth_token::Entity::update_many()
-        .col_expr(oauth_token::Column::KeyId, Expr::value(sealed.key_id))
+        .col_expr(
+            oauth_token::Column::KeyId,
+            Expr::value(sealed.key_id.clone()),
+        )
         .col_expr(
             oauth_token::Column::AccessTokenEnc,
-            Expr::value(sealed.access),
+            Expr::value(sealed.access_enc.clone()),
         )
-        .col_expr(oauth_token::Column::ExpiresAt, Expr::value(set.expires_at))
-        .col_expr(oauth_token::Column::IssuedAt, Expr::value(set.issued_at))
+        .col_expr(
+            oauth_token::Column::ExpiresAt,
+            Expr::value(sealed.expires_at),
+        )
+        .col_expr(oauth_token::Column::IssuedAt, Expr::value(sealed.issued_at))
         .col_expr(oauth_token::Column::LastRefreshedAt, Expr::value(Some(now)))
         .col_expr(oauth_token::Column::Version, Expr::value(version + 1))
         .col_expr(
@@ -231,23 +261,23 @@ pub async fn store_refreshed(
         )
         .col_expr(oauth_token::Column::UpdatedAt, Expr::value(now));
     // Never overwrite a stored token with nothing.
-    if let Some(refresh) = sealed.refresh {
+    if let Some(refresh) = &sealed.refresh_enc {
         update = update.col_expr(
             oauth_token::Column::RefreshTokenEnc,
-            Expr::value(Some(refresh)),
+            Expr::value(Some(refresh.clone())),
         );
     }
-    if let Some(at) = set.refresh_expires_at {
+    if let Some(at) = sealed.refresh_expires_at {
         update = update.col_expr(oauth_token::Column::RefreshExpiresAt, Expr::value(Some(at)));
     }
-    if !set.scopes.is_empty() {
+    if !sealed.scopes.is_empty() {
         update = update.col_expr(
             oauth_token::Column::Scopes,
-            Expr::value(set.scopes.join(",")),
+            Expr::value(sealed.scopes.join(",")),
         );
     }
     let result = update
-        .filter(oauth_token::Column::AccountId.eq(account.id))
+        .filter(oauth_token::Column::AccountId.eq(sealed.account_id))
         .filter(oauth_token::Column::Version.eq(version))
         .exec(db)
         .await?;

@@ -324,8 +324,12 @@ fn failed(account: social_account::Model, error: ProviderError) -> RefreshReport
     }
 }
 
-/// Stores new tokens (compare-and-swap), marks the account ACTIVE and audits, in one
-/// transaction, retried on database errors: the provider has already rotated the tokens.
+/// Stores new tokens, retrying with backoff for as long as the process lives: the
+/// platform has already rotated them, so they are the only ones that work. The caller holds
+/// the account's refresh lock meanwhile (and its database lease stays on the row), so
+/// nobody presents the old refresh token. After the first failed try the sealed result is
+/// also journaled to local disk (fsync'd), where the next start finds it should this
+/// process die before the database is back.
 async fn store_success<D>(
     db: &D,
     engine: &Engine,
@@ -337,64 +341,189 @@ async fn store_success<D>(
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let vault = engine.vault();
-    let mut attempt = 0;
+    let sealed = tokens::seal_refreshed(&engine.vault(), &account, version, set)?;
+    let _storing = engine.stores.enter();
+    let mut journaled = false;
+    let mut failures: u32 = 0;
     loop {
-        attempt += 1;
-        let result: ServiceResult<Option<(social_account::Model, entity::token_event::Model)>> = async {
-            let txn = db.begin().await?;
-            if !tokens::store_refreshed(&txn, &vault, &account, version, set).await? {
-                return Ok(None);
+        match persist_refreshed(db, &engine.events, &sealed, actor).await {
+            Ok(stored) => {
+                if journaled && let Err(err) = engine.journal.done(account.id, version) {
+                    // Harmless: a replay of a stored result fails its compare-and-swap.
+                    tracing::warn!(account_id = account.id, error = %err, "could not mark a journaled result done");
+                }
+                if failures > 0 {
+                    tracing::info!(
+                        account_id = account.id,
+                        failures,
+                        "refreshed tokens stored after the database came back"
+                    );
+                }
+                return Ok(stored.unwrap_or(account));
             }
-            let mut active: social_account::ActiveModel = account.clone().into();
-            active.status = Set(AccountStatus::Active.as_str().to_owned());
-            active.status_reason = Set(None);
-            active.updated_at = Set(Utc::now());
-            let updated = active.update(&txn).await?;
-            audit::record(
-                &txn,
-                actor,
-                AuditAction::TokenRefreshed,
-                Some(Target::new(TARGET, updated.id)),
-                json!({ "platform": updated.platform, "expiresAt": set.expires_at, "refreshExpiresAt": set.refresh_expires_at }),
-            )
-            .await?;
-            let event = events::record(
-                &txn,
-                NewEvent {
-                    tenant_id: updated.tenant_id,
-                    account_id: updated.id,
-                    platform: updated.platform.parse()?,
-                    kind: EventKind::Refreshed,
-                    error: None,
-                },
-            )
-            .await?;
-            crate::events::notifications::resolve(&txn, updated.id).await?;
-            txn.commit().await?;
-            Ok(Some((updated, event)))
-        }
-        .await;
-        match result {
-            Ok(Some((updated, event))) => {
-                engine.events.publish(event).await;
-                return Ok(updated);
-            }
-            Ok(None) => {
-                // The row changed under the lease (a reconnect): the reconnect's tokens win.
-                tracing::warn!(
+            Err(err) => {
+                failures += 1;
+                if !journaled {
+                    match engine.journal.append(&sealed) {
+                        Ok(on_disk) => journaled = on_disk,
+                        Err(jerr) => {
+                            tracing::error!(account_id = account.id, error = %jerr, "could not journal refreshed tokens; keeping them in memory")
+                        }
+                    }
+                }
+                metrics::counter!("tokenwarden_refresh_store_retries_total").increment(1);
+                tracing::error!(
                     account_id = account.id,
-                    "token row changed during refresh; keeping the newer tokens"
+                    failures,
+                    journaled,
+                    error = %err,
+                    "could not store refreshed tokens; keeping them and retrying"
                 );
-                return Ok(account);
+                tokio::time::sleep(store_backoff(failures)).await;
             }
-            Err(err) if attempt < 5 => {
-                tracing::error!(account_id = account.id, attempt, error = %err, "could not store refreshed tokens; retrying");
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-            }
-            Err(err) => return Err(err),
         }
     }
+}
+
+/// 100 ms doubling up to 2 s: the database is written within 2 s of coming back.
+fn store_backoff(failures: u32) -> Duration {
+    Duration::from_millis(
+        100u64
+            .saturating_mul(1 << failures.min(5).saturating_sub(1))
+            .min(2000),
+    )
+}
+
+/// In one transaction: stores sealed tokens (compare-and-swap on their version), marks the
+/// account ACTIVE unless it was deactivated or disconnected meanwhile (then the tokens are
+/// stored but not served), audits, records the event. `None` when the token row changed
+/// under the refresh (a reconnect's tokens win) or is gone.
+pub(crate) async fn persist_refreshed<D>(
+    db: &D,
+    bus: &crate::events::EventBus,
+    sealed: &tokens::journal::PendingTokens,
+    actor: &Actor,
+) -> ServiceResult<Option<social_account::Model>>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let txn = db.begin().await?;
+    if !tokens::store_refreshed(&txn, sealed).await? {
+        txn.rollback().await?;
+        tracing::warn!(
+            account_id = sealed.account_id,
+            "token row changed during refresh; keeping the newer tokens"
+        );
+        return Ok(None);
+    }
+    let now = Utc::now();
+    let revived = social_account::Entity::update_many()
+        .col_expr(
+            social_account::Column::Status,
+            Expr::value(AccountStatus::Active.as_str()),
+        )
+        .col_expr(
+            social_account::Column::StatusReason,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(social_account::Column::UpdatedAt, Expr::value(now))
+        .filter(social_account::Column::Id.eq(sealed.account_id))
+        .filter(social_account::Column::Status.is_in(crate::tokens::sweep::refreshable_statuses()))
+        .filter(social_account::Column::DeactivatedAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected
+        == 1;
+    let Some(updated) = social_account::Entity::find_by_id(sealed.account_id)
+        .one(&txn)
+        .await?
+    else {
+        txn.rollback().await?;
+        return Ok(None);
+    };
+    audit::record(
+        &txn,
+        actor,
+        AuditAction::TokenRefreshed,
+        Some(Target::new(TARGET, updated.id)),
+        json!({
+            "platform": updated.platform,
+            "expiresAt": sealed.expires_at,
+            "refreshExpiresAt": sealed.refresh_expires_at,
+            "served": revived,
+        }),
+    )
+    .await?;
+    let event = if revived {
+        let event = events::record(
+            &txn,
+            NewEvent {
+                tenant_id: updated.tenant_id,
+                account_id: updated.id,
+                platform: updated.platform.parse()?,
+                kind: EventKind::Refreshed,
+                error: None,
+            },
+        )
+        .await?;
+        crate::events::notifications::resolve(&txn, updated.id).await?;
+        Some(event)
+    } else {
+        tracing::info!(
+            account_id = updated.id,
+            status = %updated.status,
+            "refreshed tokens stored; the account was deactivated or disconnected meanwhile, so they are not served"
+        );
+        None
+    };
+    txn.commit().await?;
+    if let Some(event) = event {
+        bus.publish(event).await;
+    }
+    Ok(Some(updated))
+}
+
+/// Stores the results journaled by processes of this deployment that died before the
+/// database took them (see [`tokens::journal`]). Runs at startup, before anything else
+/// refreshes; retried while the database is unreachable, up to `patience`.
+pub async fn replay_journal(
+    db: &DatabaseConnection,
+    engine: &Engine,
+    dir: &std::path::Path,
+    deployment: &str,
+    patience: Duration,
+) -> ServiceResult<usize> {
+    let leftovers = tokens::journal::leftovers(dir, deployment)
+        .map_err(|err| ServiceError::Internal(format!("reading the refresh journal: {err}")))?;
+    let deadline = Instant::now() + patience;
+    let mut stored = 0;
+    for leftover in leftovers {
+        for pending in &leftover.pending {
+            let actor = Actor::system(Some(pending.tenant_id), "journal");
+            let mut failures = 0;
+            loop {
+                match persist_refreshed(db, &engine.events, pending, &actor).await {
+                    Ok(Some(_)) => {
+                        stored += 1;
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(err) if Instant::now() < deadline => {
+                        failures += 1;
+                        tracing::warn!(account_id = pending.account_id, error = %err, "replaying the refresh journal; retrying");
+                        tokio::time::sleep(store_backoff(failures)).await;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        tracing::info!(path = %leftover.path.display(), results = leftover.pending.len(), "refresh journal replayed");
+        leftover
+            .finish()
+            .map_err(|err| ServiceError::Internal(format!("removing a replayed journal: {err}")))?;
+    }
+    Ok(stored)
 }
 
 /// Applies a failed refresh to the account: transient failures mark it REFRESH_FAILING
