@@ -179,22 +179,28 @@ impl Outage {
 /// tokens, storing them fails and they go to the journal; the database comes back a few
 /// seconds later and the request completes with the new tokens stored.
 async fn outage_during_refresh(outage: Outage) {
-    let app = TestApp::spawn(Backend::Postgres).await;
+    // The platform takes 3 s to answer: time to fail the database while it works.
+    let app = TestApp::spawn_with(Backend::Postgres, &["--provider-timeout", "10s"]).await;
     let db = database_name(&app);
     let id = app.seed_connected("default", "failover", 1).await[0];
     app.sandbox.update_config(ConfigPatch {
-        latency_ms: Some(1_500),
+        latency_ms: Some(3_000),
         ..Default::default()
     });
     let calls = app.sandbox.stats().tiktok.refresh_calls;
     let request = refresh_in_background(&app, id);
-    app.wait_for(10, "the refresh lease taken", || async {
+    app.wait_for(60, "the refresh lease taken", || async {
         token(&app, id).await.refresh_lease_owner.is_some()
     })
     .await;
     outage.begin(&db).await;
+    assert_eq!(
+        app.sandbox.stats().tiktok.refresh_calls,
+        calls,
+        "the database failed before the platform answered"
+    );
     let journal = app.journal_dir();
-    wait_until(15, "the rotated tokens journaled", || journaled(&journal)).await;
+    wait_until(60, "the rotated tokens journaled", || journaled(&journal)).await;
     assert_eq!(app.sandbox.stats().tiktok.refresh_calls, calls + 1);
     app.sandbox.update_config(ConfigPatch {
         latency_ms: Some(0),
@@ -237,6 +243,8 @@ async fn database_refusing_connections_mid_refresh_keeps_the_rotated_tokens() {
 async fn sigkill_while_results_wait_in_the_journal_then_restart_keeps_the_grant() {
     let (app, mut env) = production_app().await;
     let db = database_name(&app);
+    env.retain(|(k, _)| k != "TOKENWARDEN_PROVIDER_TIMEOUT");
+    env.push(("TOKENWARDEN_PROVIDER_TIMEOUT".into(), "10s".into()));
     let journal = tempfile::tempdir().expect("journal dir");
     env.push((
         "TOKENWARDEN_REFRESH_JOURNAL_DIR".into(),
@@ -244,17 +252,17 @@ async fn sigkill_while_results_wait_in_the_journal_then_restart_keeps_the_grant(
     ));
     let id = app.seed_connected("default", "journal", 1).await[0];
     app.sandbox.update_config(ConfigPatch {
-        latency_ms: Some(1_500),
+        latency_ms: Some(3_000),
         ..Default::default()
     });
     app.expire_in(&[id], 30).await;
     let worker = start_worker(&env);
-    app.wait_for(20, "the worker's sweep to start the refresh", || async {
+    app.wait_for(60, "the worker's sweep to start the refresh", || async {
         token(&app, id).await.refresh_lease_owner.is_some()
     })
     .await;
     Outage::Refusing.begin(&db).await;
-    wait_until(15, "the rotated tokens journaled", || {
+    wait_until(60, "the rotated tokens journaled", || {
         journaled(journal.path())
     })
     .await;
