@@ -192,6 +192,15 @@ fn truncate_for_message(s: &str) -> String {
 }
 
 /// Decodes a standard-base64 key and builds the `ring` key.
+/// The key id named by an `active=<id>` key-file line, or `None` for any other line (a key
+/// whose id merely starts with "active", such as `active2025:...`, is a key line).
+pub fn active_line(line: &str) -> Option<&str> {
+    line.trim()
+        .strip_prefix("active")
+        .and_then(|rest| rest.trim_start().strip_prefix('='))
+        .map(str::trim)
+}
+
 fn decode_key(id: &str, key_b64: &str) -> Result<LessSafeKey, VaultError> {
     let bytes = Zeroizing::new(KEY_B64.decode(key_b64.trim()).map_err(|_| {
         VaultError::InvalidConfig(format!("key {id:?} is not valid standard base64"))
@@ -281,11 +290,8 @@ impl KeyRing {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            if let Some(id) = line.strip_prefix("active").and_then(|rest| {
-                let rest = rest.trim_start();
-                rest.strip_prefix('=')
-            }) {
-                if active.replace(id.trim()).is_some() {
+            if let Some(id) = active_line(line) {
+                if active.replace(id).is_some() {
                     return Err(VaultError::InvalidConfig(
                         "more than one active= line in key file".to_owned(),
                     ));
