@@ -223,8 +223,8 @@ where
     ring.set_active(&id).map_err(ServiceError::vault)?;
     let now = Utc::now();
     let txn = db.begin().await?;
-    settings::put(&txn, ACTIVE_KEY, id.clone()).await?;
-    settings::put(&txn, &activated_setting(&id), now.to_rfc3339()).await?;
+    // The insert first: on SQLite the transaction then holds the write lock from its first
+    // statement, instead of failing to upgrade a read when another writer got in between.
     audit::record(
         &txn,
         &caller.actor(),
@@ -233,6 +233,8 @@ where
         json!({ "activeKeyId": id, "previousKeyId": previous }),
     )
     .await?;
+    settings::put(&txn, ACTIVE_KEY, id.clone()).await?;
+    settings::put(&txn, &activated_setting(&id), now.to_rfc3339()).await?;
     txn.commit().await?;
     engine.set_vault(ring);
     Ok(())
