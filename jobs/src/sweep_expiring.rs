@@ -39,6 +39,8 @@ pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDy
 #[tracing::instrument(skip_all)]
 pub async fn run(ctx: &JobContext) -> anyhow::Result<SweepReport> {
     let now = Utc::now();
+    // Dead rows leave the candidate index once, in batches; then they cost nothing.
+    while sweep::park_dead(&ctx.db, &ctx.settings.sweep, now).await? >= ctx.settings.sweep.batch {}
     let expired = sweep::expire_unrefreshable(&ctx.db, &ctx.engine.events, now)
         .await?
         .len();

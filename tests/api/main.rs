@@ -20,5 +20,6 @@ mod protocols;
 mod rotation;
 mod schema;
 mod ssrf;
+mod sweep_scale;
 mod webhooks;
 mod workers;

@@ -175,6 +175,16 @@ where
     active.deactivated_at = Set(None);
     active.updated_at = Set(now);
     let account = active.update(&txn).await?;
+    // A sweep parked the token while the account was deactivated: it is a candidate again.
+    oauth_token::Entity::update_many()
+        .col_expr(
+            oauth_token::Column::NextRefreshAt,
+            sea_orm::sea_query::Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .filter(oauth_token::Column::AccountId.eq(account.id))
+        .filter(oauth_token::Column::NextRefreshAt.eq(crate::tokens::sweep::parked_at()))
+        .exec(&txn)
+        .await?;
     audit::record(
         &txn,
         &caller.actor(),

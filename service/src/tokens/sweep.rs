@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entity::{oauth_token, social_account};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, ExprTrait, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, Set, TransactionSession, TransactionTrait,
     sea_query::Expr,
 };
@@ -93,37 +93,45 @@ pub fn is_due(
     in_window && retry_ok && refreshable
 }
 
-fn due_condition(settings: &SweepSettings, platform: Platform, now: DateTime<Utc>) -> Condition {
-    let accounts = social_account::Entity::find()
+/// `next_refresh_at` of a parked token: its account cannot be refreshed (deactivated,
+/// expired, reconnect required), so no sweep query looks at it again. Reconnecting,
+/// reactivating or a successful refresh clears it.
+pub fn parked_at() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(253_402_214_400, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `EXISTS (the token's account is of `platform` and refreshable)`, correlated.
+fn account_refreshable(platform: Option<Platform>) -> Expr {
+    let mut accounts = social_account::Entity::find()
         .select_only()
-        .column(social_account::Column::Id)
-        .filter(social_account::Column::Platform.eq(platform.as_str()))
+        .expr(Expr::cust("1"))
+        .filter(
+            Expr::col((social_account::Entity, social_account::Column::Id))
+                .equals((oauth_token::Entity, oauth_token::Column::AccountId)),
+        )
         .filter(social_account::Column::Status.is_in(refreshable_statuses()))
-        .filter(social_account::Column::DeactivatedAt.is_null())
-        .into_query();
-    let mut condition = Condition::all()
-        .add(oauth_token::Column::AccountId.in_subquery(accounts))
-        .add(oauth_token::Column::ExpiresAt.lte(now + settings.window(platform)))
-        .add(
-            Condition::any()
-                .add(oauth_token::Column::NextRefreshAt.is_null())
-                .add(oauth_token::Column::NextRefreshAt.lte(now)),
-        );
-    condition = match platform {
-        Platform::TikTok => condition.add(
-            Condition::any()
-                .add(oauth_token::Column::RefreshExpiresAt.is_null())
-                .add(oauth_token::Column::RefreshExpiresAt.gt(now)),
-        ),
-        Platform::Instagram => condition
+        .filter(social_account::Column::DeactivatedAt.is_null());
+    if let Some(platform) = platform {
+        accounts = accounts.filter(social_account::Column::Platform.eq(platform.as_str()));
+    }
+    Expr::exists(accounts.into_query())
+}
+
+fn refreshable_token(platform: Platform, now: DateTime<Utc>) -> Condition {
+    match platform {
+        Platform::TikTok => Condition::any()
+            .add(oauth_token::Column::RefreshExpiresAt.is_null())
+            .add(oauth_token::Column::RefreshExpiresAt.gt(now)),
+        Platform::Instagram => Condition::all()
             .add(oauth_token::Column::ExpiresAt.gt(now))
             .add(oauth_token::Column::IssuedAt.lte(now - INSTAGRAM_MIN_AGE)),
-    };
-    condition
+    }
 }
 
 /// Claims up to `settings.batch` due, unclaimed tokens and returns their accounts. Safe to
-/// run from several workers at once: a token is claimed by one statement only.
+/// run from several workers at once: a token is claimed by one statement only. Two
+/// index-driven, LIMITed statements per platform: tokens inside their window (partial
+/// index on `expires_at` of unscheduled tokens) and retries whose time has come.
 pub async fn claim_due(
     db: &impl ConnectionTrait,
     settings: &SweepSettings,
@@ -137,29 +145,73 @@ pub async fn claim_due(
         .add(oauth_token::Column::SweepClaimedUntil.lt(now));
     let mut claimed = Vec::new();
     for platform in Platform::ALL {
-        let candidates = oauth_token::Entity::find()
-            .select_only()
-            .column(oauth_token::Column::Id)
-            .filter(due_condition(settings, platform, now))
-            .filter(unclaimed.clone())
-            .order_by_asc(oauth_token::Column::ExpiresAt)
-            .limit(settings.batch)
-            .into_query();
-        let rows = oauth_token::Entity::update_many()
-            .col_expr(
-                oauth_token::Column::SweepClaimedUntil,
-                Expr::value(Some(until)),
-            )
-            .filter(oauth_token::Column::Id.in_subquery(candidates))
-            .filter(unclaimed.clone())
-            .exec_with_returning(db)
-            .await?;
-        claimed.extend(rows.into_iter().map(|t| Due {
-            tenant_id: t.tenant_id,
-            account_id: t.account_id,
-        }));
+        for retries in [false, true] {
+            let mut candidates = oauth_token::Entity::find()
+                .select_only()
+                .column(oauth_token::Column::Id)
+                .filter(oauth_token::Column::ExpiresAt.lte(now + settings.window(platform)))
+                .filter(refreshable_token(platform, now))
+                .filter(unclaimed.clone())
+                .filter(account_refreshable(Some(platform)));
+            candidates = if retries {
+                candidates
+                    .filter(oauth_token::Column::NextRefreshAt.lte(now))
+                    .order_by_asc(oauth_token::Column::NextRefreshAt)
+            } else {
+                candidates
+                    .filter(oauth_token::Column::NextRefreshAt.is_null())
+                    .order_by_asc(oauth_token::Column::ExpiresAt)
+            };
+            let candidates = candidates.limit(settings.batch).into_query();
+            let rows = oauth_token::Entity::update_many()
+                .col_expr(
+                    oauth_token::Column::SweepClaimedUntil,
+                    Expr::value(Some(until)),
+                )
+                .filter(oauth_token::Column::Id.in_subquery(candidates))
+                .filter(unclaimed.clone())
+                .exec_with_returning(db)
+                .await?;
+            claimed.extend(rows.into_iter().map(|t| Due {
+                tenant_id: t.tenant_id,
+                account_id: t.account_id,
+            }));
+        }
     }
     Ok(claimed)
+}
+
+/// Parks (see [`parked_at`]) up to `batch` tokens inside the widest refresh window whose
+/// account cannot be refreshed any more. Returns how many; call until it returns less than
+/// `batch`. After one pass over a backlog, dead rows cost nothing per sweep.
+pub async fn park_dead(
+    db: &impl ConnectionTrait,
+    settings: &SweepSettings,
+    now: DateTime<Utc>,
+) -> ServiceResult<u64> {
+    let horizon = Platform::ALL
+        .iter()
+        .map(|p| now + settings.window(*p))
+        .max()
+        .unwrap_or(now);
+    let dead = oauth_token::Entity::find()
+        .select_only()
+        .column(oauth_token::Column::Id)
+        .filter(oauth_token::Column::NextRefreshAt.is_null())
+        .filter(oauth_token::Column::ExpiresAt.lte(horizon))
+        .filter(account_refreshable(None).not())
+        .order_by_asc(oauth_token::Column::ExpiresAt)
+        .limit(settings.batch)
+        .into_query();
+    Ok(oauth_token::Entity::update_many()
+        .col_expr(
+            oauth_token::Column::NextRefreshAt,
+            Expr::value(Some(parked_at())),
+        )
+        .filter(oauth_token::Column::Id.in_subquery(dead))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 /// Forgets a claim (the job ran, or could not be queued).
@@ -175,8 +227,153 @@ pub async fn release_claim(db: &impl ConnectionTrait, account_id: i64) -> Servic
     Ok(())
 }
 
-/// Accounts whose tokens can no longer be refreshed (Instagram token expired, TikTok
-/// refresh token expired) become EXPIRED: the user must reconnect. Returns them.
+/// A token that can no longer be refreshed, as seen at one version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unrefreshable {
+    pub account_id: i64,
+    pub version: i64,
+    pub platform: Platform,
+}
+
+/// Up to `batch` refreshable accounts whose tokens can no longer be refreshed (Instagram
+/// token expired, TikTok refresh token expired), index-driven.
+pub async fn find_unrefreshable(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    batch: u64,
+) -> ServiceResult<Vec<Unrefreshable>> {
+    let mut found = Vec::new();
+    for platform in Platform::ALL {
+        let (dead, order) = match platform {
+            Platform::TikTok => (
+                oauth_token::Column::RefreshExpiresAt.lte(now),
+                oauth_token::Column::RefreshExpiresAt,
+            ),
+            Platform::Instagram => (
+                oauth_token::Column::ExpiresAt.lte(now),
+                oauth_token::Column::ExpiresAt,
+            ),
+        };
+        let rows: Vec<(i64, i64)> = oauth_token::Entity::find()
+            .select_only()
+            .column(oauth_token::Column::AccountId)
+            .column(oauth_token::Column::Version)
+            .filter(oauth_token::Column::NextRefreshAt.is_null())
+            .filter(dead)
+            .filter(account_refreshable(Some(platform)))
+            .order_by_asc(order)
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        found.extend(rows.into_iter().map(|(account_id, version)| Unrefreshable {
+            account_id,
+            version,
+            platform,
+        }));
+    }
+    Ok(found)
+}
+
+/// Marks one unrefreshable account EXPIRED and parks its token — only if its token is
+/// still at the version seen (a reconnect meanwhile wins) and the account still
+/// refreshable. Audited, with an event and a notification. Returns the account if expired.
+pub async fn expire_one<D>(
+    db: &D,
+    bus: &EventBus,
+    found: Unrefreshable,
+    now: DateTime<Utc>,
+) -> ServiceResult<Option<social_account::Model>>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    let platform = found.platform;
+    let txn = db.begin().await?;
+    // Park first, guarded by the version: a reconnect bumps it.
+    let parked = oauth_token::Entity::update_many()
+        .col_expr(
+            oauth_token::Column::NextRefreshAt,
+            Expr::value(Some(parked_at())),
+        )
+        .filter(oauth_token::Column::AccountId.eq(found.account_id))
+        .filter(oauth_token::Column::Version.eq(found.version))
+        .exec(&txn)
+        .await?
+        .rows_affected
+        == 1;
+    if !parked {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    let Some(account) = social_account::Entity::find_by_id(found.account_id)
+        .filter(social_account::Column::Status.is_in(refreshable_statuses()))
+        .filter(social_account::Column::DeactivatedAt.is_null())
+        .one(&txn)
+        .await?
+    else {
+        txn.commit().await?; // Not refreshable any more: parked is right.
+        return Ok(None);
+    };
+    let previous = account.status.clone();
+    let mut active: social_account::ActiveModel = account.into();
+    active.status = Set(AccountStatus::Expired.as_str().to_owned());
+    active.status_reason = Set(Some("expired".into()));
+    active.updated_at = Set(now);
+    let updated = active.update(&txn).await?;
+    audit::record(
+        &txn,
+        &Actor::system(Some(updated.tenant_id), "system"),
+        AuditAction::TokenRefreshFailed,
+        Some(Target::new(TARGET, updated.id)),
+        json!({
+            "platform": updated.platform,
+            "errorClass": "grant_dead",
+            "errorCode": "expired",
+            "previousStatus": previous,
+            "status": updated.status,
+        }),
+    )
+    .await?;
+    let view = FailureView {
+        code: "RECONNECT_REQUIRED",
+        message: format!(
+            "{} access{} expired before it could be refreshed.",
+            platform.display_name(),
+            updated
+                .username
+                .as_deref()
+                .map(|u| format!(" for @{u}"))
+                .unwrap_or_default()
+        ),
+        action: Some("Reconnect the account.".into()),
+    };
+    let event = events::record(
+        &txn,
+        NewEvent {
+            tenant_id: updated.tenant_id,
+            account_id: updated.id,
+            platform,
+            kind: EventKind::Expired,
+            error: Some(&view),
+        },
+    )
+    .await?;
+    crate::events::notifications::open_incident(
+        &txn,
+        updated.tenant_id,
+        updated.id,
+        platform,
+        EventKind::Expired,
+        &view,
+    )
+    .await?;
+    txn.commit().await?;
+    bus.publish(event).await;
+    Ok(Some(updated))
+}
+
+/// Accounts whose tokens can no longer be refreshed become EXPIRED: the user must
+/// reconnect. Works in LIMITed batches; returns them.
 pub async fn expire_unrefreshable<D>(
     db: &D,
     bus: &EventBus,
@@ -185,89 +382,20 @@ pub async fn expire_unrefreshable<D>(
 where
     D: ConnectionTrait + TransactionTrait,
 {
+    const BATCH: u64 = 500;
     let mut expired = Vec::new();
-    for platform in Platform::ALL {
-        let dead = match platform {
-            Platform::TikTok => oauth_token::Column::RefreshExpiresAt.lte(now),
-            Platform::Instagram => oauth_token::Column::ExpiresAt.lte(now),
-        };
-        let ids: Vec<i64> = oauth_token::Entity::find()
-            .select_only()
-            .column(oauth_token::Column::AccountId)
-            .filter(dead)
-            .into_tuple()
-            .all(db)
-            .await?;
-        if ids.is_empty() {
-            continue;
+    loop {
+        let found = find_unrefreshable(db, now, BATCH).await?;
+        let full = found.len() as u64 >= BATCH;
+        for candidate in found {
+            if let Some(account) = expire_one(db, bus, candidate, now).await? {
+                expired.push(account);
+            }
         }
-        let accounts = social_account::Entity::find()
-            .filter(social_account::Column::Id.is_in(ids))
-            .filter(social_account::Column::Platform.eq(platform.as_str()))
-            .filter(social_account::Column::Status.is_in(refreshable_statuses()))
-            .all(db)
-            .await?;
-        for account in accounts {
-            let txn = db.begin().await?;
-            let previous = account.status.clone();
-            let mut active: social_account::ActiveModel = account.into();
-            active.status = Set(AccountStatus::Expired.as_str().to_owned());
-            active.status_reason = Set(Some("expired".into()));
-            active.updated_at = Set(now);
-            let updated = active.update(&txn).await?;
-            audit::record(
-                &txn,
-                &Actor::system(Some(updated.tenant_id), "system"),
-                AuditAction::TokenRefreshFailed,
-                Some(Target::new(TARGET, updated.id)),
-                json!({
-                    "platform": updated.platform,
-                    "errorClass": "grant_dead",
-                    "errorCode": "expired",
-                    "previousStatus": previous,
-                    "status": updated.status,
-                }),
-            )
-            .await?;
-            let view = FailureView {
-                code: "RECONNECT_REQUIRED",
-                message: format!(
-                    "{} access{} expired before it could be refreshed.",
-                    platform.display_name(),
-                    updated
-                        .username
-                        .as_deref()
-                        .map(|u| format!(" for @{u}"))
-                        .unwrap_or_default()
-                ),
-                action: Some("Reconnect the account.".into()),
-            };
-            let event = events::record(
-                &txn,
-                NewEvent {
-                    tenant_id: updated.tenant_id,
-                    account_id: updated.id,
-                    platform,
-                    kind: EventKind::Expired,
-                    error: Some(&view),
-                },
-            )
-            .await?;
-            crate::events::notifications::open_incident(
-                &txn,
-                updated.tenant_id,
-                updated.id,
-                platform,
-                EventKind::Expired,
-                &view,
-            )
-            .await?;
-            txn.commit().await?;
-            bus.publish(event).await;
-            expired.push(updated);
+        if !full {
+            return Ok(expired);
         }
     }
-    Ok(expired)
 }
 
 /// A TikTok refresh token is flagged EXPIRING this long before its own expiry (it cannot
@@ -277,82 +405,126 @@ pub const EXPIRING_NOTICE: chrono::Duration = chrono::Duration::days(7);
 pub const FAILING_NOTICE: i32 = 5;
 
 /// Raises EXPIRING (once per connection) for refreshable accounts whose TikTok refresh
-/// token ends within a week, or whose refreshes keep failing. Returns the events.
+/// token ends within a week (Instagram tokens are extended by every refresh, so never for
+/// them), or whose refreshes keep failing. LIMITed batches; the "already raised" check is
+/// part of the query. Returns how many were raised.
 pub async fn flag_expiring<D>(db: &D, bus: &EventBus, now: DateTime<Utc>) -> ServiceResult<usize>
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let candidates = oauth_token::Entity::find()
-        .filter(
-            Condition::any()
-                .add(oauth_token::Column::RefreshExpiresAt.lte(now + EXPIRING_NOTICE))
-                .add(oauth_token::Column::FailureCount.gte(FAILING_NOTICE)),
-        )
-        .all(db)
-        .await?;
+    const BATCH: u64 = 500;
     let mut raised = 0;
-    for token in candidates {
-        let Some(account) = social_account::Entity::find_by_id(token.account_id)
-            .filter(social_account::Column::Status.is_in(refreshable_statuses()))
-            .one(db)
-            .await?
-        else {
-            continue;
-        };
-        let since = account.connected_at.unwrap_or(account.created_at);
-        let already = entity::token_event::Entity::find()
-            .filter(entity::token_event::Column::AccountId.eq(account.id))
-            .filter(entity::token_event::Column::Kind.eq(EventKind::Expiring.as_str()))
-            .filter(entity::token_event::Column::OccurredAt.gte(since))
-            .one(db)
-            .await?
-            .is_some();
-        if already {
-            continue;
+    for (platform, ending) in [
+        (Some(Platform::TikTok), true),
+        (None, false), // failing, any platform
+    ] {
+        loop {
+            let already = entity::token_event::Entity::find()
+                .select_only()
+                .expr(Expr::cust("1"))
+                .filter(
+                    Expr::col((
+                        entity::token_event::Entity,
+                        entity::token_event::Column::AccountId,
+                    ))
+                    .equals((oauth_token::Entity, oauth_token::Column::AccountId)),
+                )
+                .filter(entity::token_event::Column::Kind.eq(EventKind::Expiring.as_str()))
+                // Once per connection: events since the account was (re)connected.
+                .filter(Expr::cust(
+                    "token_events.occurred_at >= (SELECT COALESCE(a.connected_at, a.created_at) \
+                     FROM social_accounts a WHERE a.id = oauth_tokens.account_id)",
+                ))
+                .into_query();
+            let mut candidates = oauth_token::Entity::find()
+                .filter(
+                    oauth_token::Column::NextRefreshAt
+                        .lt(parked_at())
+                        .or(oauth_token::Column::NextRefreshAt.is_null()),
+                )
+                .filter(account_refreshable(platform))
+                .filter(Expr::exists(already).not());
+            candidates = if ending {
+                candidates
+                    .filter(oauth_token::Column::RefreshExpiresAt.lte(now + EXPIRING_NOTICE))
+                    .order_by_asc(oauth_token::Column::RefreshExpiresAt)
+            } else {
+                candidates
+                    .filter(oauth_token::Column::FailureCount.gte(FAILING_NOTICE))
+                    .order_by_asc(oauth_token::Column::Id)
+            };
+            let tokens = candidates.limit(BATCH).all(db).await?;
+            let full = tokens.len() as u64 >= BATCH;
+            let accounts: Vec<social_account::Model> = social_account::Entity::find()
+                .filter(social_account::Column::Id.is_in(tokens.iter().map(|t| t.account_id)))
+                .all(db)
+                .await?;
+            for token in tokens {
+                let Some(account) = accounts.iter().find(|a| a.id == token.account_id) else {
+                    continue;
+                };
+                raise_expiring(db, bus, account, &token, now).await?;
+                raised += 1;
+            }
+            if !full {
+                break;
+            }
         }
-        let platform: Platform = account.platform.parse()?;
-        let who = account
-            .username
-            .as_deref()
-            .map(|u| format!(" for @{u}"))
-            .unwrap_or_default();
-        let message = match token
-            .refresh_expires_at
-            .filter(|at| *at <= now + EXPIRING_NOTICE)
-        {
-            Some(at) => format!(
-                "{} access{who} ends on {} and cannot be extended.",
-                platform.display_name(),
-                at.format("%Y-%m-%d")
-            ),
-            None => format!(
-                "{} access{who} could not be refreshed {} times in a row and may expire.",
-                platform.display_name(),
-                token.failure_count
-            ),
-        };
-        let view = FailureView {
-            code: "EXPIRING",
-            message,
-            action: Some("Reconnect the account before it expires.".into()),
-        };
-        let txn = db.begin().await?;
-        let event = events::record(
-            &txn,
-            NewEvent {
-                tenant_id: account.tenant_id,
-                account_id: account.id,
-                platform,
-                kind: EventKind::Expiring,
-                error: Some(&view),
-            },
-        )
-        .await?;
-        txn.commit().await?;
-        bus.publish(event).await;
-        raised += 1;
     }
     Ok(raised)
+}
+
+async fn raise_expiring<D>(
+    db: &D,
+    bus: &EventBus,
+    account: &social_account::Model,
+    token: &oauth_token::Model,
+    now: DateTime<Utc>,
+) -> ServiceResult<()>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
+    let platform: Platform = account.platform.parse()?;
+    let who = account
+        .username
+        .as_deref()
+        .map(|u| format!(" for @{u}"))
+        .unwrap_or_default();
+    let message = match token
+        .refresh_expires_at
+        .filter(|at| platform == Platform::TikTok && *at <= now + EXPIRING_NOTICE)
+    {
+        Some(at) => format!(
+            "{} access{who} ends on {} and cannot be extended.",
+            platform.display_name(),
+            at.format("%Y-%m-%d")
+        ),
+        None => format!(
+            "{} access{who} could not be refreshed {} times in a row and may expire.",
+            platform.display_name(),
+            token.failure_count
+        ),
+    };
+    let view = FailureView {
+        code: "EXPIRING",
+        message,
+        action: Some("Reconnect the account before it expires.".into()),
+    };
+    let txn = db.begin().await?;
+    let event = events::record(
+        &txn,
+        NewEvent {
+            tenant_id: account.tenant_id,
+            account_id: account.id,
+            platform,
+            kind: EventKind::Expiring,
+            error: Some(&view),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    bus.publish(event).await;
+    Ok(())
 }
 
 #[cfg(test)]
