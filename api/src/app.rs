@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
+    provider_config::TikTokAppTypeArg,
     graphql::{AppSchema, build_schema},
     http,
 };
@@ -132,6 +133,7 @@ async fn build_providers(
         timeout: config.provider_timeout,
         tiktok_rate_limit_per_s: config.tiktok_rate_limit,
         instagram_rate_limit_per_s: config.instagram_rate_limit,
+        tiktok_app_type: config.providers.tiktok_app_type.into(),
     };
     let (sink, calls) = call_sink(10_000);
     let providers = if config.sandbox_url.is_some() || !config.has_platform_credentials() {
@@ -144,7 +146,14 @@ async fn build_providers(
                         format!("could not start the sandbox on {}", config.sandbox_listen)
                     })?;
                 let addr = listener.local_addr()?;
-                let router = sandbox::Sandbox::new(sandbox::SandboxConfig::default()).router();
+                let router = sandbox::Sandbox::new(sandbox::SandboxConfig {
+                    tiktok_app_type: match config.providers.tiktok_app_type {
+                        TikTokAppTypeArg::Web => sandbox::TikTokAppType::Web,
+                        TikTokAppTypeArg::Desktop => sandbox::TikTokAppType::Desktop,
+                    },
+                    ..sandbox::SandboxConfig::default()
+                })
+                .router();
                 tokio::spawn(async move {
                     if let Err(err) = axum::serve(listener, router).await {
                         tracing::error!(error = %err, "the sandbox stopped");

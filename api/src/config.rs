@@ -311,6 +311,10 @@ pub struct Config {
     #[arg(long, env = "TOKENWARDEN_ALERT_WINDOW", value_parser = humantime::parse_duration, default_value = "5m", global = true)]
     pub alert_window: Duration,
 
+    /// Platform settings.
+    #[command(flatten)]
+    pub providers: crate::provider_config::ProviderConfig,
+
     /// Provider call records and refresh attempts are kept this long.
     #[arg(long, env = "TOKENWARDEN_RETENTION", value_parser = humantime::parse_duration, default_value = "30d", global = true)]
     pub retention: Duration,
@@ -497,6 +501,7 @@ impl fmt::Debug for Config {
             .field("tiktok_rate_limit", &self.tiktok_rate_limit)
             .field("instagram_rate_limit", &self.instagram_rate_limit)
             .field("limits", &self.limits)
+            .field("providers", &self.providers)
             .finish_non_exhaustive()
     }
 }

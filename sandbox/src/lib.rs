@@ -59,6 +59,19 @@ pub enum FaultKind {
     InvalidGrant,
 }
 
+/// How the simulated TikTok app is registered; decides the PKCE rules the sandbox enforces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TikTokAppType {
+    /// Login Kit for Web: PKCE is not documented and not required. A challenge that is sent
+    /// anyway is checked like a desktop one (hex S256), TikTok's only documented encoding.
+    #[default]
+    Web,
+    /// Login Kit for Desktop: `code_challenge` (hex SHA-256 of the verifier) with
+    /// `code_challenge_method=S256` is required at authorize, `code_verifier` at the exchange.
+    Desktop,
+}
+
 /// Sandbox configuration. Every field has a default, so partial JSON is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -83,6 +96,8 @@ pub struct SandboxConfig {
     /// Return the flat `{"access_token","user_id","permissions":[..]}` shape from the
     /// Instagram code exchange instead of the wrapped `{"data":[..]}` shape.
     pub instagram_flat_exchange: bool,
+    /// TikTok app type: which PKCE rules apply.
+    pub tiktok_app_type: TikTokAppType,
 }
 
 impl Default for SandboxConfig {
@@ -97,6 +112,7 @@ impl Default for SandboxConfig {
             timeout_fault_ms: 30_000,
             retry_after_s: 1,
             instagram_flat_exchange: false,
+            tiktok_app_type: TikTokAppType::Web,
         }
     }
 }
@@ -135,6 +151,9 @@ pub struct ConfigPatch {
     /// See [`SandboxConfig::instagram_flat_exchange`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instagram_flat_exchange: Option<bool>,
+    /// See [`SandboxConfig::tiktok_app_type`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tiktok_app_type: Option<TikTokAppType>,
 }
 
 fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
@@ -153,6 +172,7 @@ impl SandboxConfig {
             timeout_fault_ms,
             retry_after_s,
             instagram_flat_exchange,
+            tiktok_app_type,
         } = patch;
         set(&mut self.tiktok_access_ttl_s, tiktok_access_ttl_s);
         set(&mut self.tiktok_refresh_ttl_s, tiktok_refresh_ttl_s);
@@ -163,6 +183,7 @@ impl SandboxConfig {
         set(&mut self.timeout_fault_ms, timeout_fault_ms);
         set(&mut self.retry_after_s, retry_after_s);
         set(&mut self.instagram_flat_exchange, instagram_flat_exchange);
+        set(&mut self.tiktok_app_type, tiktok_app_type);
     }
 }
 

@@ -10,12 +10,12 @@ use serde_json::{Map, Value, json};
 
 use crate::util::{
     bearer, flag, gateway_timeout, granted_scopes, json_response, no_store, param, parse_params,
-    parse_query, parse_redirect_uri, pkce_s256, random_b64, random_below, random_hex, redirect,
+    parse_query, parse_redirect_uri, pkce_s256_hex, random_b64, random_below, random_hex, redirect,
     redirect_url, split_scopes, too_many, valid_pkce_string, with_header,
 };
 use crate::{
     CallKind, FaultKind, Gate, Platform, Sandbox, State as SbState, TIKTOK_CLIENT_KEY,
-    TIKTOK_CLIENT_SECRET, TIKTOK_CODE_TTL_S, tiktok_open_id, tiktok_union_id,
+    TIKTOK_CLIENT_SECRET, TIKTOK_CODE_TTL_S, TikTokAppType, tiktok_open_id, tiktok_union_id,
 };
 
 const LOG_ID_HEADER: &str = "x-tt-logid";
@@ -243,7 +243,14 @@ pub(crate) async fn authorize(State(sb): State<Sandbox>, RawQuery(q): RawQuery) 
         return fail("invalid_scope", "scope is required.");
     }
     let challenge = param(&p, "code_challenge");
+    let app_type = sb.lock().config.tiktok_app_type;
     match (challenge, param(&p, "code_challenge_method")) {
+        (None, None) if app_type == TikTokAppType::Desktop => {
+            return fail(
+                "invalid_request",
+                "code_challenge and code_challenge_method=S256 are required for desktop apps.",
+            );
+        }
         (None, None) => {}
         (Some(c), Some("S256")) if valid_pkce_string(c) => {}
         (Some(_), Some("S256")) => {
@@ -373,12 +380,16 @@ fn exchange_code(st: &mut SbState, p: &HashMap<String, String>) -> Result<Value,
         ));
     }
     if let Some(challenge) = &c.challenge {
+        // TikTok's answer to a missing verifier or a challenge in the wrong encoding.
+        let pkce_error = || {
+            OAuthError::new(
+                "invalid_request",
+                "Code verifier or code challenge is invalid.",
+            )
+        };
         match param(p, "code_verifier") {
-            None => return Err(invalid("code_verifier is required for this code.")),
-            Some(v) if !valid_pkce_string(v) || pkce_s256(v) != *challenge => {
-                return Err(invalid("code_verifier does not match the code_challenge."));
-            }
-            Some(_) => {}
+            Some(v) if valid_pkce_string(v) && pkce_s256_hex(v) == *challenge => {}
+            _ => return Err(pkce_error()),
         }
     }
     c.used = true;

@@ -108,8 +108,15 @@ pub(crate) fn flag(p: &HashMap<String, String>, key: &str) -> bool {
 }
 
 /// RFC 7636 S256: `BASE64URL(SHA256(verifier))` without padding.
+#[cfg(test)]
 pub(crate) fn pkce_s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()))
+}
+
+/// TikTok desktop S256: lowercase `HEX(SHA256(verifier))` ("You must use hex encoding of
+/// SHA256 to generate the code challenge", developers.tiktok.com/doc/login-kit-desktop).
+pub(crate) fn pkce_s256_hex(verifier: &str) -> String {
+    hex::encode(digest(&SHA256, verifier.as_bytes()))
 }
 
 /// RFC 7636 verifier syntax: 43..=128 unreserved characters.
@@ -215,6 +222,10 @@ mod tests {
         assert_eq!(
             pkce_s256(verifier),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert_eq!(
+            pkce_s256_hex(verifier),
+            "13d31e961a1ad8ec2f16b10c4c982e0876a878ad6df144566ee1894acb70f9c3"
         );
         assert!(!valid_pkce_string("short"));
     }

@@ -2,9 +2,11 @@
 
 mod common;
 
-use common::{Env, REDIRECT, TT_SCOPES, VERIFIER, assert_oauth_error, challenge, qp};
+use common::{
+    Env, REDIRECT, TT_SCOPES, VERIFIER, assert_oauth_error, challenge, challenge_base64url, qp,
+};
 use reqwest::StatusCode;
-use sandbox::{SandboxConfig, TIKTOK_CLIENT_KEY, TIKTOK_CLIENT_SECRET};
+use sandbox::{SandboxConfig, TIKTOK_CLIENT_KEY, TIKTOK_CLIENT_SECRET, TikTokAppType};
 
 const BASIC_FIELDS: &str = "open_id,union_id,avatar_url,display_name";
 
@@ -94,8 +96,14 @@ async fn pkce_is_enforced() {
     let code = env.tt_code(&pkce).await;
 
     let wrong = "wrong-verifier-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEF";
-    assert_oauth_error(&env.tt_exchange(&code, Some(wrong)).await, "invalid_grant");
-    assert_oauth_error(&env.tt_exchange(&code, None).await, "invalid_grant");
+    for verifier in [Some(wrong), None] {
+        let r = env.tt_exchange(&code, verifier).await;
+        assert_oauth_error(&r, "invalid_request");
+        assert_eq!(
+            r.str("/error_description"),
+            "Code verifier or code challenge is invalid."
+        );
+    }
     // Failed attempts do not burn the code; the right verifier still works.
     let r = env.tt_exchange(&code, Some(VERIFIER)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -111,6 +119,40 @@ async fn pkce_is_enforced() {
     assert_eq!(qp(&loc, "error").as_deref(), Some("invalid_request"));
     assert_eq!(qp(&loc, "state").as_deref(), Some("st-1"));
     assert_eq!(qp(&loc, "code"), None);
+
+    // The RFC 7636 base64url encoding is not what TikTok checks.
+    let b64 = challenge_base64url(VERIFIER);
+    let code = env
+        .tt_code(&[("code_challenge", &b64), ("code_challenge_method", "S256")])
+        .await;
+    let r = env.tt_exchange(&code, Some(VERIFIER)).await;
+    assert_oauth_error(&r, "invalid_request");
+    assert_eq!(
+        r.str("/error_description"),
+        "Code verifier or code challenge is invalid."
+    );
+}
+
+#[tokio::test]
+async fn desktop_apps_must_use_pkce_web_apps_need_not() {
+    let env = Env::start(SandboxConfig {
+        tiktok_app_type: TikTokAppType::Desktop,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let loc = env.tt_authorize(&[]).await.location();
+    assert_eq!(qp(&loc, "error").as_deref(), Some("invalid_request"));
+    assert_eq!(qp(&loc, "code"), None);
+    let ch = challenge(VERIFIER);
+    let code = env
+        .tt_code(&[("code_challenge", &ch), ("code_challenge_method", "S256")])
+        .await;
+    let r = env.tt_exchange(&code, Some(VERIFIER)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let web = Env::start(SandboxConfig::default()).await;
+    let code = web.tt_code(&[]).await;
+    assert_eq!(web.tt_exchange(&code, None).await.status, StatusCode::OK);
 }
 
 #[tokio::test]

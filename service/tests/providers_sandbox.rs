@@ -6,13 +6,13 @@ use std::time::Duration;
 use chrono::Utc;
 use sandbox::{
     ConfigPatch, FaultKind, INSTAGRAM_CLIENT_ID, INSTAGRAM_CLIENT_SECRET, Platform as SbPlatform,
-    Sandbox, SandboxConfig, TIKTOK_CLIENT_KEY, TIKTOK_CLIENT_SECRET,
+    Sandbox, SandboxConfig, TIKTOK_CLIENT_KEY, TIKTOK_CLIENT_SECRET, TikTokAppType as SbAppType,
 };
 use secrecy::{ExposeSecret, SecretString};
 use service::providers::{
-    AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, PkcePair, Platform,
-    ProviderCall, ProviderEndpoints, ProviderSettings, Providers, RefreshRequest, TokenSet,
-    call_sink, new_pkce, new_state,
+    AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, PkceEncoding, PkcePair,
+    Platform, ProviderCall, ProviderEndpoints, ProviderSettings, Providers, RefreshRequest,
+    TikTokAppType, TokenSet, call_sink, new_pkce, new_pkce_with, new_state,
 };
 use tokio::sync::mpsc::Receiver;
 
@@ -172,20 +172,50 @@ async fn tiktok_flow_rotation_and_reuse_detection() {
 
 #[tokio::test]
 async fn tiktok_pkce_mismatch_and_revoke() {
-    let env = Env::default().await;
+    let env = Env::start(
+        SandboxConfig {
+            tiktok_app_type: SbAppType::Desktop,
+            ..SandboxConfig::default()
+        },
+        ProviderSettings {
+            tiktok_app_type: TikTokAppType::Desktop,
+            ..ProviderSettings::default()
+        },
+    )
+    .await;
     let tt = env.providers.get(Platform::TikTok).unwrap();
+    assert_eq!(tt.pkce(), Some(PkceEncoding::Hex));
 
-    let pkce = new_pkce();
+    let pkce = new_pkce_with(PkceEncoding::Hex);
     let code = authorize(tt.as_ref(), "bob", Some(&pkce)).await;
-    let wrong = new_pkce();
+    let wrong = new_pkce_with(PkceEncoding::Hex);
     let err = tt
         .exchange_code(&code, REDIRECT, Some(&wrong.verifier))
         .await
         .unwrap_err();
-    assert_eq!(err.class, ErrorClass::GrantDead);
+    assert_eq!(
+        (err.class, err.code.as_str()),
+        (ErrorClass::Config, "invalid_request")
+    );
+    assert_eq!(err.message, "Code verifier or code challenge is invalid.");
+    // The RFC 7636 (base64url) challenge is refused the same way.
+    let b64 = new_pkce();
+    let code = authorize(tt.as_ref(), "bob", Some(&b64)).await;
+    let err = tt
+        .exchange_code(&code, REDIRECT, Some(&b64.verifier))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "invalid_request");
+    let code = authorize(tt.as_ref(), "bob", Some(&pkce)).await;
+    tt.exchange_code(&code, REDIRECT, Some(&pkce.verifier))
+        .await
+        .unwrap();
 
-    let code = authorize(tt.as_ref(), "bob", None).await;
-    let tokens = tt.exchange_code(&code, REDIRECT, None).await.unwrap();
+    let code = authorize(tt.as_ref(), "bob", Some(&pkce)).await;
+    let tokens = tt
+        .exchange_code(&code, REDIRECT, Some(&pkce.verifier))
+        .await
+        .unwrap();
     assert!(tt.supports_revoke());
     tt.revoke(&tokens.access_token).await.unwrap();
     assert_eq!(env.sandbox.stats().tiktok.revoke_calls, 1);
@@ -200,8 +230,11 @@ async fn tiktok_pkce_mismatch_and_revoke() {
     tt.revoke(&tokens.access_token).await.unwrap();
 
     // Revocation on the platform side (user removed the app).
-    let code = authorize(tt.as_ref(), "carol", None).await;
-    let tokens = tt.exchange_code(&code, REDIRECT, None).await.unwrap();
+    let code = authorize(tt.as_ref(), "carol", Some(&pkce)).await;
+    let tokens = tt
+        .exchange_code(&code, REDIRECT, Some(&pkce.verifier))
+        .await
+        .unwrap();
     assert!(
         env.sandbox
             .revoke(SbPlatform::Tiktok, &tokens.provider_account_id)
@@ -303,7 +336,7 @@ async fn timeout_is_transient() {
 async fn instagram_flow_and_24h_rule() {
     let mut env = Env::default().await;
     let ig = env.providers.get(Platform::Instagram).unwrap();
-    assert!(!ig.supports_pkce());
+    assert_eq!(ig.pkce(), None);
     let code = authorize(ig.as_ref(), "alice", None).await;
     assert!(code.ends_with("#_"), "{code}");
 

@@ -17,6 +17,7 @@ mod http_secrets;
 mod jobs;
 mod limits;
 mod protocols;
+mod pkce;
 mod rotation;
 mod schema;
 mod ssrf;

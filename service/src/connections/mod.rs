@@ -22,7 +22,7 @@ use crate::{
     events::{self, EventKind, NewEvent},
     identity::audit::{self, AuditAction, Target},
     identity::caller::{Actor, Caller, Role},
-    providers::{AuthorizeRequest, ErrorClass, ProviderError, new_pkce, new_state},
+    providers::{AuthorizeRequest, ErrorClass, ProviderError, new_pkce_with, new_state},
     tokens,
     tokens::refresh::{self, RefreshOptions},
     tokens::vault::{Aad, TokenKind},
@@ -109,7 +109,7 @@ where
             .collect(),
     };
     let state = new_state();
-    let pkce = provider.supports_pkce().then(new_pkce);
+    let pkce = provider.pkce().map(new_pkce_with);
     let vault = engine.vault();
     let verifier = pkce
         .as_ref()

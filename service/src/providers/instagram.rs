@@ -21,7 +21,8 @@ use url::Url;
 use super::error::{DEFAULT_RATE_LIMIT_WAIT, class_from_status, code_from_status};
 use super::http::{AcquireMode, HttpCore, RawResponse};
 use super::{
-    AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, Platform, ProviderEndpoints,
+    AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, PkceEncoding, Platform,
+    ProviderEndpoints,
     ProviderError, ProviderProfile, RefreshRequest, TokenSet, UsageReport, check_authorize_request,
     expiry, invalid_response, join, json_i64, json_string, requested_scopes, retry_after_header,
     split_scopes,
@@ -163,8 +164,8 @@ impl OAuthProvider for InstagramProvider {
         DEFAULT_SCOPES
     }
 
-    fn supports_pkce(&self) -> bool {
-        false
+    fn pkce(&self) -> Option<PkceEncoding> {
+        None
     }
 
     fn supports_revoke(&self) -> bool {

@@ -121,6 +121,39 @@ impl ClientCredentials {
     }
 }
 
+/// How a TikTok app is registered in the developer portal; decides PKCE.
+///
+/// TikTok documents PKCE only for desktop and mobile apps: Login Kit for Desktop sends
+/// `code_challenge` + `code_challenge_method=S256` where the challenge is the **hex**
+/// encoding of SHA-256(verifier) ("You must use hex encoding of SHA256 to generate the code
+/// challenge", developers.tiktok.com/doc/login-kit-desktop), and the token endpoint marks
+/// `code_verifier` "Required for mobile and desktop app only"
+/// (developers.tiktok.com/doc/oauth-user-access-token-management). Login Kit for Web lists
+/// `client_key`, `scope`, `response_type`, `redirect_uri` and `state` only: a web app is a
+/// confidential client (the code exchange carries the client secret) and sends no PKCE.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TikTokAppType {
+    /// Login Kit for Web: no PKCE (not documented for web apps); `state` guards the flow.
+    #[default]
+    Web,
+    /// Login Kit for Desktop: PKCE with the hex-encoded SHA-256 challenge.
+    Desktop,
+}
+
+impl TikTokAppType {
+    /// The PKCE challenge encoding TikTok expects from this app type, if any.
+    pub fn pkce(self) -> Option<PkceEncoding> {
+        match self {
+            TikTokAppType::Web => None,
+            TikTokAppType::Desktop => Some(PkceEncoding::Hex),
+        }
+    }
+}
+
+/// Instagram Graph API version used for versioned calls (`/me`), as Meta documents
+/// `https://graph.instagram.com/v26.0/me` (developers.facebook.com/docs/instagram-platform/reference/me).
+pub const DEFAULT_INSTAGRAM_GRAPH_VERSION: &str = "v26.0";
+
 /// HTTP and rate-limit settings shared by the providers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderSettings {
@@ -130,6 +163,8 @@ pub struct ProviderSettings {
     pub tiktok_rate_limit_per_s: u32,
     /// Local Instagram calls per second per app (0 = unlimited).
     pub instagram_rate_limit_per_s: u32,
+    /// How the TikTok app is registered (decides PKCE).
+    pub tiktok_app_type: TikTokAppType,
 }
 
 impl Default for ProviderSettings {
@@ -138,6 +173,7 @@ impl Default for ProviderSettings {
             timeout: Duration::from_secs(10),
             tiktok_rate_limit_per_s: 10,
             instagram_rate_limit_per_s: 5,
+            tiktok_app_type: TikTokAppType::Web,
         }
     }
 }
@@ -215,6 +251,27 @@ pub struct AuthorizeRequest {
     pub pkce_challenge: Option<String>,
 }
 
+/// How the S256 challenge is encoded from SHA-256(verifier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PkceEncoding {
+    /// RFC 7636 §4.2: BASE64URL without padding (43 characters).
+    Base64Url,
+    /// TikTok desktop: lowercase hex (64 characters).
+    Hex,
+}
+
+/// The S256 challenge of `verifier` in `encoding`.
+pub fn pkce_challenge(verifier: &str, encoding: PkceEncoding) -> String {
+    use base64::Engine as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    match encoding {
+        PkceEncoding::Base64Url => {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+        }
+        PkceEncoding::Hex => hex::encode(digest.as_ref()),
+    }
+}
+
 /// A PKCE pair: the challenge goes into the authorize URL, the verifier into the exchange.
 #[derive(Debug)]
 pub struct PkcePair {
@@ -224,11 +281,17 @@ pub struct PkcePair {
     pub verifier: SecretString,
 }
 
-/// New random PKCE S256 pair (via the `oauth2` crate).
+/// New random PKCE S256 pair with the RFC 7636 (base64url) challenge.
 pub fn new_pkce() -> PkcePair {
-    let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
+    new_pkce_with(PkceEncoding::Base64Url)
+}
+
+/// New random PKCE S256 pair (verifier from the `oauth2` crate) with the challenge in
+/// `encoding`.
+pub fn new_pkce_with(encoding: PkceEncoding) -> PkcePair {
+    let (_, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
     PkcePair {
-        challenge: challenge.as_str().to_owned(),
+        challenge: pkce_challenge(verifier.secret(), encoding),
         verifier: SecretString::from(verifier.secret().to_owned()),
     }
 }
@@ -263,8 +326,8 @@ pub trait OAuthProvider: Send + Sync + std::fmt::Debug {
     /// Scopes requested when [`AuthorizeRequest::scopes`] is empty.
     fn default_scopes(&self) -> &'static [&'static str];
 
-    /// Whether the authorize URL and the exchange use PKCE.
-    fn supports_pkce(&self) -> bool;
+    /// The PKCE challenge encoding the authorize URL and the exchange use; `None` = no PKCE.
+    fn pkce(&self) -> Option<PkceEncoding>;
 
     /// Whether the provider has a revocation endpoint.
     fn supports_revoke(&self) -> bool;
@@ -354,7 +417,7 @@ impl Providers {
         };
         let tiktok = tiktok.map(|creds| {
             let (core, limiter) = core(Platform::TikTok);
-            let p = TikTokProvider::new(core, creds, &endpoints);
+            let p = TikTokProvider::new(core, creds, &endpoints, settings.tiktok_app_type);
             Registered {
                 fail_fast: Arc::new(p.with_mode(AcquireMode::FailFast)),
                 waiting: Arc::new(p),
@@ -637,6 +700,28 @@ mod tests {
         );
         let pkce = new_pkce();
         assert_eq!(pkce.challenge.len(), 43);
+        assert_eq!(new_pkce_with(PkceEncoding::Hex).challenge.len(), 64);
         assert_ne!(new_state(), new_state());
+    }
+
+    /// Known answers: the RFC 7636 Appendix B verifier, in both encodings.
+    #[test]
+    fn pkce_known_answers() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert_eq!(
+            pkce_challenge(verifier, PkceEncoding::Base64Url),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert_eq!(
+            pkce_challenge(verifier, PkceEncoding::Hex),
+            "13d31e961a1ad8ec2f16b10c4c982e0876a878ad6df144566ee1894acb70f9c3"
+        );
+        let pair = new_pkce_with(PkceEncoding::Hex);
+        assert_eq!(
+            pair.challenge,
+            pkce_challenge(pair.verifier.expose_secret(), PkceEncoding::Hex)
+        );
+        assert_eq!(TikTokAppType::Web.pkce(), None);
+        assert_eq!(TikTokAppType::Desktop.pkce(), Some(PkceEncoding::Hex));
     }
 }

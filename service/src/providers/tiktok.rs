@@ -16,8 +16,9 @@ use url::Url;
 use super::error::{DEFAULT_RATE_LIMIT_WAIT, class_from_status, code_from_status};
 use super::http::{AcquireMode, HttpCore, RawResponse};
 use super::{
-    AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, Platform, ProviderEndpoints,
-    ProviderError, ProviderProfile, RefreshRequest, TokenSet, check_authorize_request, expiry,
+    AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, PkceEncoding, Platform,
+    ProviderEndpoints, ProviderError, ProviderProfile, RefreshRequest, TikTokAppType, TokenSet,
+    check_authorize_request, expiry,
     invalid_response, join, json_i64, json_string, requested_scopes, retry_after_header,
     split_scopes,
 };
@@ -41,6 +42,7 @@ struct Inner {
     creds: ClientCredentials,
     auth_base: String,
     api_base: String,
+    app_type: TikTokAppType,
 }
 
 /// The TikTok provider. Cloning shares the HTTP client, limiter and sink.
@@ -66,6 +68,7 @@ impl TikTokProvider {
         core: Arc<HttpCore>,
         creds: ClientCredentials,
         endpoints: &ProviderEndpoints,
+        app_type: TikTokAppType,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -73,6 +76,7 @@ impl TikTokProvider {
                 creds,
                 auth_base: endpoints.tiktok_auth_base.clone(),
                 api_base: endpoints.tiktok_api_base.clone(),
+                app_type,
             }),
             mode: AcquireMode::Wait,
         }
@@ -144,8 +148,10 @@ impl OAuthProvider for TikTokProvider {
         DEFAULT_SCOPES
     }
 
-    fn supports_pkce(&self) -> bool {
-        true
+    /// Desktop apps: hex-encoded S256 (Login Kit for Desktop). Web apps: none; see
+    /// [`TikTokAppType`] for the documentation behind both.
+    fn pkce(&self) -> Option<PkceEncoding> {
+        self.inner.app_type.pkce()
     }
 
     fn supports_revoke(&self) -> bool {
@@ -165,7 +171,8 @@ impl OAuthProvider for TikTokProvider {
                 .append_pair("response_type", "code")
                 .append_pair("redirect_uri", &req.redirect_uri)
                 .append_pair("state", &req.state);
-            if let Some(challenge) = &req.pkce_challenge {
+            // Web apps send no PKCE (see TikTokAppType), whatever the caller passed.
+            if let Some(challenge) = req.pkce_challenge.as_ref().filter(|_| self.pkce().is_some()) {
                 q.append_pair("code_challenge", challenge)
                     .append_pair("code_challenge_method", "S256");
             }
@@ -381,7 +388,9 @@ fn class_for_code(
         | "invalid_scope"
         | "scope_permission_missed" => (ErrorClass::Config, None),
         "invalid_request" => {
-            if ["redirect", "client_key", "client_secret"]
+            // "Code verifier or code challenge is invalid": the PKCE rules of the
+            // configured app type do not match the portal (TOKENWARDEN_TIKTOK_APP_TYPE).
+            if ["redirect", "client_key", "client_secret", "code verifier", "code challenge"]
                 .iter()
                 .any(|w| msg.contains(w))
             {
@@ -718,6 +727,7 @@ mod tests {
             core,
             ClientCredentials::new("ck-123", "tiktok-secret-xyz"),
             &ProviderEndpoints::default(),
+            TikTokAppType::Desktop,
         )
     }
 
@@ -729,7 +739,9 @@ mod tests {
                 redirect_uri: "https://app.example/cb/tiktok".to_owned(),
                 state: "st-1".to_owned(),
                 scopes: vec![],
-                pkce_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned()),
+                pkce_challenge: Some(
+                    "13d31e961a1ad8ec2f16b10c4c982e0876a878ad6df144566ee1894acb70f9c3".to_owned(),
+                ),
             })
             .unwrap();
         assert!(
@@ -747,7 +759,7 @@ mod tests {
         assert_eq!(q["state"], "st-1");
         assert_eq!(
             q["code_challenge"],
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+            "13d31e961a1ad8ec2f16b10c4c982e0876a878ad6df144566ee1894acb70f9c3"
         );
         assert_eq!(q["code_challenge_method"], "S256");
         assert!(!q.contains_key("client_id"));
