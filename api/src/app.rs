@@ -14,9 +14,9 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
-    provider_config::TikTokAppTypeArg,
     graphql::{AppSchema, build_schema},
     http,
+    provider_config::TikTokAppTypeArg,
 };
 
 /// What every handler shares.

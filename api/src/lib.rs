@@ -15,6 +15,8 @@ pub mod provider_config;
 pub mod http;
 /// Request and connection limits: settings and the per-key rate limiter.
 pub mod limits;
+/// Platform settings (TikTok app type, Graph API version, rate limits, callbacks).
+pub mod provider_config;
 /// Logging setup.
 pub mod telemetry;
 

@@ -13,8 +13,12 @@ async fn authorization_url(app: &TestApp) -> url::Url {
             json!({ "input": { "platform": "TIKTOK", "redirectAfter": APP_REDIRECT } }),
         )
         .await;
-    url::Url::parse(data["startConnection"]["authorizationUrl"].as_str().expect("url"))
-        .expect("absolute url")
+    url::Url::parse(
+        data["startConnection"]["authorizationUrl"]
+            .as_str()
+            .expect("url"),
+    )
+    .expect("absolute url")
 }
 
 fn param(url: &url::Url, key: &str) -> Option<String> {
@@ -53,7 +57,10 @@ async fn desktop_apps_use_hex_pkce(app: TestApp) {
     let challenge = param(&url, "code_challenge").expect("a challenge");
     assert_eq!(challenge.len(), 64, "hex SHA-256: {challenge}");
     assert!(challenge.bytes().all(|b| b.is_ascii_hexdigit()));
-    assert_eq!(param(&url, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(
+        param(&url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
     let id = app.connect(&app.admin_key, "TIKTOK", "desk").await;
     let data = app
         .gql_ok(

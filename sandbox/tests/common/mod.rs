@@ -63,7 +63,10 @@ pub fn qp(url: &Url, key: &str) -> Option<String> {
 /// RFC 7636 S256 challenge.
 /// TikTok's (desktop) S256 challenge: hex SHA-256 of the verifier.
 pub fn challenge(verifier: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()))
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ))
 }
 
 /// The RFC 7636 S256 challenge (base64url), which TikTok rejects.

@@ -22,10 +22,9 @@ use super::error::{DEFAULT_RATE_LIMIT_WAIT, class_from_status, code_from_status}
 use super::http::{AcquireMode, HttpCore, RawResponse};
 use super::{
     AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, PkceEncoding, Platform,
-    ProviderEndpoints,
-    ProviderError, ProviderProfile, RefreshRequest, TokenSet, UsageReport, check_authorize_request,
-    expiry, invalid_response, join, json_i64, json_string, requested_scopes, retry_after_header,
-    split_scopes,
+    ProviderEndpoints, ProviderError, ProviderProfile, RefreshRequest, TokenSet, UsageReport,
+    check_authorize_request, expiry, invalid_response, join, json_i64, json_string,
+    requested_scopes, retry_after_header, split_scopes,
 };
 
 /// Scopes requested by default.

@@ -18,9 +18,8 @@ use super::http::{AcquireMode, HttpCore, RawResponse};
 use super::{
     AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, PkceEncoding, Platform,
     ProviderEndpoints, ProviderError, ProviderProfile, RefreshRequest, TikTokAppType, TokenSet,
-    check_authorize_request, expiry,
-    invalid_response, join, json_i64, json_string, requested_scopes, retry_after_header,
-    split_scopes,
+    check_authorize_request, expiry, invalid_response, join, json_i64, json_string,
+    requested_scopes, retry_after_header, split_scopes,
 };
 
 /// Scopes requested by default: basic profile, username, and video publishing.
@@ -172,7 +171,11 @@ impl OAuthProvider for TikTokProvider {
                 .append_pair("redirect_uri", &req.redirect_uri)
                 .append_pair("state", &req.state);
             // Web apps send no PKCE (see TikTokAppType), whatever the caller passed.
-            if let Some(challenge) = req.pkce_challenge.as_ref().filter(|_| self.pkce().is_some()) {
+            if let Some(challenge) = req
+                .pkce_challenge
+                .as_ref()
+                .filter(|_| self.pkce().is_some())
+            {
                 q.append_pair("code_challenge", challenge)
                     .append_pair("code_challenge_method", "S256");
             }
@@ -390,9 +393,15 @@ fn class_for_code(
         "invalid_request" => {
             // "Code verifier or code challenge is invalid": the PKCE rules of the
             // configured app type do not match the portal (TOKENWARDEN_TIKTOK_APP_TYPE).
-            if ["redirect", "client_key", "client_secret", "code verifier", "code challenge"]
-                .iter()
-                .any(|w| msg.contains(w))
+            if [
+                "redirect",
+                "client_key",
+                "client_secret",
+                "code verifier",
+                "code challenge",
+            ]
+            .iter()
+            .any(|w| msg.contains(w))
             {
                 (ErrorClass::Config, None)
             } else {
