@@ -134,6 +134,7 @@ async fn build_providers(
         tiktok_rate_limit_per_s: config.tiktok_rate_limit,
         instagram_rate_limit_per_s: config.instagram_rate_limit,
         tiktok_app_type: config.providers.tiktok_app_type.into(),
+        instagram_graph_version: config.providers.instagram_graph_version.clone(),
     };
     let (sink, calls) = call_sink(10_000);
     let providers = if config.sandbox_url.is_some() || !config.has_platform_credentials() {
@@ -151,6 +152,8 @@ async fn build_providers(
                         TikTokAppTypeArg::Web => sandbox::TikTokAppType::Web,
                         TikTokAppTypeArg::Desktop => sandbox::TikTokAppType::Desktop,
                     },
+                    // The demo sandbox tells this server when it revokes a grant.
+                    callback_base_url: Some(config.public_url()),
                     ..sandbox::SandboxConfig::default()
                 })
                 .router();

@@ -74,16 +74,47 @@ struct RevokeReq {
     platform: Platform,
     #[serde(rename = "providerAccountId", alias = "provider_account_id")]
     provider_account_id: String,
+    /// Send the platform's callbacks to `callback_base_url`.
+    #[serde(default)]
+    notify: bool,
+    /// TikTok `authorization.removed` reason code (0-5, default 1).
+    #[serde(default)]
+    reason: Option<i64>,
+    /// Instagram: also send the data deletion callback.
+    #[serde(default, rename = "dataDeletion", alias = "data_deletion")]
+    data_deletion: bool,
 }
 
-/// `POST /sandbox/control/revoke {"platform","providerAccountId"}` -> `{"revoked":bool}`.
+/// `POST /sandbox/control/revoke {"platform","providerAccountId","notify"?,"reason"?,
+/// "dataDeletion"?}` -> `{"revoked":bool,"notified":[{"url","status"}]}`.
 pub(crate) async fn revoke(State(sb): State<Sandbox>, body: Bytes) -> Response {
     let req: RevokeReq = match parse(&body) {
         Ok(r) => r,
         Err(msg) => return bad_request(&msg),
     };
-    let revoked = sb.revoke(req.platform, &req.provider_account_id);
-    json_response(StatusCode::OK, json!({ "revoked": revoked }))
+    if !req.notify {
+        let revoked = sb.revoke(req.platform, &req.provider_account_id);
+        return json_response(
+            StatusCode::OK,
+            json!({ "revoked": revoked, "notified": [] }),
+        );
+    }
+    let (revoked, sent) = sb
+        .revoke_and_notify(
+            req.platform,
+            &req.provider_account_id,
+            req.reason,
+            req.data_deletion,
+        )
+        .await;
+    let notified: Vec<_> = sent
+        .into_iter()
+        .map(|(url, status)| json!({ "url": url, "status": status }))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({ "revoked": revoked, "notified": notified }),
+    )
 }
 
 #[derive(Deserialize)]

@@ -90,6 +90,20 @@ impl TokenError {
 }
 
 impl IgState {
+    /// Like [`IgState::revoke_account`]; returns the user whose grants were revoked.
+    pub(crate) fn revoke_account_user(&mut self, id: &str) -> Option<String> {
+        let user = self
+            .grants
+            .values()
+            .find(|g| {
+                !g.revoked
+                    && (instagram_user_id(&g.user) == id || instagram_account_id(&g.user) == id)
+            })
+            .map(|g| g.user.clone());
+        self.revoke_account(id);
+        user
+    }
+
     /// Revokes every live grant of an account (app-scoped or professional id).
     pub(crate) fn revoke_account(&mut self, id: &str) -> bool {
         let matches =
@@ -201,6 +215,24 @@ async fn fault_response(kind: FaultKind, retry_after: u64, timeout_ms: u64) -> R
             gateway_timeout()
         }
         FaultKind::InvalidGrant => TokenError::Revoked.response(),
+        FaultKind::PermissionRemoved => graph_error(
+            StatusCode::FORBIDDEN,
+            200,
+            None,
+            "(#200) Requires instagram_business_content_publish permission to manage the object",
+        ),
+        FaultKind::TemporarilyBlocked => graph_error(
+            StatusCode::BAD_REQUEST,
+            368,
+            None,
+            "The action attempted has been deemed abusive or is otherwise disallowed",
+        ),
+        FaultKind::InvalidClient => graph_error(
+            StatusCode::BAD_REQUEST,
+            101,
+            None,
+            "Error validating client secret.",
+        ),
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::routing::{get, post};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
 
 /// The only TikTok `client_key` the sandbox accepts.
 pub const TIKTOK_CLIENT_KEY: &str = "sandbox-tiktok-client";
@@ -57,6 +58,13 @@ pub enum FaultKind {
     Timeout,
     /// The platform's dead-grant error (TikTok `invalid_grant`, Instagram 190/460).
     InvalidGrant,
+    /// A permission was removed after consent (TikTok `scope_not_authorized`, Instagram
+    /// `(#200) Requires instagram_business_content_publish permission`).
+    PermissionRemoved,
+    /// Instagram 368 "temporarily blocked for policies violations" (TikTok: 503).
+    TemporarilyBlocked,
+    /// The app's credentials are refused (TikTok `invalid_client`, Instagram 101).
+    InvalidClient,
 }
 
 /// How the simulated TikTok app is registered; decides the PKCE rules the sandbox enforces.
@@ -98,6 +106,11 @@ pub struct SandboxConfig {
     pub instagram_flat_exchange: bool,
     /// TikTok app type: which PKCE rules apply.
     pub tiktok_app_type: TikTokAppType,
+    /// Origin of the tokenwarden server (`http://127.0.0.1:8080`) that receives the
+    /// platform callbacks sent by `POST /sandbox/control/revoke` with `"notify": true`:
+    /// TikTok's webhook (`/providers/tiktok/webhook`), Meta's deauthorize and data deletion
+    /// callbacks (`/providers/instagram/...`).
+    pub callback_base_url: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -113,6 +126,7 @@ impl Default for SandboxConfig {
             retry_after_s: 1,
             instagram_flat_exchange: false,
             tiktok_app_type: TikTokAppType::Web,
+            callback_base_url: None,
         }
     }
 }
@@ -154,6 +168,9 @@ pub struct ConfigPatch {
     /// See [`SandboxConfig::tiktok_app_type`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tiktok_app_type: Option<TikTokAppType>,
+    /// See [`SandboxConfig::callback_base_url`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_base_url: Option<String>,
 }
 
 fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
@@ -173,6 +190,7 @@ impl SandboxConfig {
             retry_after_s,
             instagram_flat_exchange,
             tiktok_app_type,
+            callback_base_url,
         } = patch;
         set(&mut self.tiktok_access_ttl_s, tiktok_access_ttl_s);
         set(&mut self.tiktok_refresh_ttl_s, tiktok_refresh_ttl_s);
@@ -184,6 +202,9 @@ impl SandboxConfig {
         set(&mut self.retry_after_s, retry_after_s);
         set(&mut self.instagram_flat_exchange, instagram_flat_exchange);
         set(&mut self.tiktok_app_type, tiktok_app_type);
+        if callback_base_url.is_some() {
+            self.callback_base_url = callback_base_url;
+        }
     }
 }
 
@@ -499,6 +520,93 @@ impl Sandbox {
             Platform::Tiktok => st.tiktok.revoke_account(provider_account_id),
             Platform::Instagram => st.instagram.revoke_account(provider_account_id),
         }
+    }
+
+    /// Like [`Sandbox::revoke`], but also tells the app, correctly signed, at
+    /// [`SandboxConfig::callback_base_url`]: TikTok's `authorization.removed` webhook with
+    /// `reason` (default 1, the user disconnected), or Meta's deauthorize callback (and the
+    /// data deletion callback when `data_deletion`). Returns whether a grant was revoked and
+    /// each callback's URL and HTTP status (`None`: not delivered).
+    pub async fn revoke_and_notify(
+        &self,
+        platform: Platform,
+        provider_account_id: &str,
+        reason: Option<i64>,
+        data_deletion: bool,
+    ) -> (bool, Vec<(String, Option<u16>)>) {
+        let (revoked, user_id, base) = {
+            let mut st = self.lock();
+            let base = st.config.callback_base_url.clone();
+            match platform {
+                Platform::Tiktok => (
+                    st.tiktok.revoke_account(provider_account_id),
+                    Some(provider_account_id.to_owned()),
+                    base,
+                ),
+                Platform::Instagram => {
+                    let user = st.instagram.revoke_account_user(provider_account_id);
+                    (
+                        user.is_some(),
+                        user.map(|u| instagram_user_id(&u))
+                            .or_else(|| Some(provider_account_id.to_owned())),
+                        base,
+                    )
+                }
+            }
+        };
+        let (Some(base), Some(user_id)) = (base, user_id) else {
+            return (revoked, Vec::new());
+        };
+        let base = base.trim_end_matches('/');
+        let now = self.now();
+        let client = reqwest::Client::new();
+        let mut sent = Vec::new();
+        match platform {
+            Platform::Tiktok => {
+                let content = json!({ "reason": reason.unwrap_or(1) }).to_string();
+                let body = json!({
+                    "client_key": TIKTOK_CLIENT_KEY,
+                    "event": "authorization.removed",
+                    "create_time": now,
+                    "user_openid": user_id,
+                    "content": content,
+                })
+                .to_string();
+                let signature = util::tiktok_signature(TIKTOK_CLIENT_SECRET, now, &body);
+                let url = format!("{base}/providers/tiktok/webhook");
+                let status = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("tiktok-signature", format!("t={now},s={signature}"))
+                    .body(body)
+                    .send()
+                    .await
+                    .ok()
+                    .map(|r| r.status().as_u16());
+                sent.push((url, status));
+            }
+            Platform::Instagram => {
+                let payload =
+                    json!({"algorithm": "HMAC-SHA256", "issued_at": now, "user_id": user_id});
+                let signed = util::signed_request(INSTAGRAM_CLIENT_SECRET, &payload);
+                let mut paths = vec!["deauthorize"];
+                if data_deletion {
+                    paths.push("data-deletion");
+                }
+                for path in paths {
+                    let url = format!("{base}/providers/instagram/{path}");
+                    let status = client
+                        .post(&url)
+                        .form(&[("signed_request", signed.as_str())])
+                        .send()
+                        .await
+                        .ok()
+                        .map(|r| r.status().as_u16());
+                    sent.push((url, status));
+                }
+            }
+        }
+        (revoked, sent)
     }
 
     /// Applies a partial configuration update (changing the rate limit refills the buckets).

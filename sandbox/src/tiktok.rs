@@ -189,6 +189,23 @@ async fn fault_response(kind: FaultKind, retry_after: u64, timeout_ms: u64) -> R
             "invalid_grant",
             "The authorization grant is invalid, expired or revoked.",
         ),
+        FaultKind::PermissionRemoved => api_error(
+            StatusCode::UNAUTHORIZED,
+            "scope_not_authorized",
+            "The user did not authorize the scope required for completing this request: video.publish.",
+        ),
+        FaultKind::TemporarilyBlocked => {
+            let id = log_id();
+            let body = json!({"error": {
+                "code": "internal_error",
+                "message": "Something went wrong. Please try again later.",
+                "log_id": id,
+            }});
+            tt_json(StatusCode::SERVICE_UNAVAILABLE, body, &id)
+        }
+        FaultKind::InvalidClient => {
+            oauth_error("invalid_client", "Client key or secret is invalid.")
+        }
     }
 }
 

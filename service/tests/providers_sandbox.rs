@@ -464,7 +464,7 @@ async fn instagram_faults_and_revocation() {
         (ErrorClass::Transient, "4", Some(429))
     );
     assert_eq!(err.retry_after, Some(Duration::from_secs(1)));
-    assert_eq!(err.usage.as_ref().map(|u| u.call_count), Some(100));
+    assert_eq!(err.usage().map(|u| u.call_count), Some(100));
     assert!(ig.last_usage().is_some_and(|u| u.is_exhausted()));
 
     env.sandbox
@@ -540,4 +540,97 @@ async fn local_rate_limit_modes() {
             .try_acquire()
             .is_err()
     );
+}
+
+/// Collects everything logged while it is the default subscriber.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn instagram_me_is_versioned_and_tokens_never_reach_logs_or_records() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut env = Env::start(
+        SandboxConfig::default(),
+        ProviderSettings {
+            instagram_graph_version: "v25.0".into(),
+            ..ProviderSettings::default()
+        },
+    )
+    .await;
+    let ig = env.providers.get(Platform::Instagram).unwrap();
+    let code = authorize(ig.as_ref(), "quiet", None).await;
+    let tokens = ig.exchange_code(&code, REDIRECT, None).await.unwrap();
+    ig.user_info(&tokens.access_token).await.unwrap();
+    // A failing call logs at info level, with its URL.
+    env.sandbox
+        .revoke(SbPlatform::Instagram, &tokens.provider_account_id);
+    let err = ig.user_info(&tokens.access_token).await.unwrap_err();
+    assert!(err.is_grant_dead());
+    let secret = tokens.access_token.expose_secret();
+    assert!(!err.to_string().contains(secret));
+    assert!(!format!("{err:?}").contains(secret));
+
+    let calls = env.drain_calls();
+    let me: Vec<_> = calls
+        .iter()
+        .filter(|c| c.operation == "user_info")
+        .collect();
+    assert_eq!(me.len(), 2);
+    for call in &calls {
+        assert!(!call.url.contains(secret), "{}", call.url);
+        assert!(!call.url.contains(INSTAGRAM_CLIENT_SECRET), "{}", call.url);
+        assert!(!call.url.contains(&code), "{}", call.url);
+    }
+    assert!(
+        me[0].url.contains("/instagram/graph/v25.0/me?"),
+        "{}",
+        me[0].url
+    );
+    assert!(
+        me[0].url.contains("access_token=%5Bredacted%5D"),
+        "{}",
+        me[0].url
+    );
+    let text = String::from_utf8_lossy(
+        &logs
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+    .into_owned();
+    assert!(text.contains("v25.0/me"), "the URL is logged: {text}");
+    assert!(!text.contains(secret), "token in logs: {text}");
+    assert!(!text.contains(INSTAGRAM_CLIENT_SECRET), "secret in logs");
+
+    // An invalid version is refused at startup.
+    let bad = Providers::new(
+        ProviderSettings {
+            instagram_graph_version: "latest".into(),
+            ..ProviderSettings::default()
+        },
+        ProviderEndpoints::default(),
+        None,
+        None,
+        service::providers::CallSink::noop(),
+    );
+    assert!(bad.is_err());
 }

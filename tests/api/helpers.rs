@@ -197,6 +197,11 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let public_url = format!("http://{addr}");
+        // Platform callbacks from the sandbox go to this server.
+        sandbox.update_config(sandbox::ConfigPatch {
+            callback_base_url: Some(public_url.clone()),
+            ..Default::default()
+        });
         let key_file = dir.path().join("tokenwarden.keys");
         let key_file = key_file.to_str().expect("utf8 path").to_owned();
         let queue_file = dir.path().join("jobs.db");

@@ -8,6 +8,8 @@ mod api_keys;
 mod audit;
 mod auth;
 mod binary;
+mod callbacks;
+mod classification;
 mod connections;
 mod dashboard;
 mod events;

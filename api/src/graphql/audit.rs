@@ -29,6 +29,11 @@ pub enum AuditAction {
     AccountDeactivated,
     AccountReactivated,
     AccountPurged,
+    /// The platform reported that the user removed the app; the tokens were deleted.
+    AccountDeauthorized,
+    /// The platform asked for the user's data to be deleted; tokens and personal data were
+    /// deleted.
+    AccountDataDeleted,
     TokenRefreshed,
     TokenRefreshFailed,
     AccessTokenRead,

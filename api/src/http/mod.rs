@@ -1,6 +1,8 @@
 //! HTTP routes. `graphql` speaks GraphQL over HTTP; `health` answers probes; `ui` serves
 //! the dashboard and GraphiQL.
 
+/// Inbound platform callbacks under `/providers/...`.
+mod callbacks;
 /// `POST/GET /graphql` and `/graphql/ws`.
 mod graphql;
 /// `/healthz` and `/readyz`.
@@ -41,7 +43,23 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/oauth/callback/{platform}", get(oauth::callback));
+        .route("/oauth/callback/{platform}", get(oauth::callback))
+        .route(
+            "/providers/tiktok/webhook",
+            axum::routing::post(callbacks::tiktok_webhook),
+        )
+        .route(
+            "/providers/instagram/deauthorize",
+            axum::routing::post(callbacks::instagram_deauthorize),
+        )
+        .route(
+            "/providers/instagram/data-deletion",
+            axum::routing::post(callbacks::instagram_data_deletion),
+        )
+        .route(
+            "/providers/instagram/data-deletion/status",
+            get(callbacks::deletion_status),
+        );
     let graphiql = state.config.graphiql_enabled();
     router = router.route("/", get(ui::index)).route(
         "/assets/{*path}",

@@ -3,6 +3,8 @@
 
 /// Accounts: listing, filters, deactivation. Tenant-scoped.
 pub mod accounts;
+/// Inbound platform callbacks: TikTok's webhook, Meta's deauthorize and data deletion.
+pub mod callbacks;
 
 use chrono::{Duration, Utc};
 use entity::{oauth_state, social_account};
@@ -444,14 +446,7 @@ where
     if let (Some(token), Ok(provider)) = (&token, engine.providers.get_fail_fast(platform))
         && provider.supports_revoke()
     {
-        let outcome = match tokens::open(&engine.vault(), token, TokenKind::Access) {
-            Ok(access) => provider.revoke(&access).await.map_err(|e| e.code),
-            Err(_) => Err("undecryptable".to_owned()),
-        };
-        revoke = match outcome {
-            Ok(()) => json!({ "revoked": true }),
-            Err(code) => json!({ "revoked": false, "error": code }),
-        };
+        revoke = revoke_at_provider(engine, provider.as_ref(), &account, token).await;
     }
     let txn = db.begin().await?;
     if let Some(token) = token {
@@ -488,6 +483,49 @@ where
     txn.commit().await?;
     engine.events.publish(event).await;
     Ok(account)
+}
+
+/// Revokes the grant behind the stored tokens. TikTok revokes by access token: when it has
+/// expired, the refresh token gets a fresh one first (TikTok's behaviour with an expired
+/// token is not documented). The answer is `{"revoked": true}` only when the platform
+/// accepted a live token; otherwise `{"revoked": false, "unconfirmed": true, "error": ...}`.
+async fn revoke_at_provider(
+    engine: &Engine,
+    provider: &dyn crate::providers::OAuthProvider,
+    account: &social_account::Model,
+    token: &entity::oauth_token::Model,
+) -> serde_json::Value {
+    let vault = engine.vault();
+    let unconfirmed = |code: &str, step: &str| json!({ "revoked": false, "unconfirmed": true, "error": code, "step": step });
+    let Ok(mut access) = tokens::open(&vault, token, TokenKind::Access) else {
+        return unconfirmed("undecryptable", "open");
+    };
+    let mut refreshed_first = false;
+    if token.expires_at <= Utc::now() + Duration::seconds(30) {
+        let refresh = match tokens::open(&vault, token, TokenKind::Refresh) {
+            Ok(refresh) => refresh,
+            Err(_) => return unconfirmed("access_token_expired", "refresh"),
+        };
+        let scopes: Vec<String> = token.scopes.split(',').map(str::to_owned).collect();
+        let request = crate::providers::RefreshRequest {
+            token: &refresh,
+            issued_at: token.issued_at,
+            expires_at: token.expires_at,
+            provider_account_id: &account.provider_account_id,
+            scopes: &scopes,
+        };
+        match provider.refresh(&request).await {
+            Ok(set) => {
+                access = set.access_token;
+                refreshed_first = true;
+            }
+            Err(e) => return unconfirmed(&e.code, "refresh"),
+        }
+    }
+    match provider.revoke(&access).await {
+        Ok(()) => json!({ "revoked": true, "refreshedFirst": refreshed_first }),
+        Err(e) => unconfirmed(&e.code, "revoke"),
+    }
 }
 
 /// An access token handed to an integrator.

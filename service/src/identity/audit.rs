@@ -46,6 +46,8 @@ audit_actions! {
     AccountDeactivated => "ACCOUNT_DEACTIVATED": "An account was deactivated.",
     AccountReactivated => "ACCOUNT_REACTIVATED": "A deactivated account was reactivated.",
     AccountPurged => "ACCOUNT_PURGED": "A long-deactivated account's tokens and personal data were deleted.",
+    AccountDeauthorized => "ACCOUNT_DEAUTHORIZED": "The platform reported that the user removed the app; the tokens were deleted.",
+    AccountDataDeleted => "ACCOUNT_DATA_DELETED": "The platform asked for the user's data to be deleted; tokens and personal data were deleted.",
     TokenRefreshed => "TOKEN_REFRESHED": "A token was refreshed at the provider.",
     TokenRefreshFailed => "TOKEN_REFRESH_FAILED": "A token refresh failed.",
     AccessTokenRead => "ACCESS_TOKEN_READ": "An access token was read through the API.",

@@ -63,9 +63,19 @@ pub struct ProviderError {
     pub log_id: Option<String>,
     /// Stable reason of a dead grant (`password_changed`, `app_removed`, `expired`...).
     pub reason: Option<&'static str>,
-    /// Meta app/business usage reported with the response, if any (boxed to keep the error
-    /// small).
-    pub usage: Option<Box<UsageReport>>,
+    /// Rarely present details, boxed to keep the error small: see [`ProviderError::usage`]
+    /// and [`ProviderError::missing_permission`].
+    pub extras: Option<Box<ErrorExtras>>,
+}
+
+/// Rarely present details of a [`ProviderError`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ErrorExtras {
+    /// Meta app/business usage reported with the response.
+    pub usage: Option<UsageReport>,
+    /// The permission / scope the grant lacks, when a call failed because the user did not
+    /// grant it or removed it after consenting (`instagram_business_basic`, `user.info.basic`).
+    pub missing_permission: Option<String>,
 }
 
 impl ProviderError {
@@ -79,7 +89,50 @@ impl ProviderError {
             http_status: None,
             log_id: None,
             reason: None,
-            usage: None,
+            extras: None,
+        }
+    }
+
+    /// Meta app/business usage reported with the response, if any.
+    pub fn usage(&self) -> Option<&UsageReport> {
+        self.extras.as_ref().and_then(|x| x.usage.as_ref())
+    }
+
+    /// Sets the usage report unless one is already set.
+    pub fn or_usage(mut self, usage: Option<UsageReport>) -> Self {
+        if self.usage().is_none() && usage.is_some() {
+            self.extras.get_or_insert_with(Box::default).usage = usage;
+        }
+        self
+    }
+
+    /// The permission / scope the grant lacks, if known.
+    pub fn missing_permission(&self) -> Option<&str> {
+        self.extras
+            .as_ref()
+            .and_then(|x| x.missing_permission.as_deref())
+    }
+
+    /// Names the missing permission.
+    pub fn with_missing_permission(mut self, permission: Option<String>) -> Self {
+        if permission.is_some() {
+            self.extras
+                .get_or_insert_with(Box::default)
+                .missing_permission = permission;
+        }
+        self
+    }
+
+    /// Names `permission` as missing when the error is a removed permission that names none.
+    pub fn or_missing_permission(self, permission: &str) -> Self {
+        let removed = matches!(
+            self.reason,
+            Some("permission_revoked" | "scope_not_authorized")
+        );
+        if removed && self.missing_permission().is_none() {
+            self.with_missing_permission(Some(permission.to_owned()))
+        } else {
+            self
         }
     }
 
@@ -166,6 +219,28 @@ impl ProviderError {
     }
 }
 
+/// The first permission or scope name in a provider message: Meta's `instagram_*` /
+/// `pages_*` / `business_*` permissions, TikTok's dotted scopes (`video.publish`).
+pub fn permission_in(message: &str) -> Option<String> {
+    message
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .map(|w| w.trim_matches('.'))
+        .find(|w| {
+            let meta = ["instagram_", "pages_", "business_"]
+                .iter()
+                .any(|p| w.starts_with(p) && w.len() > p.len());
+            let tiktok = ["user.", "video.", "artist.", "research."]
+                .iter()
+                .any(|p| w.starts_with(p) && w.len() > p.len());
+            meta || tiktok
+        })
+        .map(str::to_owned)
+}
+
+/// How long to wait after Meta's code 368 ("temporarily blocked for policies violations"):
+/// long, as Mixpost waits an hour at the app level when Meta blocks or throttles it.
+pub const TEMPORARILY_BLOCKED_WAIT: Duration = Duration::from_secs(3600);
+
 /// Human description of a dead-grant reason code.
 pub fn describe_reason(reason: &str) -> &'static str {
     match reason {
@@ -181,6 +256,13 @@ pub fn describe_reason(reason: &str) -> &'static str {
         "invalid_code" => "the authorization code is invalid, used or expired",
         "refresh_token_reused" => "a rotated-out refresh token was reused",
         "revoked" => "the authorization was revoked",
+        "user_disconnected" => "the user disconnected the app",
+        "account_deleted" => "the account was deleted",
+        "age_changed" => "the account holder's age changed",
+        "account_banned" => "the account was banned",
+        "developer_revoked" => "the app's developer revoked the authorization",
+        "authorization_removed" => "the authorization was removed",
+        "data_deleted" => "the user asked for their data to be deleted",
         _ => "the authorization is no longer valid",
     }
 }
@@ -357,6 +439,23 @@ mod tests {
         let plain = "Error validating access token: The session has been invalidated.";
         assert_eq!(sanitize_message(plain), plain);
         assert!(sanitize_message(&"a ".repeat(400)).chars().count() <= MAX_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn permissions_are_found_in_messages() {
+        assert_eq!(
+            permission_in("(#200) Requires instagram_business_content_publish permission")
+                .as_deref(),
+            Some("instagram_business_content_publish")
+        );
+        assert_eq!(
+            permission_in("The user did not authorize the scope user.info.profile.").as_deref(),
+            Some("user.info.profile")
+        );
+        assert_eq!(
+            permission_in("(#10) Application does not have permission"),
+            None
+        );
     }
 
     #[test]

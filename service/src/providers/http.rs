@@ -21,6 +21,8 @@ pub struct ProviderCall {
     pub platform: Platform,
     /// `exchange_code`, `exchange_long_lived`, `refresh`, `revoke` or `user_info`.
     pub operation: &'static str,
+    /// The URL called, with every credential in its query redacted ([`redact_url`]).
+    pub url: String,
     /// HTTP status, `None` for transport failures (timeout, connection refused).
     pub http_status: Option<u16>,
     /// [`ProviderError::code`] of a failed call.
@@ -29,6 +31,42 @@ pub struct ProviderCall {
     pub latency_ms: u32,
     /// When the call started.
     pub at: DateTime<Utc>,
+}
+
+/// Query parameters that carry credentials (Meta puts tokens and the app secret in query
+/// strings: `?access_token=`, `?client_secret=`).
+const SECRET_PARAMS: &[&str] = &[
+    "access_token",
+    "client_secret",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "token",
+    "input_token",
+    "fb_exchange_token",
+];
+
+/// `url` with the value of every credential-carrying query parameter replaced by
+/// `[redacted]`. Every URL that is logged or recorded goes through this.
+pub fn redact_url(url: &url::Url) -> String {
+    let mut out = url.clone();
+    out.set_fragment(None);
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = SECRET_PARAMS.iter().any(|p| k.eq_ignore_ascii_case(p));
+                let v = if secret {
+                    "[redacted]".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        out.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    out.to_string()
 }
 
 /// Non-blocking sender of [`ProviderCall`] records. A full or closed channel drops the record
@@ -217,10 +255,18 @@ impl HttpCore {
         request: reqwest::RequestBuilder,
         handle: impl FnOnce(&RawResponse) -> Result<T, ProviderError>,
     ) -> Result<T, ProviderError> {
+        let request = request.build().map_err(|_| {
+            ProviderError::new(
+                ErrorClass::Config,
+                "request_build",
+                "invalid provider request",
+            )
+        })?;
+        let url = redact_url(request.url());
         self.limiter.acquire_with(mode).await?;
         let at = Utc::now();
         let started = Instant::now();
-        let raw = match request.send().await {
+        let raw = match self.http.execute(request).await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let headers = resp.headers().clone();
@@ -245,32 +291,25 @@ impl HttpCore {
             }
             handle(&raw).map_err(|mut e| {
                 e.http_status = e.http_status.or(Some(raw.status));
-                e.usage = e.usage.or(usage.map(Box::new));
-                e
+                e.or_usage(usage)
             })
         });
         let (http_status, error_code) = match &result {
             Ok(_) => (received_status, None),
             Err(e) => (e.http_status, Some(e.code.clone())),
         };
-        self.sink.record(ProviderCall {
-            platform: self.platform,
-            operation,
-            http_status,
-            error_code,
-            latency_ms,
-            at,
-        });
         match &result {
             Ok(_) => tracing::debug!(
                 platform = self.platform.as_str(),
                 operation,
+                url = %url,
                 latency_ms,
                 "provider call succeeded"
             ),
             Err(e) => tracing::info!(
                 platform = self.platform.as_str(),
                 operation,
+                url = %url,
                 latency_ms,
                 http_status = e.http_status,
                 class = e.class.as_str(),
@@ -281,6 +320,15 @@ impl HttpCore {
                 e.message
             ),
         }
+        self.sink.record(ProviderCall {
+            platform: self.platform,
+            operation,
+            url,
+            http_status,
+            error_code,
+            latency_ms,
+            at,
+        });
         result
     }
 
@@ -311,11 +359,28 @@ mod tests {
         ProviderCall {
             platform: Platform::TikTok,
             operation: "refresh",
+            url: "https://x.test/refresh".into(),
             http_status: Some(200),
             error_code: None,
             latency_ms: 3,
             at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        let url = url::Url::parse(
+            "https://graph.instagram.com/v26.0/me?fields=id,username&access_token=IGAAsecret123&Client_Secret=s3&x=1#frag",
+        )
+        .unwrap();
+        let shown = redact_url(&url);
+        assert!(!shown.contains("IGAAsecret123"), "{shown}");
+        assert!(!shown.contains("s3"), "{shown}");
+        assert!(shown.contains("fields=id%2Cusername"), "{shown}");
+        assert!(shown.contains("access_token=%5Bredacted%5D"), "{shown}");
+        assert!(!shown.contains("frag"));
+        let plain = url::Url::parse("https://open.tiktokapis.com/v2/oauth/token/").unwrap();
+        assert_eq!(redact_url(&plain), plain.as_str());
     }
 
     #[tokio::test]

@@ -18,7 +18,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
-use super::error::{DEFAULT_RATE_LIMIT_WAIT, class_from_status, code_from_status};
+use super::error::{
+    DEFAULT_RATE_LIMIT_WAIT, TEMPORARILY_BLOCKED_WAIT, class_from_status, code_from_status,
+    permission_in,
+};
 use super::http::{AcquireMode, HttpCore, RawResponse};
 use super::{
     AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, PkceEncoding, Platform,
@@ -53,6 +56,7 @@ struct Inner {
     creds: ClientCredentials,
     auth_base: String,
     graph_base: String,
+    graph_version: String,
 }
 
 /// The Instagram provider. Cloning shares the HTTP client, limiter, sink and usage.
@@ -93,6 +97,7 @@ impl InstagramProvider {
         core: Arc<HttpCore>,
         creds: ClientCredentials,
         endpoints: &ProviderEndpoints,
+        graph_version: &str,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -100,6 +105,7 @@ impl InstagramProvider {
                 creds,
                 auth_base: endpoints.instagram_auth_base.clone(),
                 graph_base: endpoints.instagram_graph_base.clone(),
+                graph_version: graph_version.to_owned(),
             }),
             mode: AcquireMode::Wait,
         }
@@ -260,24 +266,28 @@ impl OAuthProvider for InstagramProvider {
         Ok(())
     }
 
-    /// `GET /me` with the token as a bearer header. `provider_account_id` is the app-scoped
-    /// `id`, the same id the code exchange returns as `user_id`.
+    /// `GET /<version>/me?fields=...&access_token=...`, as documented
+    /// (developers.facebook.com/docs/instagram-platform/reference/me). The token travels in
+    /// the query, so the URL is only ever logged or recorded redacted. `provider_account_id`
+    /// is the app-scoped `id`, the same id the code exchange returns as `user_id`.
     async fn user_info(
         &self,
         access_token: &SecretString,
     ) -> Result<ProviderProfile, ProviderError> {
-        let mut url = join(&self.inner.graph_base, "/me")?;
-        url.query_pairs_mut().append_pair("fields", ME_FIELDS);
-        let request = self
-            .inner
-            .core
-            .http
-            .get(url)
-            .bearer_auth(access_token.expose_secret());
+        let mut url = join(
+            &self.inner.graph_base,
+            &format!("/{}/me", self.inner.graph_version),
+        )?;
+        url.query_pairs_mut()
+            .append_pair("fields", ME_FIELDS)
+            .append_pair("access_token", access_token.expose_secret());
+        let request = self.inner.core.http.get(url);
         self.inner
             .core
             .execute(self.mode, "user_info", request, parse_me)
             .await
+            // `/me` needs instagram_business_basic.
+            .map_err(|e| e.or_missing_permission(DEFAULT_SCOPES[0]))
     }
 
     fn last_usage(&self) -> Option<UsageReport> {
@@ -456,8 +466,12 @@ fn class_for_code(
         c if is_rate_limit_code(c) => (ErrorClass::Transient, None),
         1 | 2 if mentions_config(&msg) => (ErrorClass::Config, None),
         1 | 2 => (ErrorClass::Transient, None),
-        10 | 101 => (ErrorClass::Config, None),
-        200..=299 => (ErrorClass::GrantDead, Some("permission_revoked")),
+        // "Permission not granted or removed" (Graph API error handling): the user must
+        // reconnect and grant it. 101 (invalid app id) stays a configuration error.
+        10 | 200..=299 => (ErrorClass::GrantDead, Some("permission_revoked")),
+        101 => (ErrorClass::Config, None),
+        // "Temporarily blocked for policies violations": wait long, never reconnect.
+        368 => (ErrorClass::Transient, None),
         100 | 400 => {
             let refresh_too_early = msg.contains("refresh")
                 && ["yet", "24 hour", "too soon", "too early", "at least"]
@@ -518,9 +532,11 @@ pub fn classify(status: Option<u16>, headers: &HeaderMap, body: &str) -> Provide
     }
     let rate_limited =
         status == Some(429) || usage_exhausted || code.is_some_and(is_rate_limit_code);
+    let blocked = code == Some(368);
     let retry_after = match class {
         ErrorClass::Transient => retry_after_header(headers)
             .or_else(|| usage.and_then(|u| u.regain_access_after))
+            .or_else(|| blocked.then_some(TEMPORARILY_BLOCKED_WAIT))
             .or_else(|| rate_limited.then_some(DEFAULT_RATE_LIMIT_WAIT)),
         _ => None,
     };
@@ -537,9 +553,12 @@ pub fn classify(status: Option<u16>, headers: &HeaderMap, body: &str) -> Provide
         .with_retry_after(retry_after)
         .with_status(status)
         .with_reason(reason);
+    if err.reason == Some("permission_revoked") {
+        let permission = permission_in(&err.message);
+        err = err.with_missing_permission(permission);
+    }
     err.log_id = log_id;
-    err.usage = usage.map(Box::new);
-    err
+    err.or_usage(usage)
 }
 
 #[cfg(test)]
@@ -632,7 +651,7 @@ mod tests {
         );
         assert_eq!((e.class, e.code.as_str()), (ErrorClass::Transient, "4"));
         assert_eq!(e.retry_after, Some(Duration::from_secs(12)));
-        assert_eq!(e.usage.map(|u| u.call_count), Some(100));
+        assert_eq!(e.usage().map(|u| u.call_count), Some(100));
 
         // Usage at 100% turns an otherwise-permanent error into a rate limit.
         let mut h = HeaderMap::new();
@@ -828,6 +847,7 @@ mod tests {
             core,
             ClientCredentials::new("ig-app-1", "ig-secret-xyz"),
             &ProviderEndpoints::default(),
+            super::super::DEFAULT_INSTAGRAM_GRAPH_VERSION,
         )
     }
 

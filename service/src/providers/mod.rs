@@ -31,10 +31,11 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use self::error::{
-    ErrorClass, ProviderError, USAGE_LIMIT_PERCENT, USAGE_WARN_PERCENT, UsageReport,
-    describe_reason, retry_after_header, sanitize_message,
+    ErrorClass, ErrorExtras, ProviderError, TEMPORARILY_BLOCKED_WAIT, USAGE_LIMIT_PERCENT,
+    USAGE_WARN_PERCENT, UsageReport, describe_reason, permission_in, retry_after_header,
+    sanitize_message,
 };
-pub use self::http::{AcquireMode, AppRateLimiter, CallSink, ProviderCall, call_sink};
+pub use self::http::{AcquireMode, AppRateLimiter, CallSink, ProviderCall, call_sink, redact_url};
 pub use self::instagram::InstagramProvider;
 pub use self::tiktok::TikTokProvider;
 pub use crate::domain::Platform;
@@ -165,6 +166,8 @@ pub struct ProviderSettings {
     pub instagram_rate_limit_per_s: u32,
     /// How the TikTok app is registered (decides PKCE).
     pub tiktok_app_type: TikTokAppType,
+    /// Graph API version of versioned Instagram calls (`v26.0`).
+    pub instagram_graph_version: String,
 }
 
 impl Default for ProviderSettings {
@@ -174,6 +177,7 @@ impl Default for ProviderSettings {
             tiktok_rate_limit_per_s: 10,
             instagram_rate_limit_per_s: 5,
             tiktok_app_type: TikTokAppType::Web,
+            instagram_graph_version: DEFAULT_INSTAGRAM_GRAPH_VERSION.to_owned(),
         }
     }
 }
@@ -364,6 +368,7 @@ pub trait OAuthProvider: Send + Sync + std::fmt::Debug {
 /// Both handles of one configured platform.
 #[derive(Debug)]
 struct Registered {
+    creds: ClientCredentials,
     waiting: Arc<dyn OAuthProvider>,
     fail_fast: Arc<dyn OAuthProvider>,
     limiter: Arc<AppRateLimiter>,
@@ -388,6 +393,20 @@ impl Providers {
         sink: CallSink,
     ) -> Result<Self, ProviderError> {
         endpoints.validate()?;
+        let version = settings.instagram_graph_version.as_str();
+        let valid_version = version.strip_prefix('v').is_some_and(|rest| {
+            rest.split_once('.').is_some_and(|(major, minor)| {
+                [major, minor]
+                    .iter()
+                    .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+        });
+        if !valid_version {
+            return Err(ProviderError::config(
+                "invalid_graph_version",
+                "the Instagram Graph API version must look like v26.0",
+            ));
+        }
         for creds in tiktok.iter().chain(instagram.iter()) {
             if creds.client_id.trim().is_empty() || creds.client_secret.expose_secret().is_empty() {
                 return Err(ProviderError::config(
@@ -417,8 +436,9 @@ impl Providers {
         };
         let tiktok = tiktok.map(|creds| {
             let (core, limiter) = core(Platform::TikTok);
-            let p = TikTokProvider::new(core, creds, &endpoints, settings.tiktok_app_type);
+            let p = TikTokProvider::new(core, creds.clone(), &endpoints, settings.tiktok_app_type);
             Registered {
+                creds,
                 fail_fast: Arc::new(p.with_mode(AcquireMode::FailFast)),
                 waiting: Arc::new(p),
                 limiter,
@@ -426,8 +446,14 @@ impl Providers {
         });
         let instagram = instagram.map(|creds| {
             let (core, limiter) = core(Platform::Instagram);
-            let p = InstagramProvider::new(core, creds, &endpoints);
+            let p = InstagramProvider::new(
+                core,
+                creds.clone(),
+                &endpoints,
+                &settings.instagram_graph_version,
+            );
             Registered {
+                creds,
                 fail_fast: Arc::new(p.with_mode(AcquireMode::FailFast)),
                 waiting: Arc::new(p),
                 limiter,
@@ -474,6 +500,20 @@ impl Providers {
     /// The local rate limiter of `platform` (shared by both handles).
     pub fn rate_limiter(&self, platform: Platform) -> Result<Arc<AppRateLimiter>, ProviderError> {
         self.registered(platform).map(|r| r.limiter.clone())
+    }
+
+    /// The app secret of `platform` (verifies the platform's callbacks), if configured.
+    pub(crate) fn client_secret(&self, platform: Platform) -> Option<&SecretString> {
+        self.registered(platform)
+            .ok()
+            .map(|r| &r.creds.client_secret)
+    }
+
+    /// The app's client id / client key of `platform`, if configured.
+    pub fn client_id(&self, platform: Platform) -> Option<&str> {
+        self.registered(platform)
+            .ok()
+            .map(|r| r.creds.client_id.as_str())
     }
 
     /// Whether `platform` has credentials.

@@ -18,7 +18,7 @@ use super::http::{AcquireMode, HttpCore, RawResponse};
 use super::{
     AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, PkceEncoding, Platform,
     ProviderEndpoints, ProviderError, ProviderProfile, RefreshRequest, TikTokAppType, TokenSet,
-    check_authorize_request, expiry, invalid_response, join, json_i64, json_string,
+    check_authorize_request, expiry, invalid_response, join, json_i64, json_string, permission_in,
     requested_scopes, retry_after_header, split_scopes,
 };
 
@@ -217,7 +217,8 @@ impl OAuthProvider for TikTokProvider {
         self.token_call("refresh", &form, Some(current)).await
     }
 
-    /// Revokes the grant. A token TikTok already considers invalid counts as revoked.
+    /// Revokes the grant behind `access_token`. A token TikTok refuses (expired, unknown) is
+    /// an error: the revocation is then unconfirmed.
     async fn revoke(&self, access_token: &SecretString) -> Result<(), ProviderError> {
         let creds = &self.inner.creds;
         let form = [
@@ -241,10 +242,9 @@ impl OAuthProvider for TikTokProvider {
                 },
             )
             .await;
-        match result {
-            Err(e) if e.class == ErrorClass::GrantDead => Ok(()),
-            other => other,
-        }
+        // A dead-grant answer does not prove the grant is gone (an expired access token is
+        // refused the same way): the caller records "unconfirmed", never "revoked".
+        result
     }
 
     /// Reads the profile. Asks for `username` first; when the grant lacks
@@ -257,9 +257,10 @@ impl OAuthProvider for TikTokProvider {
         access_token: &SecretString,
     ) -> Result<ProviderProfile, ProviderError> {
         match self.fetch_user(access_token, USER_FIELDS).await {
-            Err(e) if e.code == "scope_not_authorized" => {
-                self.fetch_user(access_token, USER_FIELDS_BASIC).await
-            }
+            Err(e) if e.code == "scope_not_authorized" => self
+                .fetch_user(access_token, USER_FIELDS_BASIC)
+                .await
+                .map_err(|e| e.or_missing_permission("user.info.basic")),
             other => other,
         }
     }
@@ -477,6 +478,10 @@ pub fn classify(status: Option<u16>, headers: &HeaderMap, body: &str) -> Provide
     .with_retry_after(retry_after)
     .with_status(status)
     .with_reason(reason);
+    if err.reason == Some("scope_not_authorized") {
+        let permission = permission_in(&err.message);
+        err = err.with_missing_permission(permission);
+    }
     err.log_id = log_id;
     err
 }

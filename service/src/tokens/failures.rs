@@ -40,10 +40,21 @@ pub fn describe(error: &ProviderError, platform: Platform, username: Option<&str
                 None if error.code == "expired" => describe_reason("expired"),
                 None => describe_reason(&error.code),
             };
-            FailureView {
-                code: "RECONNECT_REQUIRED",
-                message: format!("{who} stopped working because {why}."),
-                action: Some("Reconnect the account.".into()),
+            match error.missing_permission() {
+                Some(permission) => FailureView {
+                    code: "RECONNECT_REQUIRED",
+                    message: format!(
+                        "{who} stopped working because the permission {permission} is missing or was removed."
+                    ),
+                    action: Some(format!(
+                        "Reconnect the account and grant the {permission} permission."
+                    )),
+                },
+                None => FailureView {
+                    code: "RECONNECT_REQUIRED",
+                    message: format!("{who} stopped working because {why}."),
+                    action: Some("Reconnect the account.".into()),
+                },
             }
         }
         ErrorClass::Transient if is_rate_limited(error) => FailureView {
@@ -109,6 +120,26 @@ mod tests {
             "Instagram access for @shop stopped working because the password was changed."
         );
         assert_eq!(view.action.as_deref(), Some("Reconnect the account."));
+    }
+
+    #[test]
+    fn removed_permissions_are_named_in_the_action() {
+        let mut error = ProviderError::new(
+            ErrorClass::GrantDead,
+            "200",
+            "(#200) Requires instagram_business_content_publish permission",
+        );
+        error.reason = Some("permission_revoked");
+        let error =
+            error.with_missing_permission(Some("instagram_business_content_publish".into()));
+        let view = describe(&error, Platform::Instagram, Some("shop"));
+        assert_eq!(view.code, "RECONNECT_REQUIRED");
+        assert_eq!(
+            view.action.as_deref(),
+            Some(
+                "Reconnect the account and grant the instagram_business_content_publish permission."
+            )
+        );
     }
 
     #[test]
