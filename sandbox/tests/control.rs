@@ -132,7 +132,7 @@ async fn control_revoke_kills_grants() {
             r#"{"platform":"tiktok","providerAccountId":"tt-open-bob"}"#,
         )
         .await;
-    assert_eq!(r.json, serde_json::json!({"revoked": true}));
+    assert_eq!(r.json, serde_json::json!({"revoked": true, "notified": []}));
     assert_oauth_error(&env.tt_refresh(&refresh).await, "invalid_grant");
     let u = env.tt_user(&access, "open_id").await;
     assert_eq!(u.status, StatusCode::UNAUTHORIZED);

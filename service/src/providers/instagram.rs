@@ -688,7 +688,18 @@ mod tests {
                 "(#10) Application does not have permission for this action",
             ),
         );
-        assert_eq!(e.class, ErrorClass::Config);
+        // Code 10: permission not granted or removed (Graph API error handling).
+        assert_eq!(
+            (e.class, e.reason()),
+            (ErrorClass::GrantDead, Some("permission_revoked"))
+        );
+        let e = classify(
+            Some(400),
+            &no_headers(),
+            &graph(368, None, "The action attempted has been deemed abusive"),
+        );
+        assert_eq!(e.class, ErrorClass::Transient);
+        assert_eq!(e.retry_after, Some(TEMPORARILY_BLOCKED_WAIT));
         let e = classify(
             Some(403),
             &no_headers(),
