@@ -9,8 +9,6 @@ pub mod config;
 pub mod error;
 /// The GraphQL schema, one file per domain.
 pub mod graphql;
-/// Platform settings (TikTok app type, Graph API version, rate limits, callbacks).
-pub mod provider_config;
 /// HTTP routes: GraphQL over HTTP, the dashboard, GraphiQL, health checks.
 pub mod http;
 /// Request and connection limits: settings and the per-key rate limiter.
