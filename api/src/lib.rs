@@ -15,6 +15,8 @@ pub mod http;
 pub mod limits;
 /// Platform settings (TikTok app type, Graph API version, rate limits, callbacks).
 pub mod provider_config;
+/// Dashboard session settings (their own clap section).
+pub mod session_config;
 /// Logging setup.
 pub mod telemetry;
 
