@@ -1,7 +1,10 @@
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 
 /// The database URL used when none is configured: a SQLite file in the working directory,
 /// created if missing.
@@ -16,15 +19,28 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .max_connections(if is_sqlite(&url) { 8 } else { 20 })
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // Per connection, so every pooled connection waits for a writer instead of failing.
+        .map_sqlx_sqlite_opts(|opts| opts.busy_timeout(Duration::from_secs(10)));
     let db = Database::connect(options).await?;
     if db.get_database_backend() == DbBackend::Sqlite {
-        db.execute_unprepared(
-            "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;",
-        )
-        .await?;
+        db.execute_unprepared("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL;")
+            .await?;
     }
     Ok(db)
+}
+
+/// Starts a transaction that may write. On SQLite it takes the write lock at `BEGIN`
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes fails at once with
+/// "database is locked" when another connection wrote meanwhile, whereas an immediate one
+/// waits for the lock (busy timeout). PostgreSQL ignores the mode. Use this instead of
+/// `TransactionTrait::begin` (clippy's `disallowed-methods` enforces it).
+pub async fn begin<D: TransactionTrait>(db: &D) -> Result<D::Transaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }
 
 /// Connects and brings the schema up to date.

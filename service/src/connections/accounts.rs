@@ -124,7 +124,7 @@ where
     D: ConnectionTrait + TransactionTrait,
 {
     caller.require(Role::Admin)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let account = get(&txn, caller, id).await?;
     if account.deactivated_at.is_some() {
         return Ok(account);
@@ -155,7 +155,7 @@ where
     D: ConnectionTrait + TransactionTrait,
 {
     caller.require(Role::Admin)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let account = get(&txn, caller, id).await?;
     if account.deactivated_at.is_none() {
         return Err(ServiceError::bad_input("the account is not deactivated"));

@@ -134,7 +134,7 @@ where
     let now = Utc::now();
     let expires_at = now
         + Duration::from_std(engine.settings.state_ttl).unwrap_or_else(|_| Duration::minutes(10));
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let row = oauth_state::ActiveModel {
         state_hash: Set(hash_state(&state)),
         tenant_id: Set(caller.tenant_id),
@@ -353,7 +353,7 @@ where
         name: started_by(db, row).await?,
         client_ip,
     };
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let now = Utc::now();
     let existing = social_account::Entity::find()
         .filter(social_account::Column::TenantId.eq(row.tenant_id))
@@ -459,7 +459,7 @@ where
     {
         revoke = revoke_at_provider(engine, provider.as_ref(), &account, token).await;
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     if let Some(token) = token {
         entity::oauth_token::Entity::delete_by_id(token.id)
             .exec(&txn)

@@ -68,7 +68,7 @@ where
         if degraded == was {
             continue;
         }
-        let txn = db.begin().await?;
+        let txn = crate::db::begin(db).await?;
         let event = if degraded {
             let view = FailureView {
                 code: "PROVIDER_DEGRADED",

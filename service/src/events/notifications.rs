@@ -111,7 +111,7 @@ pub async fn acknowledge<D>(db: &D, caller: &Caller, id: i64) -> ServiceResult<n
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let found = notification::Entity::find_by_id(id)
         .filter(notification::Column::TenantId.eq(caller.tenant_id))
         .one(&txn)

@@ -197,7 +197,7 @@ where
     let url = check_target(url, engine.settings.webhook_allow_private).await?;
     let secret = crate::identity::api_keys::generate_key()?;
     let secret = SecretString::from(format!("whsec_{}", &secret.expose_secret()[3..]));
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let mut row = webhook::ActiveModel {
         tenant_id: Set(caller.tenant_id),
         url: Set(url.to_string()),
@@ -272,7 +272,7 @@ pub async fn delete<D>(db: &D, caller: &Caller, id: i64) -> ServiceResult<webhoo
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let found = find(&txn, caller, id).await?;
     webhook_delivery::Entity::delete_many()
         .filter(webhook_delivery::Column::WebhookId.eq(found.id))
@@ -475,7 +475,7 @@ where
         }
     };
     let attempts = delivery.attempts + 1;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let mut active: webhook_delivery::ActiveModel = delivery.clone().into();
     active.attempts = Set(attempts);
     let mut hook_active: webhook::ActiveModel = hook.clone().into();

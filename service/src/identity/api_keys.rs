@@ -108,7 +108,7 @@ where
     caller.require(Role::Admin)?;
     let name = validate_name(name)?;
     let key = generate_key()?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let api_key = insert_key(&txn, &caller.actor(), caller.tenant_id, &name, role, &key).await?;
     txn.commit().await?;
     Ok(CreatedKey { key, api_key })
@@ -126,7 +126,7 @@ where
 {
     let name = validate_name(name)?;
     let key = generate_key()?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let tenant = tenants::ensure(&txn, tenant).await?;
     let actor = Actor::system(Some(tenant.id), "cli");
     let api_key = insert_key(&txn, &actor, tenant.id, &name, role, &key).await?;
@@ -215,7 +215,7 @@ where
     D: ConnectionTrait + TransactionTrait,
 {
     caller.require(Role::Admin)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let key = find(&txn, caller, id).await?;
     let key = revoke_model(&txn, &caller.actor(), key).await?;
     txn.commit().await?;
@@ -227,7 +227,7 @@ pub async fn revoke_any<D>(db: &D, id: i64) -> ServiceResult<api_key::Model>
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let key = api_key::Entity::find_by_id(id)
         .one(&txn)
         .await?
@@ -315,7 +315,7 @@ pub async fn bootstrap<D>(db: &D, configured: Option<&SecretString>) -> ServiceR
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let outcome = match configured {
         Some(key) => {
             if key.expose_secret().trim().is_empty() {

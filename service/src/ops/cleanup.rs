@@ -38,7 +38,7 @@ where
         .await?;
     let mut purged = Vec::with_capacity(accounts.len());
     for account in accounts {
-        let txn = db.begin().await?;
+        let txn = crate::db::begin(db).await?;
         // Several workers may run the cleanup at once: only the one that marks the account
         // purged goes on.
         let claimed = social_account::Entity::update_many()

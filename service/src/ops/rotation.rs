@@ -222,9 +222,7 @@ where
     };
     ring.set_active(&id).map_err(ServiceError::vault)?;
     let now = Utc::now();
-    let txn = db.begin().await?;
-    // The insert first: on SQLite the transaction then holds the write lock from its first
-    // statement, instead of failing to upgrade a read when another writer got in between.
+    let txn = crate::db::begin(db).await?;
     audit::record(
         &txn,
         &caller.actor(),

@@ -408,7 +408,7 @@ where
     D: ConnectionTrait + TransactionTrait,
 {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     if !tokens::store_refreshed(&txn, sealed).await? {
         txn.rollback().await?;
         tracing::warn!(
@@ -553,7 +553,7 @@ where
         ErrorClass::GrantDead => AccountStatus::ReconnectRequired,
         ErrorClass::Config | ErrorClass::InvalidInput | ErrorClass::NotRefreshableYet => current,
     };
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let mut active: social_account::ActiveModel = account.into();
     active.status = Set(status.as_str().to_owned());
     active.status_reason = Set(Some(error.code.clone()));

@@ -288,7 +288,7 @@ where
     D: ConnectionTrait + TransactionTrait,
 {
     let platform = found.platform;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     // Park first, guarded by the version: a reconnect bumps it.
     let parked = oauth_token::Entity::update_many()
         .col_expr(
@@ -510,7 +510,7 @@ where
         message,
         action: Some("Reconnect the account before it expires.".into()),
     };
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let event = events::record(
         &txn,
         NewEvent {
