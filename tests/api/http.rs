@@ -216,6 +216,11 @@ async fn graphiql_and_introspection_follow_the_production_switch() {
     assert_eq!(schema["__schema"]["queryType"]["name"], "Query");
 
     let prod = TestApp::spawn_with(Backend::Sqlite, &["--production", "true"]).await;
+    // Positive control: the production server answers a normal query.
+    let normal = prod
+        .gql_ok(&prod.admin_key, "{ viewer { role } }", json!({}))
+        .await;
+    assert_eq!(normal["viewer"]["role"], "ADMIN");
     let page = prod
         .client
         .get(prod.url("/graphiql"))
@@ -239,6 +244,10 @@ async fn graphiql_and_introspection_follow_the_production_switch() {
         .gql(Some(&prod.admin_key), "{ viewr { role } }", json!({}))
         .await;
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("viewr"),
+        "the unknown field is refused by name: {body}"
+    );
     assert!(
         !message.contains("Did you mean"),
         "no suggestions: {message}"
