@@ -329,7 +329,7 @@ where
         .await?;
     let purged = accounts.len();
     for account in accounts {
-        let txn = db.begin().await?;
+        let txn = crate::db::begin(db).await?;
         oauth_token::Entity::delete_many()
             .filter(oauth_token::Column::AccountId.eq(account.id))
             .exec(&txn)
@@ -448,7 +448,7 @@ where
             continue;
         };
         let status: AccountStatus = account.status.parse()?;
-        let txn = db.begin().await?;
+        let txn = crate::db::begin(db).await?;
         let deleted = oauth_token::Entity::delete_many()
             .filter(oauth_token::Column::AccountId.eq(account.id))
             .exec(&txn)

@@ -343,7 +343,7 @@ where
         .ok_or_else(|| ServiceError::Internal(format!("user {} has no tenant", user.id)))?;
     let token = random_token()?;
     let csrf_token = random_token()?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     // Success clears this email's failures (not the address's: a valid account must not
     // launder guesses against others).
     sign_in_throttle::Entity::delete_many()
@@ -499,7 +499,7 @@ pub async fn sign_out<D>(db: &D, session: &ActiveSession) -> ServiceResult<()>
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     user_session::Entity::delete_by_id(session.session_id)
         .exec(&txn)
         .await?;

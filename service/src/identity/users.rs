@@ -214,7 +214,7 @@ where
         .map(|_| generate_recovery_code())
         .collect::<ServiceResult<Vec<_>>>()?;
 
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let tenant = tenants::ensure(&txn, tenant).await?;
     let inserted = user::ActiveModel {
         tenant_id: Set(tenant.id),
@@ -330,7 +330,7 @@ where
     D: ConnectionTrait + TransactionTrait,
 {
     let email = normalize_email(email)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin(db).await?;
     let user = find_by_email(&txn, &email)
         .await?
         .ok_or(ServiceError::NotFound("user"))?;
