@@ -1,10 +1,10 @@
 //! HTTP routes. `graphql` speaks GraphQL over HTTP; `health` answers probes; `ui` serves
 //! the dashboard and GraphiQL.
 
-/// Inbound platform callbacks under `/providers/...`.
-mod callbacks;
 /// `/auth/sign-in`, `/auth/sign-out`, `/auth/session`: dashboard sessions.
 pub mod auth;
+/// Inbound platform callbacks under `/providers/...`.
+mod callbacks;
 /// `POST/GET /graphql` and `/graphql/ws`.
 mod graphql;
 /// `/healthz` and `/readyz`.
