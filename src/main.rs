@@ -42,6 +42,35 @@ enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Manage dashboard users (password + TOTP).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from TOKENWARDEN_USER_PASSWORD or the first
+    /// line of stdin; the TOTP URI and the recovery codes are printed once.
+    Create {
+        /// Tenant name (created if missing).
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// The email the user signs in with (unique across tenants).
+        #[arg(long)]
+        email: String,
+        /// ADMIN, INTEGRATOR or VIEWER.
+        #[arg(long)]
+        role: String,
+    },
+    /// List every user (never secrets).
+    List,
+    /// Disable a user and end their sessions.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Sandbox) => sandbox(config).await,
         Some(Command::Apikey { command }) => apikey(config, command).await,
+        Some(Command::User { command }) => user(config, command).await,
     }
 }
 
@@ -244,6 +274,83 @@ async fn apikey(config: Config, command: ApikeyCommand) -> anyhow::Result<()> {
         ApikeyCommand::Revoke { id } => {
             let key = service::identity::api_keys::revoke_any(&db, id).await?;
             println!("revoked API key {} ({})", key.id, key.name);
+        }
+    }
+    Ok(())
+}
+
+/// The new user's password: TOKENWARDEN_USER_PASSWORD, else the first line of stdin.
+fn read_password() -> anyhow::Result<secrecy::SecretString> {
+    if let Ok(password) = std::env::var("TOKENWARDEN_USER_PASSWORD") {
+        return Ok(password.into());
+    }
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        eprint!("Password (shown as typed): ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("could not read the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "no password: pipe it on stdin or set TOKENWARDEN_USER_PASSWORD"
+    );
+    Ok(password.into())
+}
+
+async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
+    let db = service::db::connect_and_migrate(&config.database_url).await?;
+    match command {
+        UserCommand::Create {
+            tenant,
+            email,
+            role,
+        } => {
+            let role: Role = role.parse()?;
+            let password = read_password()?;
+            let (vault, _) = api::app::load_key_ring(&config)?;
+            service::ops::settings::ensure_canary(&db, &vault)
+                .await
+                .map_err(|err| anyhow::anyhow!("{err}"))?;
+            let created =
+                service::identity::users::create(&db, &vault, &tenant, &email, role, password)
+                    .await?;
+            println!(
+                "created user {} ({role}, tenant {tenant}).\n\
+                 Add this to an authenticator app (shown only once):\n{}\n\
+                 Recovery codes (each works once; shown only once):",
+                created.user.email,
+                created.otpauth_uri.expose_secret()
+            );
+            for code in &created.recovery_codes {
+                println!("{}", code.expose_secret());
+            }
+        }
+        UserCommand::List => {
+            println!(
+                "{:>6}  {:<8}  {:<10}  {:<25}  {:<25}  email",
+                "id", "tenant", "role", "last sign-in", "status"
+            );
+            for user in service::identity::users::list_all(&db).await? {
+                let status = match user.disabled_at {
+                    Some(at) => format!("disabled {}", at.format("%Y-%m-%d %H:%M")),
+                    None => "active".to_owned(),
+                };
+                let last = user
+                    .last_sign_in_at
+                    .map(|at| at.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_else(|| "never".to_owned());
+                println!(
+                    "{:>6}  {:<8}  {:<10}  {:<25}  {:<25}  {}",
+                    user.id, user.tenant_id, user.role, last, status, user.email
+                );
+            }
+        }
+        UserCommand::Disable { email } => {
+            let user = service::identity::users::disable_by_email(&db, &email).await?;
+            println!("disabled user {} and ended their sessions", user.email);
         }
     }
     Ok(())

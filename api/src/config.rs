@@ -320,6 +320,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub refresh: RefreshConfig,
+
+    #[command(flatten)]
+    pub session: crate::session_config::SessionConfig,
 }
 
 /// The refresh engine: where rotated tokens wait while the database cannot take them.

@@ -13,6 +13,8 @@ pub mod graphql;
 pub mod http;
 /// Request and connection limits: settings and the per-key rate limiter.
 pub mod limits;
+/// Dashboard session settings (their own clap section).
+pub mod session_config;
 /// Logging setup.
 pub mod telemetry;
 

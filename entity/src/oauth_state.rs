@@ -12,7 +12,10 @@ pub struct Model {
     #[sea_orm(unique)]
     pub state_hash: String,
     pub tenant_id: i64,
+    /// The key that started it; 0 when a dashboard user did (see `user_id`).
     pub api_key_id: i64,
+    /// The dashboard user that started it, if a user did.
+    pub user_id: Option<i64>,
     pub platform: String,
     pub pkce_verifier_enc: Option<String>,
     pub redirect_after: Option<String>,

@@ -9,6 +9,7 @@ mod m20261124_000003_jobs;
 mod m20261124_000004_events;
 mod m20261124_000005_notifications;
 mod m20261124_000006_webhooks;
+mod m20261201_000020_users;
 mod m20261201_000050_sweep_indexes;
 
 /// Runs the migrations in order.
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_events::Migration),
             Box::new(m20261124_000005_notifications::Migration),
             Box::new(m20261124_000006_webhooks::Migration),
+            Box::new(m20261201_000020_users::Migration),
             Box::new(m20261201_000050_sweep_indexes::Migration),
         ]
     }

@@ -49,7 +49,7 @@ impl Drop for Running {
     clippy::zombie_processes,
     reason = "the child moves into `Running`, whose Drop kills and waits"
 )]
-fn start(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Running {
+pub(crate) fn start(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Running {
     start_until(dir, envs, args, "serving GraphQL at /graphql")
 }
 

@@ -21,5 +21,6 @@ mod rotation;
 mod schema;
 mod ssrf;
 mod sweep_scale;
+mod users;
 mod webhooks;
 mod workers;

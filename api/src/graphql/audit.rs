@@ -36,6 +36,11 @@ pub enum AuditAction {
     WebhookRegistered,
     WebhookDeleted,
     WebhookDisabled,
+    UserCreated,
+    UserDisabled,
+    UserSignedIn,
+    UserSignInFailed,
+    UserSignedOut,
 }
 
 /// One audit entry. `details` never contains secrets.
@@ -43,7 +48,7 @@ pub enum AuditAction {
 pub struct AuditEntry {
     pub id: ID,
     pub action: AuditAction,
-    /// `api_key:<id>`, `cli`, `bootstrap` or `system`.
+    /// `api_key:<id>`, `user:<email>`, `cli`, `bootstrap` or `system`.
     pub actor: String,
     /// The type of the object acted on (`SocialAccount`, `ApiKey`...).
     pub target_type: Option<String>,

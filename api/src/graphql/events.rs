@@ -146,6 +146,10 @@ impl EventsSubscription {
         let caller = ctx.caller()?.clone();
         let db = ctx.db()?.clone();
         let engine = ctx.engine()?.clone();
+        let sessions = ctx
+            .data::<service::identity::sessions::SessionSettings>()
+            .copied()
+            .unwrap_or_default();
         let filter: EventFilter = filter.unwrap_or_default().try_into()?;
         let after = after.map(|id| ids::decode(&id, KIND)).transpose()?;
         // Subscribe before reading the table: nothing committed meanwhile is missed.
@@ -199,8 +203,8 @@ impl EventsSubscription {
                         Err(RecvError::Closed) => return,
                     },
                     _ = key_check.tick() => {
-                        if !service::identity::api_keys::is_active(&db, caller.api_key_id).await.unwrap_or(true) {
-                            yield Err(ApiError::unauthenticated("the API key of this subscription was revoked"));
+                        if !service::identity::sessions::still_active(&db, &sessions, &caller).await.unwrap_or(true) {
+                            yield Err(ApiError::unauthenticated("the API key of this subscription was revoked or its session ended"));
                             return;
                         }
                     }

@@ -27,6 +27,8 @@ pub mod node;
 pub mod paging;
 /// Schema assembly and limits.
 pub mod schema;
+/// Dashboard users (ADMIN).
+pub mod users;
 /// `viewer`: who am I.
 pub mod viewer;
 /// Signed webhooks.

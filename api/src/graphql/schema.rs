@@ -15,6 +15,7 @@ use crate::{
         health::HealthQuery,
         maintenance::{MaintenanceMutation, MaintenanceQuery},
         node::NodeQuery,
+        users::UsersQuery,
         viewer::ViewerQuery,
         webhooks::{WebhooksMutation, WebhooksQuery},
     },
@@ -33,6 +34,7 @@ pub struct Query(
     MaintenanceQuery,
     NotificationsQuery,
     WebhooksQuery,
+    UsersQuery,
 );
 
 /// Every mutation, merged from the domain files.
@@ -65,6 +67,7 @@ pub fn build_schema(
         .data(engine)
         .data(queue)
         .data(config.job_settings())
+        .data(config.session.settings())
         .limit_depth(config.max_query_depth)
         .extension(crate::graphql::limits::CostLimits {
             max_complexity: config.max_query_complexity,

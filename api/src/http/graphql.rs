@@ -17,10 +17,13 @@ use axum::{
 use serde_json::json;
 use service::{ServiceError, identity::api_keys};
 
+use service::identity::sessions::ActiveSession;
+
 use crate::{
     app::AppState,
     error::code,
     graphql::{RequestAuth, accounts::TokenLoader},
+    http::auth,
 };
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -129,10 +132,11 @@ fn ensure_codes(errors: &mut [ServerError]) {
     }
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap, client_ip: String) -> RequestAuth {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return RequestAuth::Missing;
-    };
+async fn authenticate_bearer(
+    state: &AppState,
+    value: &HeaderValue,
+    client_ip: String,
+) -> RequestAuth {
     let presented = value.to_str().ok().and_then(|v| {
         let (scheme, key) = v.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
@@ -152,14 +156,36 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, client_ip: String) 
     }
 }
 
-async fn execute(
+/// How a request authenticated: an `Authorization: Bearer` key wins; else the dashboard
+/// session cookie (whose session comes back too, for the CSRF check).
+async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
-    peer: SocketAddr,
+    client_ip: String,
+) -> (RequestAuth, Option<ActiveSession>) {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        return (authenticate_bearer(state, value, client_ip).await, None);
+    }
+    match auth::session_from_headers(state, headers, client_ip).await {
+        Ok(Some(session)) => (
+            RequestAuth::Authenticated(session.caller.clone()),
+            Some(session),
+        ),
+        Ok(None) => (RequestAuth::Missing, None),
+        Err(ServiceError::Unauthenticated(message)) => (RequestAuth::Invalid(message.into()), None),
+        Err(err) => {
+            tracing::error!(error = %err, "could not check a session");
+            (RequestAuth::Unavailable, None)
+        }
+    }
+}
+
+async fn execute(
+    state: &AppState,
+    auth: RequestAuth,
     media: MediaType,
     request: Request,
 ) -> HttpResponse {
-    let auth = authenticate(state, headers, peer.ip().to_string()).await;
     let mut request = request;
     if let RequestAuth::Authenticated(caller) = &auth {
         if let Err(wait) = state.limiter.check(caller.api_key_id) {
@@ -277,7 +303,20 @@ pub async fn post_handler(
             );
         }
     };
-    execute(&state, &headers, peer, media, request).await
+    let (auth, session) = authenticate(&state, &headers, peer.ip().to_string()).await;
+    // A cookie rides along with any cross-site form post, so a session's POSTs must prove
+    // they come from the dashboard's own script.
+    if let Some(session) = &session
+        && !auth::csrf_ok(session, &headers)
+    {
+        return request_error(
+            StatusCode::FORBIDDEN,
+            media,
+            "CSRF_FAILED",
+            "a request authenticated by the session cookie must send the X-CSRF-Token header",
+        );
+    }
+    execute(&state, auth, media, request).await
 }
 
 /// `GET /graphql?query=...&variables=...&operationName=...`: queries only.
@@ -345,7 +384,8 @@ pub async fn get_handler(
             }
         }
     }
-    execute(&state, &headers, peer, media, request).await
+    let (auth, _) = authenticate(&state, &headers, peer.ip().to_string()).await;
+    execute(&state, auth, media, request).await
 }
 
 /// Resolves once the server starts shutting down.
@@ -361,12 +401,72 @@ async fn until_closing(mut closing: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
+/// The origin (`scheme://host[:port]`) of the public URL, which a cookie-authenticated
+/// WebSocket's `Origin` header must equal.
+fn public_origin(state: &AppState) -> Option<String> {
+    url::Url::parse(&state.config.public_url())
+        .ok()
+        .map(|url| url.origin().ascii_serialization())
+}
+
+/// Why a WebSocket's `connection_init` was refused with close code 4403.
+const CSRF_REFUSED: &str = "a session-authenticated socket needs the dashboard's Origin and {\"csrfToken\"} in connection_init";
+
+/// Authenticates a `connection_init` payload: `{"authorization": "Bearer <key>"}` (wins),
+/// else the session cookie of the upgrade request, which also needs a matching `Origin`
+/// and `{"csrfToken": ...}`. `Err(Some(reason))` closes with 4403.
+async fn authenticate_socket(
+    state: &AppState,
+    upgrade_headers: &HeaderMap,
+    payload: &serde_json::Value,
+    client_ip: String,
+) -> Result<RequestAuth, Option<&'static str>> {
+    let bearer = payload
+        .get("authorization")
+        .or_else(|| payload.get("Authorization"))
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if !bearer.is_empty() {
+        return Ok(match HeaderValue::from_str(bearer) {
+            Ok(value) => authenticate_bearer(state, &value, client_ip).await,
+            Err(_) => {
+                RequestAuth::Invalid("malformed authorization: expected `Bearer <api key>`".into())
+            }
+        });
+    }
+    let mut cookie_only = HeaderMap::new();
+    for value in upgrade_headers.get_all(header::COOKIE) {
+        cookie_only.append(header::COOKIE, value.clone());
+    }
+    let (auth, session) = authenticate(state, &cookie_only, client_ip).await;
+    let Some(session) = session else {
+        return Ok(auth);
+    };
+    let origin_ok = upgrade_headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .zip(public_origin(state))
+        .is_some_and(|(origin, expected)| origin == expected);
+    let csrf_ok = payload
+        .get("csrfToken")
+        .and_then(|v| v.as_str())
+        .is_some_and(|token| service::identity::sessions::csrf_matches(&session, token));
+    if origin_ok && csrf_ok {
+        Ok(auth)
+    } else {
+        Err(Some(CSRF_REFUSED))
+    }
+}
+
 /// `/graphql/ws`: subscriptions over graphql-transport-ws (and the legacy graphql-ws).
-/// The key comes in the `connection_init` payload: `{"authorization": "Bearer <key>"}`.
+/// The key comes in the `connection_init` payload: `{"authorization": "Bearer <key>"}`;
+/// the dashboard instead sends its session cookie with the upgrade and
+/// `{"csrfToken": ...}` in the payload (see `authenticate_socket`).
 /// Buffers are small (4 KiB) so thousands of idle subscribers stay cheap.
 pub async fn subscriptions(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade_headers: HeaderMap,
     protocol: async_graphql_axum::GraphQLProtocol,
     upgrade: axum::extract::ws::WebSocketUpgrade,
 ) -> HttpResponse {
@@ -376,18 +476,24 @@ pub async fn subscriptions(
         .max_message_size(64 * 1024)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
+            use axum::extract::ws::{CloseFrame, Message};
             use futures::{SinkExt, StreamExt};
             let schema = state.schema.clone();
             // The GraphQL protocol writes into a channel; a forwarder interleaves WebSocket
             // keep-alive pings every 30 s, so idle subscribers stay connected through
             // proxies and dead peers are noticed.
             let (mut socket_tx, socket_rx) = socket.split();
-            let (tx, mut rx) = futures::channel::mpsc::channel::<axum::extract::ws::Message>(32);
-            // The key of this connection, once `connection_init` authenticated it: a revoked
-            // key's socket is closed (4403) within seconds.
-            let key_id = std::sync::Arc::new(std::sync::OnceLock::<i64>::new());
-            let watched = key_id.clone();
+            let (tx, mut rx) = futures::channel::mpsc::channel::<Message>(32);
+            // The caller of this connection, once `connection_init` authenticated it: a
+            // revoked key's or ended session's socket is closed (4403) within seconds.
+            let authenticated = std::sync::Arc::new(std::sync::OnceLock::<service::Caller>::new());
+            let watched = authenticated.clone();
+            // Set when `connection_init` failed the CSRF/Origin check: the protocol's own
+            // close frame is replaced by 4403.
+            let refused = std::sync::Arc::new(std::sync::OnceLock::<&'static str>::new());
+            let refusal = refused.clone();
             let db = state.db.clone();
+            let settings = state.config.session.settings();
             let closing = until_closing(state.closing.clone());
             tokio::spawn(async move {
                 tokio::pin!(closing);
@@ -398,7 +504,7 @@ pub async fn subscriptions(
                 loop {
                     tokio::select! {
                         () = &mut closing => {
-                            let close = axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame {
+                            let close = Message::Close(Some(CloseFrame {
                                 code: 1001,
                                 reason: "the server is shutting down".into(),
                             }));
@@ -406,12 +512,16 @@ pub async fn subscriptions(
                             break;
                         }
                         _ = key_check.tick() => {
-                            if let Some(id) = watched.get()
-                                && !service::identity::api_keys::is_active(&db, *id).await.unwrap_or(true)
+                            if let Some(caller) = watched.get()
+                                && !service::identity::sessions::still_active(&db, &settings, caller).await.unwrap_or(true)
                             {
-                                let close = axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame {
+                                let reason = match caller.principal {
+                                    service::identity::caller::Principal::ApiKey { .. } => "the API key was revoked",
+                                    service::identity::caller::Principal::User { .. } => "the session ended",
+                                };
+                                let close = Message::Close(Some(CloseFrame {
                                     code: 4403,
-                                    reason: "the API key was revoked".into(),
+                                    reason: reason.into(),
                                 }));
                                 let _ = socket_tx.send(close).await;
                                 break;
@@ -419,6 +529,13 @@ pub async fn subscriptions(
                         }
                         message = rx.next() => match message {
                             Some(message) => {
+                                let message = match (message, refusal.get()) {
+                                    (Message::Close(_), Some(reason)) => Message::Close(Some(CloseFrame {
+                                        code: 4403,
+                                        reason: (*reason).into(),
+                                    })),
+                                    (message, _) => message,
+                                };
                                 if socket_tx.send(message).await.is_err() {
                                     break;
                                 }
@@ -426,7 +543,7 @@ pub async fn subscriptions(
                             None => break,
                         },
                         _ = ping.tick() => {
-                            let frame = axum::extract::ws::Message::Ping(Vec::new().into());
+                            let frame = Message::Ping(Vec::new().into());
                             if socket_tx.send(frame).await.is_err() {
                                 break;
                             }
@@ -437,19 +554,25 @@ pub async fn subscriptions(
             });
             async_graphql_axum::GraphQLWebSocket::new_with_pair(tx, socket_rx, schema, protocol)
                 .on_connection_init(move |payload| async move {
-                    let header = payload
-                        .get("authorization")
-                        .or_else(|| payload.get("Authorization"))
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default()
-                        .to_owned();
-                    let mut headers = HeaderMap::new();
-                    if let Ok(value) = HeaderValue::from_str(&header) {
-                        headers.insert(header::AUTHORIZATION, value);
-                    }
-                    match authenticate(&state, &headers, peer.ip().to_string()).await {
+                    let auth = match authenticate_socket(
+                        &state,
+                        &upgrade_headers,
+                        &payload,
+                        peer.ip().to_string(),
+                    )
+                    .await
+                    {
+                        Ok(auth) => auth,
+                        Err(reason) => {
+                            if let Some(reason) = reason {
+                                let _ = refused.set(reason);
+                            }
+                            return Err(async_graphql::Error::new(CSRF_REFUSED));
+                        }
+                    };
+                    match auth {
                         RequestAuth::Authenticated(caller) => {
-                            let _ = key_id.set(caller.api_key_id);
+                            let _ = authenticated.set(caller.clone());
                             let mut data = async_graphql::Data::default();
                             data.insert(DataLoader::new(
                                 TokenLoader {

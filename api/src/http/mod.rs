@@ -1,6 +1,8 @@
 //! HTTP routes. `graphql` speaks GraphQL over HTTP; `health` answers probes; `ui` serves
 //! the dashboard and GraphiQL.
 
+/// `/auth/sign-in`, `/auth/sign-out`, `/auth/session`: dashboard sessions.
+pub mod auth;
 /// `POST/GET /graphql` and `/graphql/ws`.
 mod graphql;
 /// `/healthz` and `/readyz`.
@@ -12,7 +14,11 @@ mod observe;
 /// The embedded dashboard (`/`) and GraphiQL (`/graphiql`).
 mod ui;
 
-use axum::{Router, extract::DefaultBodyLimit, routing::get};
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+};
 
 use crate::app::AppState;
 pub use graphql::ViaGet;
@@ -38,6 +44,9 @@ pub fn router(state: AppState) -> Router {
             get(graphql::get_handler).post(graphql::post_handler),
         )
         .route("/graphql/ws", get(graphql::subscriptions))
+        .route("/auth/sign-in", post(auth::sign_in))
+        .route("/auth/sign-out", post(auth::sign_out))
+        .route("/auth/session", get(auth::session))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

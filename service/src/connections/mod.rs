@@ -136,7 +136,8 @@ where
     let row = oauth_state::ActiveModel {
         state_hash: Set(hash_state(&state)),
         tenant_id: Set(caller.tenant_id),
-        api_key_id: Set(caller.api_key_id),
+        api_key_id: Set(caller.api_key_id().unwrap_or(0)),
+        user_id: Set(caller.user_id()),
         platform: Set(platform.as_str().to_owned()),
         pkce_verifier_enc: Set(verifier),
         redirect_after: Set(redirect_after.clone()),
@@ -256,6 +257,14 @@ where
     }
 }
 
+/// The audit actor label of whoever started a pending connection.
+async fn started_by(db: &impl ConnectionTrait, row: &oauth_state::Model) -> ServiceResult<String> {
+    match row.user_id {
+        Some(user_id) => crate::identity::users::actor_name(db, user_id).await,
+        None => Ok(format!("api_key:{}", row.api_key_id)),
+    }
+}
+
 async fn finish<D>(
     db: &D,
     engine: &Engine,
@@ -275,10 +284,12 @@ where
         ));
     }
     if let Some(caller) = caller
-        && (caller.tenant_id != row.tenant_id || caller.api_key_id != row.api_key_id)
+        && (caller.tenant_id != row.tenant_id
+            || caller.api_key_id().unwrap_or(0) != row.api_key_id
+            || caller.user_id() != row.user_id)
     {
         return Err(ServiceError::bad_input(
-            "this connection was started with another API key",
+            "this connection was started with another API key or user",
         ));
     }
     let code = match result {
@@ -337,7 +348,7 @@ where
 
     let actor = Actor {
         tenant_id: Some(row.tenant_id),
-        name: format!("api_key:{}", row.api_key_id),
+        name: started_by(db, row).await?,
         client_ip,
     };
     let txn = db.begin().await?;

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::{
     error::{ServiceError, ServiceResult},
     identity::audit::{self, AuditAction, Target},
-    identity::caller::{Actor, Caller, Role},
+    identity::caller::{Actor, Caller, Principal, Role},
     identity::tenants,
     pagination::{self, Direction, Page, PageArgs},
 };
@@ -289,7 +289,7 @@ pub async fn authenticate(
     Ok(Caller {
         tenant_id: key.tenant_id,
         role,
-        api_key_id: key.id,
+        principal: Principal::ApiKey { id: key.id },
         client_ip,
     })
 }

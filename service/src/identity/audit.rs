@@ -53,6 +53,11 @@ audit_actions! {
     WebhookRegistered => "WEBHOOK_REGISTERED": "A webhook was registered.",
     WebhookDeleted => "WEBHOOK_DELETED": "A webhook was deleted.",
     WebhookDisabled => "WEBHOOK_DISABLED": "A webhook failing for 24 hours was disabled.",
+    UserCreated => "USER_CREATED": "A dashboard user was created.",
+    UserDisabled => "USER_DISABLED": "A dashboard user was disabled and their sessions ended.",
+    UserSignedIn => "USER_SIGNED_IN": "A dashboard user signed in.",
+    UserSignInFailed => "USER_SIGN_IN_FAILED": "A sign-in was refused (details say why; never the password or code).",
+    UserSignedOut => "USER_SIGNED_OUT": "A dashboard user signed out.",
 }
 
 impl fmt::Display for AuditAction {

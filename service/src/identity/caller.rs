@@ -63,7 +63,7 @@ impl FromStr for Role {
 pub struct Actor {
     /// `None` only for deployment-wide actions.
     pub tenant_id: Option<i64>,
-    /// `api_key:<id>`, `cli`, `bootstrap` or `system`.
+    /// `api_key:<id>`, `user:<email>`, `cli`, `bootstrap` or `system`.
     pub name: String,
     /// The client address of the HTTP request, if any.
     pub client_ip: Option<String>,
@@ -80,12 +80,25 @@ impl Actor {
     }
 }
 
+/// Who authenticated a request: an API key, or a dashboard user's session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A bearer API key.
+    ApiKey { id: i64 },
+    /// A signed-in dashboard user (session cookie).
+    User {
+        id: i64,
+        email: String,
+        session_id: i64,
+    },
+}
+
 /// An authenticated API caller. Every tenant-owned query filters by `tenant_id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub tenant_id: i64,
     pub role: Role,
-    pub api_key_id: i64,
+    pub principal: Principal,
     pub client_ip: Option<String>,
 }
 
@@ -95,10 +108,38 @@ impl Caller {
         if self.role.includes(required) {
             Ok(())
         } else {
+            let whose = match self.principal {
+                Principal::ApiKey { .. } => "your key",
+                Principal::User { .. } => "your user",
+            };
             Err(ServiceError::Forbidden(format!(
-                "this operation requires the {required} role; your key has {}",
+                "this operation requires the {required} role; {whose} has {}",
                 self.role
             )))
+        }
+    }
+
+    /// The API key of this caller, when it authenticated with one.
+    pub fn api_key_id(&self) -> Option<i64> {
+        match self.principal {
+            Principal::ApiKey { id } => Some(id),
+            Principal::User { .. } => None,
+        }
+    }
+
+    /// The dashboard user of this caller, when it signed in.
+    pub fn user_id(&self) -> Option<i64> {
+        match self.principal {
+            Principal::User { id, .. } => Some(id),
+            Principal::ApiKey { .. } => None,
+        }
+    }
+
+    /// The audit-log actor label: `api_key:<id>` or `user:<email>`.
+    pub fn actor_name(&self) -> String {
+        match &self.principal {
+            Principal::ApiKey { id } => format!("api_key:{id}"),
+            Principal::User { email, .. } => format!("user:{email}"),
         }
     }
 
@@ -106,7 +147,7 @@ impl Caller {
     pub fn actor(&self) -> Actor {
         Actor {
             tenant_id: Some(self.tenant_id),
-            name: format!("api_key:{}", self.api_key_id),
+            name: self.actor_name(),
             client_ip: self.client_ip.clone(),
         }
     }
@@ -138,7 +179,7 @@ mod tests {
         let caller = Caller {
             tenant_id: 1,
             role: Role::Viewer,
-            api_key_id: 7,
+            principal: Principal::ApiKey { id: 7 },
             client_ip: None,
         };
         assert!(matches!(
@@ -146,5 +187,22 @@ mod tests {
             Err(ServiceError::Forbidden(_))
         ));
         assert_eq!(caller.actor().name, "api_key:7");
+    }
+
+    #[test]
+    fn a_user_acts_under_their_email() {
+        let caller = Caller {
+            tenant_id: 1,
+            role: Role::Admin,
+            principal: Principal::User {
+                id: 3,
+                email: "ops@example.test".into(),
+                session_id: 9,
+            },
+            client_ip: None,
+        };
+        assert_eq!(caller.actor().name, "user:ops@example.test");
+        assert_eq!(caller.api_key_id(), None);
+        assert_eq!(caller.user_id(), Some(3));
     }
 }

@@ -297,6 +297,27 @@ pub async fn rewrap_batch(
             .await?;
         done += written.rows_affected;
     }
+    // So are the dashboard users' TOTP secrets.
+    let users = entity::user::Entity::find()
+        .filter(entity::user::Column::TotpSecretEnc.not_like(format!("{prefix}%")))
+        .limit(batch)
+        .all(db)
+        .await?;
+    for user in users {
+        let rewrapped = ring
+            .rewrap(
+                &user.totp_secret_enc,
+                &Aad::new(user.tenant_id, user.id, TokenKind::TotpSecret),
+            )
+            .map_err(ServiceError::vault)?;
+        let written = entity::user::Entity::update_many()
+            .col_expr(entity::user::Column::TotpSecretEnc, Expr::value(rewrapped))
+            .filter(entity::user::Column::Id.eq(user.id))
+            .filter(entity::user::Column::TotpSecretEnc.eq(user.totp_secret_enc.as_str()))
+            .exec(db)
+            .await?;
+        done += written.rows_affected;
+    }
     let rows = oauth_token::Entity::find()
         .filter(oauth_token::Column::KeyId.ne(active.as_str()))
         .limit(batch)

@@ -93,6 +93,8 @@ pub enum TokenKind {
     PkceVerifier,
     /// A webhook signing secret (account id = webhook id).
     WebhookSecret,
+    /// A dashboard user's TOTP secret (account id = user id).
+    TotpSecret,
 }
 
 impl TokenKind {
@@ -103,6 +105,7 @@ impl TokenKind {
             TokenKind::Refresh => "refresh",
             TokenKind::PkceVerifier => "pkce_verifier",
             TokenKind::WebhookSecret => "webhook_secret",
+            TokenKind::TotpSecret => "totp_secret",
         }
     }
 }
