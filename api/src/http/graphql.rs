@@ -180,6 +180,15 @@ async fn authenticate(
     }
 }
 
+/// The rate limiter's key of a caller: the API key id, or the negated user id for a
+/// signed-in user (row ids are positive, so the two never collide).
+fn limit_key(caller: &service::Caller) -> i64 {
+    match caller.principal {
+        service::identity::caller::Principal::ApiKey { id } => id,
+        service::identity::caller::Principal::User { id, .. } => -id,
+    }
+}
+
 async fn execute(
     state: &AppState,
     auth: RequestAuth,
@@ -188,7 +197,7 @@ async fn execute(
 ) -> HttpResponse {
     let mut request = request;
     if let RequestAuth::Authenticated(caller) = &auth {
-        if let Err(wait) = state.limiter.check(caller.api_key_id) {
+        if let Err(wait) = state.limiter.check(limit_key(caller)) {
             let seconds = crate::limits::retry_after_seconds(wait);
             let mut response = request_error_with(
                 StatusCode::TOO_MANY_REQUESTS,
