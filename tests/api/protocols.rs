@@ -61,12 +61,7 @@ async fn the_legacy_graphql_ws_protocol_delivers_events() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let mut ws = open(&app, "graphql-ws").await;
     // graphql-ws (subscriptions-transport-ws) uses `start` and answers with `data`.
-    ws.send(Message::text(
-        json!({ "id": "1", "type": "start", "payload": { "query": EVENTS, "variables": { "since": chrono::Utc::now().to_rfc3339() } } })
-            .to_string(),
-    ))
-    .await
-    .expect("start sent");
+    start_events(&mut ws, "start").await;
     app.connect(&app.admin_key, "TIKTOK", "legacy").await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
@@ -94,12 +89,7 @@ async fn the_legacy_graphql_ws_protocol_delivers_events() {
 async fn a_subscriber_that_stops_reading_gets_subscriber_lagged() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let mut ws = open(&app, "graphql-transport-ws").await;
-    ws.send(Message::text(
-        json!({ "id": "1", "type": "subscribe", "payload": { "query": EVENTS, "variables": { "since": chrono::Utc::now().to_rfc3339() } } })
-            .to_string(),
-    ))
-    .await
-    .expect("subscribe sent");
+    start_events(&mut ws, "subscribe").await;
     // The positive control first: one event arrives, so the subscription is attached.
     app.connect(&app.admin_key, "TIKTOK", "reader").await;
     let first = loop {
@@ -223,12 +213,7 @@ async fn every_response_has_a_request_id_and_the_clients_is_kept() {
 async fn idle_subscriptions_get_keep_alive_pings_and_stay_open() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let mut ws = open(&app, "graphql-transport-ws").await;
-    ws.send(Message::text(
-        json!({ "id": "1", "type": "subscribe", "payload": { "query": EVENTS, "variables": { "since": chrono::Utc::now().to_rfc3339() } } })
-            .to_string(),
-    ))
-    .await
-    .expect("subscribe sent");
+    start_events(&mut ws, "subscribe").await;
     // The documented interval is 30 s; a ping frame must arrive well within 45 s.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
     loop {
@@ -254,4 +239,19 @@ async fn idle_subscriptions_get_keep_alive_pings_and_stay_open() {
             }
         }
     }
+}
+
+/// Starts the `tokenEvents` subscription (id "1") with `since` = now; `frame` is the
+/// protocol's start message type (`subscribe`, or `start` for the legacy protocol).
+async fn start_events<S>(ws: &mut S, frame: &str)
+where
+    S: futures::Sink<Message> + Unpin,
+    S::Error: std::fmt::Debug,
+{
+    ws.send(Message::text(
+        json!({ "id": "1", "type": frame, "payload": { "query": EVENTS, "variables": { "since": chrono::Utc::now().to_rfc3339() } } })
+            .to_string(),
+    ))
+    .await
+    .expect("subscription started");
 }
