@@ -132,7 +132,12 @@ pub async fn fresh_database(backend: Backend, dir: &TempDir) -> String {
                      or point TOKENWARDEN_TEST_POSTGRES_URL at a server"
                     )
                 });
-            let name = unique_name("tw_test");
+            drop_stale_databases(&admin).await;
+            let name = format!(
+                "{TEST_DATABASE_PREFIX}{}_{}",
+                unix_seconds(),
+                unique_name("db")
+            );
             admin
                 .execute_unprepared(&format!("CREATE DATABASE {name}"))
                 .await
@@ -142,6 +147,53 @@ pub async fn fresh_database(backend: Backend, dir: &TempDir) -> String {
                 .map(|(base, _)| base.to_owned())
                 .expect("database url with a path");
             format!("{base}/{name}")
+        }
+    }
+}
+
+/// Test databases are named `tw_test_<unix seconds>_db_<random>`, so any run can tell how old
+/// one is.
+const TEST_DATABASE_PREFIX: &str = "tw_test_";
+
+/// No test runs this long: a test database older than this belongs to a finished run.
+const STALE_TEST_DATABASE_SECS: u64 = 20 * 60;
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default()
+}
+
+/// Drops the databases of earlier runs, so repeated runs do not fill the disk. Best effort:
+/// concurrent tests may race to drop the same database, and the loser's error is ignored.
+async fn drop_stale_databases(admin: &sea_orm::DatabaseConnection) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let Ok(rows) = admin
+        .query_all_raw(Statement::from_string(
+            admin.get_database_backend(),
+            format!("SELECT datname FROM pg_database WHERE datname LIKE '{TEST_DATABASE_PREFIX}%'"),
+        ))
+        .await
+    else {
+        return;
+    };
+    let now = unix_seconds();
+    for row in rows {
+        let Ok(name) = row.try_get::<String>("", "datname") else {
+            continue;
+        };
+        let created = name
+            .strip_prefix(TEST_DATABASE_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        // A name without a time is not ours to judge: leave it.
+        let stale =
+            created.is_some_and(|created| now.saturating_sub(created) > STALE_TEST_DATABASE_SECS);
+        if stale {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
         }
     }
 }
