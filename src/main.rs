@@ -1,13 +1,13 @@
-//! `tokenwarden`: the command line. Parses flags and environment, then hands over to the
-//! `api` (HTTP) and `jobs` (workers) crates. No logic lives here.
+//! `tokenwarden`: the command line. Parses flags and environment, assembles the process
+//! through the library's composition root (`tokenwarden::compose`) and runs it.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use api::{App, Config};
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use service::Role;
+use tokenwarden::{Config, WorkerApp, compose};
 use tokio::net::TcpListener;
 
 /// Keeps TikTok and Instagram OAuth connections alive, behind a GraphQL API.
@@ -96,7 +96,7 @@ enum ApikeyCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    api::telemetry::init(cli.config.log_format);
+    tokenwarden::telemetry::init(cli.config.log_format);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -153,7 +153,7 @@ async fn serve(mut config: Config, with_workers: bool) -> anyhow::Result<()> {
         config.job_settings().schedules.validate()?;
     }
     let drain = config.refresh.refresh_drain;
-    let app = App::build(config).await?;
+    let app = compose::build_app(&config).await?;
     let engine = app.state.engine.clone();
     let shutdown = Shutdown::listen();
     let workers = with_workers.then(|| {
@@ -193,7 +193,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("could not listen on {}", config.listen))?;
-    let worker = api::app::WorkerApp::build(&config).await?;
+    let worker = WorkerApp::build(&config).await?;
     let shutdown = Shutdown::listen();
     let probes = tokio::spawn(api::app::serve_probes(
         worker.probes(),
@@ -310,7 +310,7 @@ async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
         } => {
             let role: Role = role.parse()?;
             let password = read_password()?;
-            let (vault, _) = api::app::load_key_ring(&config)?;
+            let (vault, _) = compose::load_key_ring(&config)?;
             service::ops::settings::ensure_canary(&db, &vault)
                 .await
                 .map_err(|err| anyhow::anyhow!("{err}"))?;

@@ -1,29 +1,21 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use anyhow::{Context as _, bail};
 use jobs::{JobContext, Queue};
 use sea_orm::DatabaseConnection;
-use secrecy::ExposeSecret;
-use service::{
-    engine::{Engine, EngineSettings},
-    identity::api_keys::{self, Bootstrap},
-    providers::{ClientCredentials, ProviderEndpoints, ProviderSettings, Providers, call_sink},
-    tokens::vault::KeyRing,
-};
+use service::engine::Engine;
 use tokio::net::TcpListener;
 
 use crate::{
-    config::Config,
     graphql::{AppSchema, build_schema},
     http,
-    provider_config::TikTokAppTypeArg,
+    settings::ApiConfig,
 };
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
-    pub config: Arc<Config>,
+    pub config: Arc<ApiConfig>,
     pub schema: AppSchema,
     pub engine: Arc<Engine>,
     pub queue: Queue,
@@ -51,295 +43,18 @@ pub async fn serve_probes(
         .await
 }
 
-/// A worker process: database, engine and queue, without the API.
-pub struct WorkerApp {
-    pub context: Arc<JobContext>,
-}
-
-impl WorkerApp {
-    /// Connects (no migrations: API processes run them) and starts the engine.
-    pub async fn build(config: &Config) -> anyhow::Result<WorkerApp> {
-        crate::telemetry::metrics_handle();
-        let db = service::db::connect(&config.database_url)
-            .await
-            .with_context(|| {
-                format!(
-                    "could not open the database at {}",
-                    service::db::redacted_url(&config.database_url)
-                )
-            })?;
-        let engine = build_engine(&db, config).await?;
-        let queue = build_queue(config).await?;
-        Ok(WorkerApp {
-            context: Arc::new(JobContext {
-                db,
-                engine,
-                queue,
-                settings: config.job_settings(),
-            }),
-        })
-    }
-
-    /// The readiness probes of this worker.
-    pub fn probes(&self) -> http::Probes {
-        http::Probes {
-            db: self.context.db.clone(),
-            engine: self.context.engine.clone(),
-            queue: self.context.queue.clone(),
-        }
-    }
-}
-
-/// Loads the key ring: `TOKENWARDEN_KEYS`, else the key file (created next to a SQLite
-/// database when missing). PostgreSQL deployments must configure keys explicitly.
-pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, Option<std::path::PathBuf>)> {
-    if let Some(keys) = config.keys.as_deref().filter(|k| !k.trim().is_empty()) {
-        let ring = KeyRing::from_config(keys, config.active_key.as_deref())
-            .context("TOKENWARDEN_KEYS is invalid")?;
-        return Ok((ring, None));
-    }
-    let path = match (&config.key_file, config.sqlite_path()) {
-        (Some(path), _) => path.clone(),
-        (None, Some(db)) => db
-            .parent()
-            .map(|dir| dir.join("tokenwarden.keys"))
-            .unwrap_or_else(|| "tokenwarden.keys".into()),
-        (None, None) => bail!(
-            "no encryption keys: set TOKENWARDEN_KEYS (comma-separated id:base64 pairs; \
-             `tokenwarden keygen` prints one) or TOKENWARDEN_KEY_FILE"
-        ),
-    };
-    let (ring, created) = KeyRing::load_or_create_file(&path)
-        .with_context(|| format!("could not load the key file {}", path.display()))?;
-    if created {
-        tracing::warn!(
-            path = %path.display(),
-            "generated a new encryption key file (mode 0600); back it up with the database: \
-             tokens cannot be decrypted without it"
-        );
-    }
-    Ok((ring, Some(path)))
-}
-
-/// Builds the provider clients. With no platform credentials at all, both platforms use
-/// the sandbox: the one at `TOKENWARDEN_SANDBOX_URL`, or one started here.
-async fn build_providers(
-    config: &Config,
-) -> anyhow::Result<(
-    Providers,
-    tokio::sync::mpsc::Receiver<service::providers::ProviderCall>,
-)> {
-    let settings = ProviderSettings {
-        timeout: config.provider_timeout,
-        tiktok_rate_limit_per_s: config.tiktok_rate_limit,
-        instagram_rate_limit_per_s: config.instagram_rate_limit,
-        tiktok_app_type: config.providers.tiktok_app_type.into(),
-        instagram_graph_version: config.providers.instagram_graph_version.clone(),
-    };
-    let (sink, calls) = call_sink(10_000);
-    let providers = if config.sandbox_url.is_some() || !config.has_platform_credentials() {
-        let base = match &config.sandbox_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let listener = TcpListener::bind(config.sandbox_listen)
-                    .await
-                    .with_context(|| {
-                        format!("could not start the sandbox on {}", config.sandbox_listen)
-                    })?;
-                let addr = listener.local_addr()?;
-                let router = sandbox::Sandbox::new(sandbox::SandboxConfig {
-                    tiktok_app_type: match config.providers.tiktok_app_type {
-                        TikTokAppTypeArg::Web => sandbox::TikTokAppType::Web,
-                        TikTokAppTypeArg::Desktop => sandbox::TikTokAppType::Desktop,
-                    },
-                    // The demo sandbox tells this server when it revokes a grant.
-                    callback_base_url: Some(config.public_url()),
-                    ..sandbox::SandboxConfig::default()
-                })
-                .router();
-                tokio::spawn(async move {
-                    if let Err(err) = axum::serve(listener, router).await {
-                        tracing::error!(error = %err, "the sandbox stopped");
-                    }
-                });
-                format!("http://{addr}/sandbox")
-            }
-        };
-        tracing::warn!(
-            sandbox = %base,
-            "no TikTok/Instagram credentials configured: using the sandbox simulator (demo mode)"
-        );
-        Providers::new(
-            settings,
-            ProviderEndpoints::sandbox(&base),
-            Some(ClientCredentials::new(
-                sandbox::TIKTOK_CLIENT_KEY,
-                sandbox::TIKTOK_CLIENT_SECRET,
-            )),
-            Some(ClientCredentials::new(
-                sandbox::INSTAGRAM_CLIENT_ID,
-                sandbox::INSTAGRAM_CLIENT_SECRET,
-            )),
-            sink,
-        )
-    } else {
-        let defaults = ProviderEndpoints::default();
-        let endpoints = ProviderEndpoints {
-            tiktok_auth_base: config
-                .tiktok_auth_url
-                .clone()
-                .unwrap_or(defaults.tiktok_auth_base),
-            tiktok_api_base: config
-                .tiktok_api_url
-                .clone()
-                .unwrap_or(defaults.tiktok_api_base),
-            instagram_auth_base: config
-                .instagram_auth_url
-                .clone()
-                .unwrap_or(defaults.instagram_auth_base),
-            instagram_graph_base: config
-                .instagram_graph_url
-                .clone()
-                .unwrap_or(defaults.instagram_graph_base),
-        };
-        let pair = |id: &Option<String>, secret: &Option<String>, what: &str| match (id, secret) {
-            (Some(id), Some(secret)) => {
-                Ok(Some(ClientCredentials::new(id.clone(), secret.clone())))
-            }
-            (None, None) => Ok(None),
-            _ => Err(anyhow::anyhow!(
-                "{what}: set both the client id/key and the secret"
-            )),
-        };
-        Providers::new(
-            settings,
-            endpoints,
-            pair(
-                &config.tiktok_client_key,
-                &config.tiktok_client_secret,
-                "TikTok",
-            )?,
-            pair(
-                &config.instagram_client_id,
-                &config.instagram_client_secret,
-                "Instagram",
-            )?,
-            sink,
-        )
-    }
-    .map_err(|err| anyhow::anyhow!("invalid provider configuration: {err}"))?;
-    Ok((providers, calls))
-}
-
-/// Builds the token engine: key ring (checked against the database canary), provider
-/// clients, and the background writer of the provider call log.
-pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::Result<Arc<Engine>> {
-    let (vault, key_file) = load_key_ring(config)?;
-    service::ops::settings::ensure_canary(db, &vault)
-        .await
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
-    let (providers, calls) = build_providers(config).await?;
-    service::providers::calls::spawn_writer(db.clone(), calls);
-    let settings = EngineSettings {
-        public_url: config.public_url(),
-        allowed_redirects: config.allowed_redirects.clone(),
-        key_file,
-        webhook_allow_private: config.webhook_allow_private,
-        refresh_lease: config.refresh_lease.max(config.provider_timeout * 2),
-        lease_wait: config.refresh_lease.max(config.provider_timeout * 2),
-        ..EngineSettings::default()
-    };
-    let events = match config.redis() {
-        Some(url) => service::events::EventBus::with_redis(url, &config.redis_prefix)
-            .await
-            .map_err(|err| anyhow::anyhow!("{err}"))?,
-        None => service::events::EventBus::local(),
-    };
-    let deployment = service::ops::settings::deployment_id(db)
-        .await
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
-    let journal_dir = config.journal_dir();
-    let engine = Arc::new(
-        Engine::new(vault, providers, settings, events).with_journal_dir(&journal_dir, &deployment),
-    );
-    // Adopt a rotation made by another process.
-    service::ops::rotation::sync_active_key(db, &engine)
-        .await
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
-    // Rotated tokens a dead process could not store go in before anything else refreshes.
-    let replayed = service::tokens::refresh::replay_journal(
-        db,
-        &engine,
-        &journal_dir,
-        &deployment,
-        std::time::Duration::from_secs(60),
-    )
-    .await
-    .map_err(|err| {
-        anyhow::anyhow!(
-            "replaying the refresh journal in {}: {err}",
-            journal_dir.display()
-        )
-    })?;
-    if replayed > 0 {
-        tracing::warn!(
-            replayed,
-            "stored refreshed tokens left in the journal by a previous process"
-        );
-    }
-    Ok(engine)
-}
-
-/// Opens the job queue: Redis when REDIS_URL is set, else the embedded SQLite queue.
-pub async fn build_queue(config: &Config) -> anyhow::Result<Queue> {
-    match config.redis() {
-        Some(url) => Queue::redis(url, &config.redis_prefix)
-            .await
-            .with_context(|| {
-                format!(
-                    "Redis is unreachable at {}: start it or unset REDIS_URL for embedded mode",
-                    service::db::redacted_url(url)
-                )
-            }),
-        None => {
-            let path = config.queue_path();
-            Queue::sqlite(&path)
-                .await
-                .with_context(|| format!("could not open the job queue {}", path.display()))
-        }
-    }
-}
-
-/// A ready-to-serve application: database connected and migrated, admin key ensured,
-/// token engine running.
+/// A ready-to-serve application over parts the caller assembled (the binary's composition
+/// root: `tokenwarden::compose`).
 pub struct App {
     pub state: AppState,
     closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
-    /// Connects to the database, runs migrations, ensures the bootstrap admin key and
-    /// starts the token engine. A generated key is printed to stdout once (never logged).
-    pub async fn build(config: Config) -> anyhow::Result<App> {
-        crate::telemetry::metrics_handle();
-        let db = service::db::connect_and_migrate(&config.database_url)
-            .await
-            .with_context(|| {
-                format!(
-                    "could not open the database at {}",
-                    service::db::redacted_url(&config.database_url)
-                )
-            })?;
-        bootstrap(&db, &config).await?;
-        let engine = build_engine(&db, &config).await?;
-        let queue = build_queue(&config).await?;
-        Ok(App::from_parts(db, config, engine, queue))
-    }
-
-    /// An app over an existing, migrated database, a running engine and a queue.
+    /// An app over a migrated database, a running engine and a queue.
     pub fn from_parts(
         db: DatabaseConnection,
-        config: Config,
+        config: ApiConfig,
         engine: Arc<Engine>,
         queue: Queue,
     ) -> App {
@@ -366,7 +81,7 @@ impl App {
             db: self.state.db.clone(),
             engine: self.state.engine.clone(),
             queue: self.state.queue.clone(),
-            settings: self.state.config.job_settings(),
+            settings: self.state.config.jobs.clone(),
         })
     }
 
@@ -395,28 +110,4 @@ impl App {
         })
         .await
     }
-}
-
-async fn bootstrap(db: &DatabaseConnection, config: &Config) -> anyhow::Result<()> {
-    let outcome = api_keys::bootstrap(db, config.bootstrap_key().as_ref())
-        .await
-        .map_err(|err| anyhow::anyhow!("could not bootstrap the admin key: {err}"))?;
-    match outcome {
-        Bootstrap::Generated(key) => {
-            tracing::info!(
-                "generated the first ADMIN key for tenant `default` (printed once on stdout)"
-            );
-            println!(
-                "\nNo API keys existed, so an ADMIN key for tenant `default` was created.\n\
-                 It is shown only this once; store it now:\n\n    {}\n",
-                key.expose_secret()
-            );
-        }
-        Bootstrap::Inserted => tracing::info!("bootstrap ADMIN key installed for tenant `default`"),
-        Bootstrap::Revoked => {
-            tracing::warn!("TOKENWARDEN_BOOTSTRAP_ADMIN_KEY names a revoked key; it stays revoked")
-        }
-        Bootstrap::AlreadyPresent | Bootstrap::NotNeeded => {}
-    }
-    Ok(())
 }

@@ -1,10 +1,10 @@
-//! The HTTP and GraphQL surface: configuration, the axum router, the async-graphql schema.
-//! Resolvers are thin: they check the caller and call `service` functions.
+//! The HTTP and GraphQL surface: the axum router and the async-graphql schema, built from
+//! parts the binary assembled (database, engine, queue, [`ApiConfig`]). This crate reads no
+//! flags or environment and knows nothing of the sandbox. Resolvers are thin: they check the
+//! caller and call `service` functions.
 
-/// Startup: connects, migrates, bootstraps and serves.
+/// The application state and the server loop.
 pub mod app;
-/// Configuration from flags and environment (clap).
-pub mod config;
 /// The one error type the API shows clients, with stable `extensions.code`s.
 pub mod error;
 /// The GraphQL schema, one file per domain.
@@ -13,12 +13,10 @@ pub mod graphql;
 pub mod http;
 /// Request and connection limits: settings and the per-key rate limiter.
 pub mod limits;
-/// Platform settings (TikTok app type, Graph API version, rate limits, callbacks).
-pub mod provider_config;
-/// Dashboard session settings (their own clap section).
-pub mod session_config;
-/// Logging setup.
+/// The resolved settings of the API server.
+pub mod settings;
+/// Prometheus metrics of this process.
 pub mod telemetry;
 
 pub use app::{App, AppState};
-pub use config::Config;
+pub use settings::ApiConfig;

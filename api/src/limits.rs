@@ -1,5 +1,5 @@
-//! Cost bounds of requests and connections: the settings (`TOKENWARDEN_LIMITS_*`) and the
-//! per-API-key rate limiter. The GraphQL cost checks live in `graphql::limits`; the socket
+//! Cost bounds of requests and connections: the settings (`TOKENWARDEN_LIMITS_*` and
+//! `TOKENWARDEN_MAX_*`) and the per-API-key rate limiter. The GraphQL cost checks live in `graphql::limits`; the socket
 //! and connection bounds in `http`. docs/api.md (Limits) lists every limit with its error code.
 
 use std::{num::NonZeroU32, time::Duration};
@@ -11,57 +11,27 @@ use governor::{
 };
 
 /// Request, socket and connection limits. Every limit refuses with a stable
-/// `extensions.code` (or WebSocket close code) and leaves the server serving.
-#[derive(clap::Args, Clone, Debug)]
+/// `extensions.code` (or WebSocket close code) and leaves the server serving. The flags
+/// that set them are in the binary's `config::limits`.
+#[derive(Clone, Debug)]
 pub struct LimitSettings {
+    /// Largest accepted request body in bytes: HTTP 413.
+    pub max_body_bytes: usize,
+    /// Deepest accepted query nesting.
+    pub max_query_depth: usize,
+    /// Highest query complexity (potential nodes of one operation): QUERY_TOO_COMPLEX.
+    pub max_query_complexity: usize,
     /// Most fields at the root of one operation (aliases included): QUERY_TOO_COMPLEX.
-    #[arg(
-        long,
-        env = "TOKENWARDEN_LIMITS_MAX_ROOT_FIELDS",
-        default_value_t = 20,
-        global = true
-    )]
     pub max_root_fields: usize,
-
     /// Most aliased fields in one document: QUERY_TOO_COMPLEX.
-    #[arg(
-        long,
-        env = "TOKENWARDEN_LIMITS_MAX_ALIASES",
-        default_value_t = 30,
-        global = true
-    )]
     pub max_aliases: usize,
-
     /// Longest string argument or variable, in bytes: BAD_USER_INPUT.
-    #[arg(
-        long,
-        env = "TOKENWARDEN_LIMITS_MAX_STRING_BYTES",
-        default_value_t = 4096,
-        global = true
-    )]
     pub max_string_bytes: usize,
-
     /// A request running longer than this is cancelled: REQUEST_TIMEOUT (HTTP 504).
-    #[arg(long, env = "TOKENWARDEN_LIMITS_REQUEST_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s", global = true)]
     pub request_timeout: Duration,
-
-    /// Requests per minute one API key may make on average (0 = unlimited): RATE_LIMITED
-    /// (HTTP 429, `Retry-After`, `extensions.retryAfterSeconds`).
-    #[arg(
-        long,
-        env = "TOKENWARDEN_LIMITS_RATE_PER_MINUTE",
-        default_value_t = 600,
-        global = true
-    )]
+    /// Requests per minute one API key may make on average (0 = unlimited): RATE_LIMITED.
     pub rate_per_minute: u32,
-
     /// Requests one API key may make at once before the per-minute rate applies.
-    #[arg(
-        long,
-        env = "TOKENWARDEN_LIMITS_RATE_BURST",
-        default_value_t = 60,
-        global = true
-    )]
     pub rate_burst: u32,
 }
 
@@ -112,6 +82,9 @@ mod tests {
 
     fn settings(rate: u32, burst: u32) -> LimitSettings {
         LimitSettings {
+            max_body_bytes: 1024 * 1024,
+            max_query_depth: 16,
+            max_query_complexity: 50_000,
             max_root_fields: 20,
             max_aliases: 30,
             max_string_bytes: 4096,

@@ -101,7 +101,7 @@ struct SweepArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if std::env::var_os("RUST_LOG").is_some() {
-        api::telemetry::init(api::config::LogFormat::Text);
+        tokenwarden::telemetry::init(tokenwarden::config::LogFormat::Text);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -289,13 +289,14 @@ async fn sweep_in(
         ]
         .map(str::to_owned),
     );
-    let mut config = api::Config::try_parse_from(std::iter::once("bench".to_owned()).chain(flags))
-        .context("tokenwarden configuration")?;
+    let mut config =
+        tokenwarden::Config::try_parse_from(std::iter::once("bench".to_owned()).chain(flags))
+            .context("tokenwarden configuration")?;
     if args.backend == Backend::Sqlite {
         // An inherited REDIS_URL must not switch the SQLite run to Redis.
         config.redis_url = None;
     }
-    let app = api::App::build(config)
+    let app = tokenwarden::build_app(&config)
         .await
         .context("building the tokenwarden app")?;
     let db = app.state.db.clone();

@@ -669,7 +669,7 @@ async fn a_wrong_key_is_a_clear_startup_error() {
         "{id}:{}",
         secrecy::ExposeSecret::expose_secret(&key)
     ));
-    let err = match api::App::build(config).await {
+    let err = match tokenwarden::build_app(&config).await {
         Ok(_) => panic!("a key that cannot decrypt the canary must not start"),
         Err(err) => format!("{err:#}"),
     };

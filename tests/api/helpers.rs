@@ -8,12 +8,13 @@ use std::{
     },
 };
 
-use api::{App, Config};
+use api::App;
 use chrono::Utc;
 use entity::{oauth_token, social_account};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokenwarden::Config;
 use tokio::{net::TcpListener, sync::oneshot};
 
 /// The PostgreSQL server tests create their databases on.
@@ -238,7 +239,7 @@ impl TestApp {
     /// Spawns with extra command-line style configuration flags.
     pub async fn spawn_with(backend: Backend, extra: &[&str]) -> TestApp {
         if std::env::var_os("TEST_LOG").is_some() {
-            api::telemetry::init(api::config::LogFormat::Text);
+            tokenwarden::telemetry::init(tokenwarden::config::LogFormat::Text);
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let url = fresh_database(backend, &dir).await;
@@ -298,7 +299,7 @@ impl TestApp {
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).expect("test configuration");
 
-        let app = App::build(config.clone()).await.expect("app starts");
+        let app = tokenwarden::build_app(&config).await.expect("app starts");
         let db = app.state.db.clone();
         let job_context = app.job_context();
         let queries = QueryCounter::default();
@@ -607,11 +608,13 @@ impl TestApp {
     /// A second server process over the same database and sandbox, with its own engine
     /// (own refresh locks, own provider clients): what another node would be.
     pub async fn second_node(&self) -> (SocketAddr, oneshot::Sender<()>) {
-        let engine = api::app::build_engine(&self.db, &self.config)
+        let engine = tokenwarden::compose::build_engine(&self.db, &self.config)
             .await
             .expect("second engine");
-        let queue = api::app::build_queue(&self.config).await.expect("queue");
-        let app = App::from_parts(self.db.clone(), self.config.clone(), engine, queue);
+        let queue = tokenwarden::compose::build_queue(&self.config)
+            .await
+            .expect("queue");
+        let app = App::from_parts(self.db.clone(), self.config.api(), engine, queue);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();

@@ -362,12 +362,14 @@ async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
     let mut config = app.config.clone();
     config.keys = Some(new_line);
     config.key_file = None;
-    let engine = api::app::build_engine(&app.db, &config)
+    let engine = tokenwarden::compose::build_engine(&app.db, &config)
         .await
         .expect("starts without the old key");
     assert!(!engine.vault().contains(&old));
-    let queue = api::app::build_queue(&config).await.expect("queue");
-    let fresh = api::App::from_parts(app.db.clone(), config, engine, queue);
+    let queue = tokenwarden::compose::build_queue(&config)
+        .await
+        .expect("queue");
+    let fresh = api::App::from_parts(app.db.clone(), config.api(), engine, queue);
     let integrator_tokens: Vec<Value> = {
         let mut out = Vec::new();
         for id in &ids {

@@ -64,7 +64,7 @@ async fn concurrent_rotations_then_a_restart_leave_every_token_decryptable(app: 
     jobs::rotate_keys::run(&app.jobs).await.expect("rewrap");
 
     // A restart: a new engine from the key file and the database alone.
-    let engine = api::app::build_engine(&app.db, &app.config)
+    let engine = tokenwarden::compose::build_engine(&app.db, &app.config)
         .await
         .expect("restarts");
     assert_eq!(engine.vault().active_key_id(), in_db);

@@ -5,7 +5,6 @@ use sea_orm::DatabaseConnection;
 use service::engine::Engine;
 
 use crate::{
-    config::Config,
     graphql::{
         accounts::{AccountsMutation, AccountsQuery},
         admin::{AdminMutation, AdminQuery},
@@ -19,6 +18,7 @@ use crate::{
         viewer::ViewerQuery,
         webhooks::{WebhooksMutation, WebhooksQuery},
     },
+    settings::ApiConfig,
 };
 
 /// Every query, merged from the domain files.
@@ -60,27 +60,27 @@ pub fn build_schema(
     db: DatabaseConnection,
     engine: Arc<Engine>,
     queue: jobs::Queue,
-    config: &Config,
+    config: &ApiConfig,
 ) -> AppSchema {
     let mut builder = builder()
         .data(db)
         .data(engine)
         .data(queue)
-        .data(config.job_settings())
-        .data(config.session.settings())
-        .limit_depth(config.max_query_depth)
+        .data(config.jobs.clone())
+        .data(config.session)
+        .limit_depth(config.limits.max_query_depth)
         .extension(crate::graphql::limits::CostLimits {
-            max_complexity: config.max_query_complexity,
+            max_complexity: config.limits.max_query_complexity,
             max_root_fields: config.limits.max_root_fields,
             max_aliases: config.limits.max_aliases,
             max_string_bytes: config.limits.max_string_bytes,
         })
         .limit_recursive_depth(64)
         .limit_directives(16);
-    if !config.introspection_enabled() {
+    if !config.introspection {
         builder = builder.disable_introspection();
     }
-    if config.production {
+    if !config.suggestions {
         builder = builder.disable_suggestions();
     }
     builder.finish()

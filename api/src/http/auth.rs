@@ -50,14 +50,9 @@ pub(crate) async fn session_from_headers(
     let Some(token) = cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
-    sessions::authenticate(
-        &state.db,
-        &state.config.session.settings(),
-        token,
-        Some(client_ip),
-    )
-    .await
-    .map(Some)
+    sessions::authenticate(&state.db, &state.config.session, token, Some(client_ip))
+        .await
+        .map(Some)
 }
 
 /// Whether the request's `X-CSRF-Token` matches the session's.
@@ -133,7 +128,7 @@ pub async fn sign_in(
         password: SecretString::from(body.password),
         code: body.code.unwrap_or_default(),
     };
-    let settings = state.config.session.settings();
+    let settings = state.config.session;
     let vault = state.engine.vault();
     let outcome = sessions::sign_in(
         &state.db,

@@ -413,7 +413,7 @@ async fn until_closing(mut closing: tokio::sync::watch::Receiver<bool>) {
 /// The origin (`scheme://host[:port]`) of the public URL, which a cookie-authenticated
 /// WebSocket's `Origin` header must equal.
 fn public_origin(state: &AppState) -> Option<String> {
-    url::Url::parse(&state.config.public_url())
+    url::Url::parse(state.config.public_url())
         .ok()
         .map(|url| url.origin().ascii_serialization())
 }
@@ -502,7 +502,7 @@ pub async fn subscriptions(
             let refused = std::sync::Arc::new(std::sync::OnceLock::<&'static str>::new());
             let refusal = refused.clone();
             let db = state.db.clone();
-            let settings = state.config.session.settings();
+            let settings = state.config.session;
             let closing = until_closing(state.closing.clone());
             tokio::spawn(async move {
                 tokio::pin!(closing);

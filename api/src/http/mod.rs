@@ -39,7 +39,7 @@ pub fn probe_router(probes: Probes) -> Router {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.max_body_bytes;
+    let body_limit = state.config.limits.max_body_bytes;
     let mut router = Router::new()
         .route(
             "/graphql",

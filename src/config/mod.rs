@@ -1,8 +1,16 @@
+//! Everything configurable, from flags or the environment (clap). `--help` is the reference;
+//! docs/configuration.md explains the same settings by section.
+
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 use service::db::DEFAULT_DATABASE_URL;
+
+/// Platform settings (TikTok app type, Graph API version).
+pub mod providers;
+/// Dashboard session settings.
+pub mod sessions;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -313,20 +321,75 @@ pub struct Config {
 
     /// Platform settings.
     #[command(flatten)]
-    pub providers: crate::provider_config::ProviderConfig,
+    pub providers: providers::ProviderConfig,
 
     /// Provider call records and refresh attempts are kept this long.
     #[arg(long, env = "TOKENWARDEN_RETENTION", value_parser = humantime::parse_duration, default_value = "30d", global = true)]
     pub retention: Duration,
 
     #[command(flatten)]
-    pub limits: crate::limits::LimitSettings,
+    pub limits: LimitsConfig,
 
     #[command(flatten)]
     pub refresh: RefreshConfig,
 
     #[command(flatten)]
-    pub session: crate::session_config::SessionConfig,
+    pub session: sessions::SessionConfig,
+}
+
+/// Request, socket and connection limits. Every limit refuses with a stable
+/// `extensions.code` (or WebSocket close code) and leaves the server serving.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LimitsConfig {
+    /// Most fields at the root of one operation (aliases included): QUERY_TOO_COMPLEX.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LIMITS_MAX_ROOT_FIELDS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub max_root_fields: usize,
+
+    /// Most aliased fields in one document: QUERY_TOO_COMPLEX.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LIMITS_MAX_ALIASES",
+        default_value_t = 30,
+        global = true
+    )]
+    pub max_aliases: usize,
+
+    /// Longest string argument or variable, in bytes: BAD_USER_INPUT.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LIMITS_MAX_STRING_BYTES",
+        default_value_t = 4096,
+        global = true
+    )]
+    pub max_string_bytes: usize,
+
+    /// A request running longer than this is cancelled: REQUEST_TIMEOUT (HTTP 504).
+    #[arg(long, env = "TOKENWARDEN_LIMITS_REQUEST_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s", global = true)]
+    pub request_timeout: Duration,
+
+    /// Requests per minute one API key may make on average (0 = unlimited): RATE_LIMITED
+    /// (HTTP 429, `Retry-After`, `extensions.retryAfterSeconds`).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LIMITS_RATE_PER_MINUTE",
+        default_value_t = 600,
+        global = true
+    )]
+    pub rate_per_minute: u32,
+
+    /// Requests one API key may make at once before the per-minute rate applies.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LIMITS_RATE_BURST",
+        default_value_t = 60,
+        global = true
+    )]
+    pub rate_burst: u32,
 }
 
 /// The refresh engine: where rotated tokens wait while the database cannot take them.
@@ -456,6 +519,29 @@ impl Config {
     /// Whether GraphiQL is served at `/graphiql`.
     pub fn graphiql_enabled(&self) -> bool {
         !self.production
+    }
+
+    /// The settings of the API server.
+    pub fn api(&self) -> api::ApiConfig {
+        api::ApiConfig {
+            public_url: self.public_url(),
+            limits: api::limits::LimitSettings {
+                max_body_bytes: self.max_body_bytes,
+                max_query_depth: self.max_query_depth,
+                max_query_complexity: self.max_query_complexity,
+                max_root_fields: self.limits.max_root_fields,
+                max_aliases: self.limits.max_aliases,
+                max_string_bytes: self.limits.max_string_bytes,
+                request_timeout: self.limits.request_timeout,
+                rate_per_minute: self.limits.rate_per_minute,
+                rate_burst: self.limits.rate_burst,
+            },
+            introspection: self.introspection_enabled(),
+            graphiql: self.graphiql_enabled(),
+            suggestions: !self.production,
+            session: self.session.settings(),
+            jobs: self.job_settings(),
+        }
     }
 }
 
