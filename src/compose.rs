@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use api::App;
 use jobs::{JobContext, Queue};
 use sea_orm::DatabaseConnection;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use service::{
     engine::{Engine, EngineSettings},
     identity::api_keys::{self, Bootstrap},
@@ -28,12 +28,12 @@ impl WorkerApp {
     /// Connects (no migrations: API processes run them) and starts the engine.
     pub async fn build(config: &Config) -> anyhow::Result<WorkerApp> {
         api::telemetry::metrics_handle();
-        let db = service::db::connect(&config.database_url)
+        let db = service::db::connect(config.database.url.expose())
             .await
             .with_context(|| {
                 format!(
                     "could not open the database at {}",
-                    service::db::redacted_url(&config.database_url)
+                    config.database.redacted()
                 )
             })?;
         let engine = build_engine(&db, config).await?;
@@ -61,12 +61,17 @@ impl WorkerApp {
 /// Loads the key ring: `TOKENWARDEN_KEYS`, else the key file (created next to a SQLite
 /// database when missing). PostgreSQL deployments must configure keys explicitly.
 pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, Option<std::path::PathBuf>)> {
-    if let Some(keys) = config.keys.as_deref().filter(|k| !k.trim().is_empty()) {
-        let ring = KeyRing::from_config(keys, config.active_key.as_deref())
+    let keys = config
+        .security
+        .keys
+        .as_ref()
+        .map(ExposeSecret::expose_secret);
+    if let Some(keys) = keys.filter(|k| !k.trim().is_empty()) {
+        let ring = KeyRing::from_config(keys, config.security.active_key.as_deref())
             .context("TOKENWARDEN_KEYS is invalid")?;
         return Ok((ring, None));
     }
-    let path = match (&config.key_file, config.sqlite_path()) {
+    let path = match (&config.security.key_file, config.database.sqlite_path()) {
         (Some(path), _) => path.clone(),
         (None, Some(db)) => db
             .parent()
@@ -97,26 +102,30 @@ async fn build_providers(
     Providers,
     tokio::sync::mpsc::Receiver<service::providers::ProviderCall>,
 )> {
+    let providers = &config.providers;
     let settings = ProviderSettings {
-        timeout: config.provider_timeout,
-        tiktok_rate_limit_per_s: config.tiktok_rate_limit,
-        instagram_rate_limit_per_s: config.instagram_rate_limit,
-        tiktok_app_type: config.providers.tiktok_app_type.into(),
-        instagram_graph_version: config.providers.instagram_graph_version.clone(),
+        timeout: providers.timeout,
+        tiktok_rate_limit_per_s: providers.tiktok.rate_limit,
+        instagram_rate_limit_per_s: providers.instagram.rate_limit,
+        tiktok_app_type: providers.tiktok.app_type.into(),
+        instagram_graph_version: providers.instagram.graph_version.clone(),
     };
     let (sink, calls) = call_sink(10_000);
-    let providers = if config.sandbox_url.is_some() || !config.has_platform_credentials() {
-        let base = match &config.sandbox_url {
+    let providers = if providers.sandbox_url.is_some() || !providers.has_platform_credentials() {
+        let base = match &providers.sandbox_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => {
-                let listener = TcpListener::bind(config.sandbox_listen)
+                let listener = TcpListener::bind(providers.sandbox_listen)
                     .await
                     .with_context(|| {
-                        format!("could not start the sandbox on {}", config.sandbox_listen)
+                        format!(
+                            "could not start the sandbox on {}",
+                            providers.sandbox_listen
+                        )
                     })?;
                 let addr = listener.local_addr()?;
                 let router = sandbox::Sandbox::new(sandbox::SandboxConfig {
-                    tiktok_app_type: match config.providers.tiktok_app_type {
+                    tiktok_app_type: match providers.tiktok.app_type {
                         TikTokAppTypeArg::Web => sandbox::TikTokAppType::Web,
                         TikTokAppTypeArg::Desktop => sandbox::TikTokAppType::Desktop,
                     },
@@ -153,43 +162,49 @@ async fn build_providers(
     } else {
         let defaults = ProviderEndpoints::default();
         let endpoints = ProviderEndpoints {
-            tiktok_auth_base: config
-                .tiktok_auth_url
+            tiktok_auth_base: providers
+                .tiktok
+                .auth_url
                 .clone()
                 .unwrap_or(defaults.tiktok_auth_base),
-            tiktok_api_base: config
-                .tiktok_api_url
+            tiktok_api_base: providers
+                .tiktok
+                .api_url
                 .clone()
                 .unwrap_or(defaults.tiktok_api_base),
-            instagram_auth_base: config
-                .instagram_auth_url
+            instagram_auth_base: providers
+                .instagram
+                .auth_url
                 .clone()
                 .unwrap_or(defaults.instagram_auth_base),
-            instagram_graph_base: config
-                .instagram_graph_url
+            instagram_graph_base: providers
+                .instagram
+                .graph_url
                 .clone()
                 .unwrap_or(defaults.instagram_graph_base),
         };
-        let pair = |id: &Option<String>, secret: &Option<String>, what: &str| match (id, secret) {
-            (Some(id), Some(secret)) => {
-                Ok(Some(ClientCredentials::new(id.clone(), secret.clone())))
-            }
-            (None, None) => Ok(None),
-            _ => Err(anyhow::anyhow!(
-                "{what}: set both the client id/key and the secret"
-            )),
-        };
+        let pair =
+            |id: &Option<String>, secret: &Option<SecretString>, what: &str| match (id, secret) {
+                (Some(id), Some(secret)) => Ok(Some(ClientCredentials {
+                    client_id: id.clone(),
+                    client_secret: secret.clone(),
+                })),
+                (None, None) => Ok(None),
+                _ => Err(anyhow::anyhow!(
+                    "{what}: set both the client id/key and the secret"
+                )),
+            };
         Providers::new(
             settings,
             endpoints,
             pair(
-                &config.tiktok_client_key,
-                &config.tiktok_client_secret,
+                &providers.tiktok.client_key,
+                &providers.tiktok.client_secret,
                 "TikTok",
             )?,
             pair(
-                &config.instagram_client_id,
-                &config.instagram_client_secret,
+                &providers.instagram.client_id,
+                &providers.instagram.client_secret,
                 "Instagram",
             )?,
             sink,
@@ -210,15 +225,15 @@ pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::R
     service::providers::calls::spawn_writer(db.clone(), calls);
     let settings = EngineSettings {
         public_url: config.public_url(),
-        allowed_redirects: config.allowed_redirects.clone(),
+        allowed_redirects: config.security.allowed_redirects.clone(),
         key_file,
-        webhook_allow_private: config.webhook_allow_private,
-        refresh_lease: config.refresh_lease.max(config.provider_timeout * 2),
-        lease_wait: config.refresh_lease.max(config.provider_timeout * 2),
+        webhook_allow_private: config.security.webhook_allow_private,
+        refresh_lease: config.jobs.refresh_lease.max(config.providers.timeout * 2),
+        lease_wait: config.jobs.refresh_lease.max(config.providers.timeout * 2),
         ..EngineSettings::default()
     };
-    let events = match config.redis() {
-        Some(url) => service::events::EventBus::with_redis(url, &config.redis_prefix)
+    let events = match config.queue.redis() {
+        Some(url) => service::events::EventBus::with_redis(url, &config.queue.redis_prefix)
             .await
             .map_err(|err| anyhow::anyhow!("{err}"))?,
         None => service::events::EventBus::local(),
@@ -260,8 +275,8 @@ pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::R
 
 /// Opens the job queue: Redis when REDIS_URL is set, else the embedded SQLite queue.
 pub async fn build_queue(config: &Config) -> anyhow::Result<Queue> {
-    match config.redis() {
-        Some(url) => Queue::redis(url, &config.redis_prefix)
+    match config.queue.redis() {
+        Some(url) => Queue::redis(url, &config.queue.redis_prefix)
             .await
             .with_context(|| {
                 format!(
@@ -283,12 +298,12 @@ pub async fn build_queue(config: &Config) -> anyhow::Result<Queue> {
 /// logged).
 pub async fn build_app(config: &Config) -> anyhow::Result<App> {
     api::telemetry::metrics_handle();
-    let db = service::db::connect_and_migrate(&config.database_url)
+    let db = service::db::connect_and_migrate(config.database.url.expose())
         .await
         .with_context(|| {
             format!(
                 "could not open the database at {}",
-                service::db::redacted_url(&config.database_url)
+                config.database.redacted()
             )
         })?;
     bootstrap(&db, config).await?;
@@ -298,7 +313,7 @@ pub async fn build_app(config: &Config) -> anyhow::Result<App> {
 }
 
 async fn bootstrap(db: &DatabaseConnection, config: &Config) -> anyhow::Result<()> {
-    let outcome = api_keys::bootstrap(db, config.bootstrap_key().as_ref())
+    let outcome = api_keys::bootstrap(db, config.security.bootstrap_admin_key.as_ref())
         .await
         .map_err(|err| anyhow::anyhow!("could not bootstrap the admin key: {err}"))?;
     match outcome {

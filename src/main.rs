@@ -96,7 +96,7 @@ enum ApikeyCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tokenwarden::telemetry::init(cli.config.log_format);
+    tokenwarden::telemetry::init(cli.config.server.log_format);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -114,7 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve) => serve(config, false).await,
         Some(Command::Worker) => worker(config).await,
         Some(Command::Migrate) => {
-            service::db::connect_and_migrate(&config.database_url).await?;
+            service::db::connect_and_migrate(config.database.url.expose()).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -136,23 +136,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Serves the API; with `with_workers` (the default all-in-one), also runs the workers and
 /// schedules in this process.
 async fn serve(mut config: Config, with_workers: bool) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
+    let listener = TcpListener::bind(config.server.listen)
         .await
-        .with_context(|| format!("could not listen on {}", config.listen))?;
-    if config.public_url.is_none() {
+        .with_context(|| format!("could not listen on {}", config.server.listen))?;
+    if config.server.public_url.is_none() {
         // Port 0 means "any": redirect URIs must name the port actually bound.
-        config.public_url = Some(format!("http://{}", listener.local_addr()?));
+        config.server.public_url = Some(format!("http://{}", listener.local_addr()?));
     }
     tracing::info!(
-        mode = jobs::QueueBackend::for_redis_url(config.redis_url.as_deref()).as_str(),
-        database = %service::db::redacted_url(&config.database_url),
+        mode = jobs::QueueBackend::for_redis_url(config.queue.redis()).as_str(),
+        database = %config.database.redacted(),
         "starting"
     );
     if with_workers {
         // A bad schedule must stop the start, not only the workers.
-        config.job_settings().schedules.validate()?;
+        config.jobs.schedules().validate()?;
     }
-    let drain = config.refresh.refresh_drain;
+    let drain = config.jobs.refresh_drain;
     let app = compose::build_app(&config).await?;
     let engine = app.state.engine.clone();
     let shutdown = Shutdown::listen();
@@ -190,9 +190,9 @@ impl Shutdown {
 }
 
 async fn worker(config: Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
+    let listener = TcpListener::bind(config.server.listen)
         .await
-        .with_context(|| format!("could not listen on {}", config.listen))?;
+        .with_context(|| format!("could not listen on {}", config.server.listen))?;
     let worker = WorkerApp::build(&config).await?;
     let shutdown = Shutdown::listen();
     let probes = tokio::spawn(api::app::serve_probes(
@@ -201,7 +201,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         shutdown.clone().wait(),
     ));
     jobs::run_workers(worker.context.clone(), shutdown.wait()).await?;
-    drain_refreshes(&worker.context.engine, config.refresh.refresh_drain).await;
+    drain_refreshes(&worker.context.engine, config.jobs.refresh_drain).await;
     probes.await??;
     Ok(())
 }
@@ -227,9 +227,10 @@ async fn drain_refreshes(engine: &service::engine::Engine, within: std::time::Du
 }
 
 async fn sandbox(config: Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.sandbox_listen)
+    let listen = config.providers.sandbox_listen;
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("could not listen on {}", config.sandbox_listen))?;
+        .with_context(|| format!("could not listen on {listen}"))?;
     tracing::info!(
         addr = %listener.local_addr()?,
         "sandbox serving TikTok and Instagram simulators under /sandbox"
@@ -242,7 +243,7 @@ async fn sandbox(config: Config) -> anyhow::Result<()> {
 }
 
 async fn apikey(config: Config, command: ApikeyCommand) -> anyhow::Result<()> {
-    let db = service::db::connect_and_migrate(&config.database_url).await?;
+    let db = service::db::connect_and_migrate(config.database.url.expose()).await?;
     match command {
         ApikeyCommand::Create { tenant, role, name } => {
             let role: Role = role.parse()?;
@@ -301,7 +302,7 @@ fn read_password() -> anyhow::Result<secrecy::SecretString> {
 }
 
 async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
-    let db = service::db::connect_and_migrate(&config.database_url).await?;
+    let db = service::db::connect_and_migrate(config.database.url.expose()).await?;
     match command {
         UserCommand::Create {
             tenant,

@@ -294,7 +294,7 @@ async fn sweep_in(
             .context("tokenwarden configuration")?;
     if args.backend == Backend::Sqlite {
         // An inherited REDIS_URL must not switch the SQLite run to Redis.
-        config.redis_url = None;
+        config.queue.redis_url = None;
     }
     let app = tokenwarden::build_app(&config)
         .await

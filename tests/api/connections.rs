@@ -665,10 +665,8 @@ async fn a_wrong_key_is_a_clear_startup_error() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
     let (id, key) = service::tokens::vault::KeyRing::generate_key().expect("key");
     let mut config = app.config.clone();
-    config.keys = Some(format!(
-        "{id}:{}",
-        secrecy::ExposeSecret::expose_secret(&key)
-    ));
+    config.security.keys =
+        Some(format!("{id}:{}", secrecy::ExposeSecret::expose_secret(&key)).into());
     let err = match tokenwarden::build_app(&config).await {
         Ok(_) => panic!("a key that cannot decrypt the canary must not start"),
         Err(err) => format!("{err:#}"),

@@ -20,7 +20,9 @@ const REFRESH: &str = "mutation($id: ID!) { refreshAccountToken(accountId: $id) 
 /// The name of a test app's PostgreSQL database.
 fn database_name(app: &TestApp) -> String {
     app.config
-        .database_url
+        .database
+        .url
+        .expose()
         .rsplit('/')
         .next()
         .expect("database name")

@@ -352,7 +352,7 @@ async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
 
     // Drop the old key from the configuration: a new process with only the new key starts
     // (the canary was rewrapped too) and decrypts every token.
-    let key_file = app.config.key_file.clone().expect("key file");
+    let key_file = app.config.security.key_file.clone().expect("key file");
     let text = std::fs::read_to_string(&key_file).expect("key file");
     let new_line = text
         .lines()
@@ -360,8 +360,8 @@ async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
         .expect("new key in the file")
         .to_owned();
     let mut config = app.config.clone();
-    config.keys = Some(new_line);
-    config.key_file = None;
+    config.security.keys = Some(new_line.into());
+    config.security.key_file = None;
     let engine = tokenwarden::compose::build_engine(&app.db, &config)
         .await
         .expect("starts without the old key");
@@ -518,7 +518,7 @@ async fn health_check_feeds_system_health_and_prune_keeps_recent_records(app: Te
         .await
         .expect("health check");
     assert!(snapshot.database && snapshot.encryption);
-    let redis_mode = app.config.redis().is_some();
+    let redis_mode = app.config.queue.redis().is_some();
     assert_eq!(
         snapshot.redis,
         redis_mode.then_some(true),

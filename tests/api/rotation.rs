@@ -47,7 +47,7 @@ async fn concurrent_rotations_then_a_restart_leave_every_token_decryptable(app: 
         "each rotation made its own key"
     );
     // File, memory and database name the same active key.
-    let key_file = app.config.key_file.clone().expect("key file");
+    let key_file = app.config.security.key_file.clone().expect("key file");
     let text = std::fs::read_to_string(&key_file).expect("key file");
     let file_ring = service::tokens::vault::KeyRing::parse_key_file(&text).expect("parses");
     let in_memory = app.jobs.engine.vault().active_key_id().to_owned();

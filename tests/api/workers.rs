@@ -20,12 +20,16 @@ pub(crate) async fn production_app() -> (TestApp, Vec<(String, String)>) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let app = TestApp::spawn_with(Backend::Postgres, &args).await;
     let env = vec![
-        ("DATABASE_URL".to_owned(), app.config.database_url.clone()),
+        (
+            "DATABASE_URL".to_owned(),
+            app.config.database.url.expose().to_owned(),
+        ),
         ("REDIS_URL".to_owned(), redis_url()),
         ("TOKENWARDEN_REDIS_PREFIX".to_owned(), prefix),
         (
             "TOKENWARDEN_KEY_FILE".to_owned(),
             app.config
+                .security
                 .key_file
                 .clone()
                 .expect("key file")
