@@ -42,28 +42,42 @@ fn hash_state(state: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, state.as_bytes()))
 }
 
-/// Checks `redirect_after` against the allow-list: same scheme, host and port as an
-/// allowed entry, and a path under the entry's path. No allow-list = no redirects.
+/// Checks `redirect_after` against the allow-list: the same origin (scheme, host and
+/// port) as an allowed entry, and a path equal to the entry's path or below it by whole
+/// segments (`/settings` allows `/settings` and `/settings/social`, never
+/// `/settings-evil`). Both URLs are parsed first, so `..`, `%2e%2e` and default ports are
+/// resolved before the comparison. No allow-list = no redirects.
 pub fn check_redirect(allowed: &[String], redirect_after: &str) -> ServiceResult<()> {
     let refused = || {
+        let shown: String = redirect_after.chars().take(200).collect();
         ServiceError::bad_input(format!(
-            "redirectAfter {redirect_after:?} is not allowed: it must start with one of \
-             TOKENWARDEN_ALLOWED_REDIRECTS"
+            "redirectAfter {shown:?} is not allowed: it must be on the origin of an entry of \
+             TOKENWARDEN_ALLOWED_REDIRECTS, at or below its path"
         ))
     };
     let target = url::Url::parse(redirect_after).map_err(|_| refused())?;
-    if target.username() != "" || target.password().is_some() {
+    if target.username() != "" || target.password().is_some() || target.cannot_be_a_base() {
         return Err(refused());
     }
     let ok = allowed.iter().any(|entry| {
         url::Url::parse(entry).is_ok_and(|allowed| {
-            allowed.scheme() == target.scheme()
-                && allowed.host_str() == target.host_str()
-                && allowed.port_or_known_default() == target.port_or_known_default()
-                && target.path().starts_with(allowed.path())
+            allowed.origin() == target.origin()
+                && !matches!(target.origin(), url::Origin::Opaque(_))
+                && path_within(allowed.path(), target.path())
         })
     });
     if ok { Ok(()) } else { Err(refused()) }
+}
+
+/// Whether `path` is `base` or below it by whole segments.
+fn path_within(base: &str, path: &str) -> bool {
+    if base.ends_with('/') {
+        return path.starts_with(base);
+    }
+    path == base
+        || path
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn valid_scope(scope: &str) -> bool {
@@ -612,25 +626,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redirects_must_match_an_allowed_prefix() {
-        let allowed = vec!["https://app.example.com/settings/".to_owned()];
-        assert!(check_redirect(&allowed, "https://app.example.com/settings/social?x=1").is_ok());
-        for bad in [
-            "https://evil.example.com/settings/",
-            "https://app.example.com.evil.com/settings/",
-            "http://app.example.com/settings/",
-            "https://app.example.com:8443/settings/",
-            "https://app.example.com/other",
-            "https://user@app.example.com/settings/",
-            "javascript:alert(1)",
-            "/settings/",
-        ] {
-            assert!(
-                check_redirect(&allowed, bad).is_err(),
-                "{bad} must be refused"
+    fn redirects_match_by_origin_and_whole_path_segments() {
+        let allowed = vec![
+            "https://app.example.com/settings".to_owned(),
+            "https://admin.example.com/oauth/".to_owned(),
+            "http://localhost:3000".to_owned(),
+        ];
+        let table: &[(&str, bool)] = &[
+            ("https://app.example.com/settings", true),
+            ("https://app.example.com/settings/", true),
+            ("https://app.example.com/settings/social?x=1#top", true),
+            ("https://app.example.com:443/settings/social", true),
+            ("https://APP.example.com/settings", true),
+            ("https://app.example.com/settings-evil", false),
+            ("https://app.example.com/settingsevil/x", false),
+            ("https://app.example.com/settings/../admin", false),
+            ("https://app.example.com/settings/%2e%2e/admin", false),
+            ("https://app.example.com/setting", false),
+            ("https://app.example.com/", false),
+            ("https://app.example.com/other", false),
+            ("https://admin.example.com/oauth/", true),
+            ("https://admin.example.com/oauth/done", true),
+            ("https://admin.example.com/oauth", false),
+            ("https://admin.example.com/oauthx", false),
+            ("http://localhost:3000/", true),
+            ("http://localhost:3000/anything/below", true),
+            ("http://localhost:3001/", false),
+            ("https://localhost:3000/", false),
+            ("https://evil.example.com/settings", false),
+            ("https://app.example.com.evil.com/settings", false),
+            ("http://app.example.com/settings", false),
+            ("https://app.example.com:8443/settings", false),
+            ("https://user@app.example.com/settings", false),
+            ("https://user:pw@app.example.com/settings", false),
+            ("javascript:alert(1)", false),
+            ("data:text/html,hi", false),
+            ("/settings", false),
+            ("//app.example.com/settings", false),
+            ("", false),
+        ];
+        for (target, ok) in table {
+            assert_eq!(
+                check_redirect(&allowed, target).is_ok(),
+                *ok,
+                "{target:?} should be {}",
+                if *ok { "allowed" } else { "refused" }
             );
         }
-        assert!(check_redirect(&[], "https://app.example.com/settings/").is_err());
+        assert!(check_redirect(&[], "https://app.example.com/settings").is_err());
     }
 
     #[test]
