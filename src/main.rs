@@ -60,7 +60,7 @@ enum UserCommand {
         /// The email the user signs in with (unique across tenants).
         #[arg(long)]
         email: String,
-        /// ADMIN, INTEGRATOR or VIEWER.
+        /// OPERATOR (deployment-wide operations), ADMIN, INTEGRATOR or VIEWER.
         #[arg(long)]
         role: String,
     },
@@ -80,7 +80,7 @@ enum ApikeyCommand {
         /// Tenant name (created if missing).
         #[arg(long, default_value = "default")]
         tenant: String,
-        /// ADMIN, INTEGRATOR or VIEWER.
+        /// OPERATOR (deployment-wide operations), ADMIN, INTEGRATOR or VIEWER.
         #[arg(long)]
         role: String,
         /// A name to recognise the key by.

@@ -254,9 +254,15 @@ async fn postgres_with_bootstrap_key_and_cli_key_management() {
     let body = viewer_role(&running.addr, Some(&key)).await;
     assert_eq!(body["data"]["viewer"]["role"], "VIEWER");
 
+    // The command line is the only maker of OPERATOR keys.
+    let made = cli(&["apikey", "create", "--role", "OPERATOR", "--name", "deploy"]);
+    let operator = made.lines().last().expect("key line").trim().to_owned();
+    let body = viewer_role(&running.addr, Some(&operator)).await;
+    assert_eq!(body["data"]["viewer"]["role"], "OPERATOR", "{body}");
+
     let listed = cli(&["apikey", "list"]);
     assert!(
-        listed.contains("ops") && listed.contains("VIEWER"),
+        listed.contains("ops") && listed.contains("VIEWER") && listed.contains("OPERATOR"),
         "{listed}"
     );
     assert!(!listed.contains(&key), "list never shows keys");

@@ -245,7 +245,15 @@ async fn instagram_deauthorize_and_data_deletion(app: TestApp) {
     );
     assert_eq!(audit_count(&app, "ACCOUNT_DEAUTHORIZED").await, 1);
 
-    // Data deletion: personal data purged, answered with a status URL and a code.
+    // Data deletion: personal data purged, answered with a status URL and a code; the
+    // username goes from the event, notification and audit texts as well.
+    let row = crate::helpers::decode_id(&id);
+    assert!(
+        !crate::helpers::mentions_of(&app.db, row, "shop")
+            .await
+            .is_empty(),
+        "before the purge, @shop is named"
+    );
     let answer: Value = post_form(&app, "/providers/instagram/data-deletion", &signed)
         .await
         .json()
@@ -260,6 +268,21 @@ async fn instagram_deauthorize_and_data_deletion(app: TestApp) {
     );
     let acct = account(&app, &id).await;
     assert_eq!(acct["username"], Value::Null, "{acct}");
+    assert_eq!(
+        crate::helpers::mentions_of(&app.db, row, "shop").await,
+        Vec::<String>::new()
+    );
+    let notes = app
+        .gql_ok(
+            &app.admin_key,
+            "{ notifications(first: 5) { nodes { message } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        notes.to_string().contains("a purged account"),
+        "the message still reads: {notes}"
+    );
     assert_eq!(audit_count(&app, "ACCOUNT_DATA_DELETED").await, 1);
     let page = app.client.get(url).send().await.expect("status page");
     assert_eq!(page.status(), 200);

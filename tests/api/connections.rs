@@ -600,10 +600,11 @@ async fn provider_calls_feed_stats_and_health(app: TestApp) {
     let page = app.client.get(&callback).send().await.expect("sent");
     assert_eq!(page.status(), 400);
 
+    let operator = app.key_for_tenant("default", "OPERATOR").await;
     let query = "{ providerStats(window: \"1h\") { platform operation requests errors errorRate p50LatencyMs p95LatencyMs } }";
     let mut stats = Value::Null;
     for _ in 0..50 {
-        stats = app.gql_ok(&app.admin_key, query, json!({})).await;
+        stats = app.gql_ok(&operator, query, json!({})).await;
         let exchange = stats["providerStats"].as_array().and_then(|rows| {
             rows.iter()
                 .find(|r| r["operation"] == "exchange_code")
@@ -626,7 +627,7 @@ async fn provider_calls_feed_stats_and_health(app: TestApp) {
 
     let body = app
         .gql(
-            Some(&app.admin_key),
+            Some(&operator),
             "{ providerStats(window: \"soon\") { requests } }",
             json!({}),
         )
@@ -640,7 +641,7 @@ async fn provider_calls_feed_stats_and_health(app: TestApp) {
 
     let health = app
         .gql_ok(
-            &app.admin_key,
+            &operator,
             "{ systemHealth { database encryption encryptionError providers { platform configured available latencyMs } } }",
             json!({}),
         )
@@ -651,6 +652,7 @@ async fn provider_calls_feed_stats_and_health(app: TestApp) {
     let ready: Value = app
         .client
         .get(app.url("/readyz"))
+        .bearer_auth(&operator)
         .send()
         .await
         .expect("sent")

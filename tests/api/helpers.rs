@@ -714,3 +714,42 @@ pub fn decode_id(id: &str) -> i64 {
 pub fn error_code(body: &Value) -> Option<&str> {
     body["errors"][0]["extensions"]["code"].as_str()
 }
+
+/// Every stored text about account row `account` that still names `username`: event
+/// messages and actions, notification messages and actions, audit details (as JSON).
+pub async fn mentions_of(db: &DatabaseConnection, account: i64, username: &str) -> Vec<String> {
+    use entity::{audit_log, notification, token_event};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let named = |text: &str| {
+        text.contains(&format!("@{username}")) || text.contains(&format!("\"{username}\""))
+    };
+    let mut found = Vec::new();
+    for event in token_event::Entity::find()
+        .filter(token_event::Column::AccountId.eq(account))
+        .all(db)
+        .await
+        .expect("events")
+    {
+        found.extend(event.error_message.into_iter().chain(event.error_action));
+    }
+    for note in notification::Entity::find()
+        .filter(notification::Column::AccountId.eq(account))
+        .all(db)
+        .await
+        .expect("notifications")
+    {
+        found.push(note.message);
+        found.extend(note.action);
+    }
+    for entry in audit_log::Entity::find()
+        .filter(audit_log::Column::TargetType.eq("SocialAccount"))
+        .filter(audit_log::Column::TargetId.eq(account.to_string()))
+        .all(db)
+        .await
+        .expect("audit")
+    {
+        found.push(entry.details.to_string());
+    }
+    found.retain(|text| named(text));
+    found
+}

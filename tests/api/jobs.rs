@@ -6,7 +6,7 @@ use chrono::Utc;
 use entity::{oauth_token, refresh_attempt, social_account};
 use jobs::refresh_token::{Ran, RefreshToken};
 use sandbox::{FaultKind, Platform as SandboxPlatform};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use serde_json::{Value, json};
 use service::tokens::attempts::Outcome;
 
@@ -303,6 +303,7 @@ async fn bulk_refresh_and_token_health(app: TestApp) {
 }
 
 async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
+    let operator = app.key_for_tenant("default", "OPERATOR").await;
     let ids = app.seed_connected("default", "rot", 3).await;
     // A webhook secret is encrypted with the same keys.
     app.gql_ok(
@@ -324,7 +325,7 @@ async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
 
     let rotated = app
         .gql_ok(
-            &app.admin_key,
+            &operator,
             "mutation { rotateEncryptionKey { activeKeyId remaining due } }",
             json!({}),
         )
@@ -340,7 +341,7 @@ async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
     assert_eq!(done, 4, "three tokens and one webhook secret");
     let status = app
         .gql_ok(
-            &app.admin_key,
+            &operator,
             "{ keyRotation { activeKeyId remaining } }",
             json!({}),
         )
@@ -406,9 +407,10 @@ async fn rotation_rewraps_everything_and_the_old_key_can_go(app: TestApp) {
             )
             .expect("the webhook secret decrypts with the new key alone");
     }
+    // Deployment-wide: in the operators' audit log (tests/api/operator.rs: no tenant's).
     let audit = app
         .gql_ok(
-            &app.admin_key,
+            &operator,
             "{ auditLog(filter: {actions: [ENCRYPTION_KEY_ROTATED]}) { totalCount nodes { details } } }",
             json!({}),
         )
@@ -439,6 +441,65 @@ async fn cleanup_purges_exactly_the_accounts_past_retention(app: TestApp) {
     };
     set_deactivated(ids[0], 91).await;
     set_deactivated(ids[1], 89).await;
+    // Messages kept about the account name it, under this name and a former one.
+    let tenant_id = app.tenant_id("default").await;
+    let name = social_account::Entity::find_by_id(ids[0])
+        .one(&app.db)
+        .await
+        .expect("q")
+        .and_then(|a| a.username)
+        .expect("username");
+    entity::token_event::ActiveModel {
+        tenant_id: Set(Some(tenant_id)),
+        account_id: Set(Some(ids[0])),
+        kind: Set("RECONNECT_REQUIRED".into()),
+        platform: Set(Some("tiktok".into())),
+        error_code: Set(Some("RECONNECT_REQUIRED".into())),
+        error_message: Set(Some(format!(
+            "TikTok access for @{name} expired before it could be refreshed."
+        ))),
+        error_action: Set(Some("Reconnect the account.".into())),
+        occurred_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(&app.db)
+    .await
+    .expect("event");
+    entity::notification::ActiveModel {
+        tenant_id: Set(tenant_id),
+        account_id: Set(ids[0]),
+        incident: Set("EXPIRED".into()),
+        platform: Set("tiktok".into()),
+        message: Set(format!(
+            "TikTok access for @{name} (formerly @first.name) expired."
+        )),
+        action: Set(Some("Reconnect the account.".into())),
+        created_at: Set(Utc::now()),
+        acknowledged_at: Set(None),
+        resolved_at: Set(None),
+        ..Default::default()
+    }
+    .insert(&app.db)
+    .await
+    .expect("notification");
+    service::identity::audit::record(
+        &app.db,
+        &service::identity::caller::Actor::system(Some(tenant_id), "system"),
+        service::identity::audit::AuditAction::AccountReconnected,
+        Some(service::identity::audit::Target::new(
+            "SocialAccount",
+            ids[0],
+        )),
+        json!({ "platform": "tiktok", "username": "first.name" }),
+    )
+    .await
+    .expect("audit");
+    assert_eq!(
+        crate::helpers::mentions_of(&app.db, ids[0], &name)
+            .await
+            .len(),
+        2
+    );
     let purged = jobs::cleanup_deactivated::run(&app.jobs)
         .await
         .expect("cleanup");
@@ -450,7 +511,24 @@ async fn cleanup_purges_exactly_the_accounts_past_retention(app: TestApp) {
         .expect("row");
     assert!(gone.username.is_none() && gone.display_name.is_none());
     assert!(gone.purged_at.is_some());
-    assert!(!gone.provider_account_id.contains("old0"));
+    assert!(!gone.provider_account_id.contains(&name));
+    for name in [name.as_str(), "first.name"] {
+        assert_eq!(
+            crate::helpers::mentions_of(&app.db, ids[0], name).await,
+            Vec::<String>::new(),
+            "{name} is scrubbed"
+        );
+    }
+    let note = entity::notification::Entity::find()
+        .filter(entity::notification::Column::AccountId.eq(ids[0]))
+        .one(&app.db)
+        .await
+        .expect("q")
+        .expect("notification");
+    assert_eq!(
+        note.message,
+        "TikTok access for a purged account (formerly a purged account) expired."
+    );
     assert!(
         oauth_token::Entity::find()
             .filter(oauth_token::Column::AccountId.eq(ids[0]))
@@ -631,8 +709,9 @@ async fn error_rate_alerts_and_key_rotation_due_are_raised_once(app: TestApp) {
         1,
         "{all:?}"
     );
+    let operator = app.key_for_tenant("default", "OPERATOR").await;
     let status = app
-        .gql_ok(&app.admin_key, "{ keyRotation { due } }", json!({}))
+        .gql_ok(&operator, "{ keyRotation { due } }", json!({}))
         .await;
     assert_eq!(status["keyRotation"]["due"], true);
 }

@@ -107,10 +107,11 @@ async fn long_strings_are_bad_input(app: TestApp) {
 }
 
 async fn provider_stats_windows_are_bounded(app: TestApp) {
+    let operator = app.key_for_tenant("default", "OPERATOR").await;
     for window in ["300000y", "367d", "0s", "99999999999999999999y"] {
         let body = app
             .gql(
-                Some(&app.admin_key),
+                Some(&operator),
                 "query($w: String) { providerStats(window: $w) { platform } }",
                 json!({ "w": window }),
             )
@@ -123,7 +124,7 @@ async fn provider_stats_windows_are_bounded(app: TestApp) {
     }
     let data = app
         .gql_ok(
-            &app.admin_key,
+            &operator,
             "{ providerStats(window: \"366d\") { platform } }",
             json!({}),
         )
@@ -132,6 +133,7 @@ async fn provider_stats_windows_are_bounded(app: TestApp) {
 }
 
 async fn provider_stats_aggregate_in_the_database(app: TestApp) {
+    let operator = app.key_for_tenant("default", "OPERATOR").await;
     let now = Utc::now();
     let row = |latency: i32, error: bool, minutes_ago: i64| provider_call::ActiveModel {
         platform: Set("tiktok".into()),
@@ -151,7 +153,7 @@ async fn provider_stats_aggregate_in_the_database(app: TestApp) {
         .expect("calls inserted");
     let data = app
         .gql_ok(
-            &app.admin_key,
+            &operator,
             "{ providerStats(window: \"1h\") { platform operation requests errors errorRate p50LatencyMs p95LatencyMs } }",
             json!({}),
         )
@@ -169,7 +171,7 @@ async fn provider_stats_aggregate_in_the_database(app: TestApp) {
     assert_eq!(refresh["p95LatencyMs"], 95);
     let data = app
         .gql_ok(
-            &app.admin_key,
+            &operator,
             "{ providerStats(window: \"3h\") { operation requests errors } }",
             json!({}),
         )

@@ -18,6 +18,7 @@ mod http;
 mod http_secrets;
 mod jobs;
 mod limits;
+mod operator;
 mod pkce;
 mod protocols;
 mod rotation;

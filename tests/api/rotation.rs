@@ -13,12 +13,13 @@ use crate::{
 const ROTATE: &str = "mutation { rotateEncryptionKey { activeKeyId } }";
 
 async fn concurrent_rotations_then_a_restart_leave_every_token_decryptable(app: TestApp) {
+    let operator = app.key_for_tenant("default", "OPERATOR").await;
     app.seed_connected("default", "rot", 4).await;
     let rotations = futures::future::join_all((0..16).map(|_| {
         let request = app
             .client
             .post(app.url("/graphql"))
-            .bearer_auth(&app.admin_key)
+            .bearer_auth(&operator)
             .json(&json!({ "query": ROTATE }));
         async move {
             request
@@ -84,26 +85,27 @@ async fn concurrent_rotations_then_a_restart_leave_every_token_decryptable(app: 
         }
     }
     // The server keeps serving and rotating.
-    let data = app.gql_ok(&app.admin_key, ROTATE, json!({})).await;
+    let data = app.gql_ok(&operator, ROTATE, json!({})).await;
     assert!(data["rotateEncryptionKey"]["activeKeyId"].is_string());
 }
 
 async fn rotating_to_the_active_key_is_refused(app: TestApp) {
+    let operator = app.key_for_tenant("default", "OPERATOR").await;
     let active = app
-        .gql_ok(&app.admin_key, "{ keyRotation { activeKeyId } }", json!({}))
+        .gql_ok(&operator, "{ keyRotation { activeKeyId } }", json!({}))
         .await["keyRotation"]["activeKeyId"]
         .as_str()
         .expect("id")
         .to_owned();
     let body = app
         .gql(
-            Some(&app.admin_key),
+            Some(&operator),
             "mutation($id: String) { rotateEncryptionKey(keyId: $id) { activeKeyId } }",
             json!({ "id": active }),
         )
         .await;
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
-    let rotated = app.gql_ok(&app.admin_key, ROTATE, json!({})).await;
+    let rotated = app.gql_ok(&operator, ROTATE, json!({})).await;
     assert_ne!(rotated["rotateEncryptionKey"]["activeKeyId"], active);
 }
 

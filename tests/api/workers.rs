@@ -201,7 +201,11 @@ async fn two_worker_processes_refresh_each_due_token_once() {
     );
     assert_eq!(successes(&app).await, 5);
     assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
-    let ready = reqwest::get(format!("http://{}/readyz", a.addr))
+    let operator = app.key_for_tenant("default", "OPERATOR").await;
+    let ready = reqwest::Client::new()
+        .get(format!("http://{}/readyz", a.addr))
+        .bearer_auth(&operator)
+        .send()
         .await
         .expect("readyz")
         .json::<serde_json::Value>()

@@ -51,7 +51,7 @@ async function showChrome() {
     who = session.user ? session.user.email : 'API key';
   }
   document.getElementById('who-name').textContent = who;
-  const users = session.role === 'ADMIN' && await hasField('users', '(first: 1) { edges { cursor } }');
+  const users = (session.role === 'ADMIN' || session.role === 'OPERATOR') && await hasField('users', '(first: 1) { edges { cursor } }');
   document.getElementById('nav-users').hidden = !users;
 }
 

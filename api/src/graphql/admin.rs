@@ -20,6 +20,10 @@ pub const KIND: &str = "ApiKey";
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(remote = "service::Role")]
 pub enum Role {
+    /// Runs the deployment: ADMIN in its tenant plus the deployment-wide operations
+    /// (key rotation, provider statistics, detailed system health, deployment-wide audit
+    /// entries). Created on the command line only.
+    Operator,
     /// Everything within its tenant.
     Admin,
     /// Connect, refresh and disconnect accounts; read access tokens.
@@ -132,8 +136,9 @@ pub struct AdminMutation;
 
 #[Object]
 impl AdminMutation {
-    /// Creates a key in the caller's tenant. The key is in the payload once; only its
-    /// SHA-256 is stored.
+    /// Creates a key in the caller's tenant (ADMIN). The key is in the payload once; only
+    /// its SHA-256 is stored. OPERATOR keys are refused (FORBIDDEN): the command line
+    /// makes them.
     async fn create_api_key(
         &self,
         ctx: &Context<'_>,

@@ -62,6 +62,9 @@ pub struct AuditEntry {
     pub details: Json<serde_json::Value>,
     pub client_ip: Option<String>,
     pub occurred_at: DateTime<Utc>,
+    /// The entry belongs to no tenant: an operator action such as a key rotation (only
+    /// OPERATOR callers see these).
+    pub deployment_wide: bool,
     #[graphql(skip)]
     pub row_id: i64,
 }
@@ -90,6 +93,7 @@ impl TryFrom<audit_log::Model> for AuditEntry {
             details: Json(model.details),
             client_ip: model.client_ip,
             occurred_at: model.occurred_at,
+            deployment_wide: model.tenant_id.is_none(),
             row_id: model.id,
         })
     }
@@ -150,7 +154,8 @@ pub struct AuditQuery;
 
 #[Object]
 impl AuditQuery {
-    /// The tenant's audit log, newest first.
+    /// The tenant's audit log, newest first. An OPERATOR also sees the deployment-wide
+    /// entries (`deploymentWide: true`).
     #[graphql(
         complexity = "crate::graphql::limits::connection_cost(first, last, child_complexity)"
     )]

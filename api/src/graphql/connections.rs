@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
@@ -7,7 +5,6 @@ use service::{
     Role,
     connections::{self, CallbackResult},
     domain,
-    providers::calls,
     tokens::failures,
     tokens::refresh::{self, RefreshKind, RefreshOptions},
 };
@@ -133,18 +130,15 @@ impl ConnectionsQuery {
     }
 
     /// Provider call statistics per platform and operation over `window` (a duration such
-    /// as `15m`, `1h`, `7d`; default `1h`, at most `366d`). Deployment-wide (ADMIN).
+    /// as `15m`, `1h`, `7d`; default `1h`, at most `366d`). Deployment-wide (OPERATOR).
     async fn provider_stats(
         &self,
         ctx: &Context<'_>,
         window: Option<String>,
     ) -> ApiResult<Vec<ProviderStat>> {
-        ctx.caller()?.require(Role::Admin)?;
-        let window = match window.as_deref() {
-            None => Duration::from_secs(3600),
-            Some(text) => calls::parse_window(text)?,
-        };
-        let stats = calls::stats(ctx.db()?, window).await?;
+        let stats =
+            service::ops::health::provider_stats(ctx.db()?, ctx.caller()?, window.as_deref())
+                .await?;
         Ok(stats
             .into_iter()
             .map(|s| ProviderStat {

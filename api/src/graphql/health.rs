@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use async_graphql::{Context, Object, SimpleObject};
+use async_graphql::{ComplexObject, Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use service::{Role, domain, ops::health, ops::rotation, ops::settings, providers::calls};
 
@@ -22,15 +22,16 @@ pub struct ProviderHealth {
     pub latency_ms: Option<u32>,
 }
 
-/// The health checks of the maintenance guide.
+/// The health checks of the maintenance guide. Every tenant's ADMIN sees whether the
+/// deployment works; the details that are the deployment's own business (why encryption
+/// fails, the key rotation) are OPERATOR fields, FORBIDDEN to others.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct SystemHealth {
     /// The database answers.
     pub database: bool,
     /// The configured keys decrypt the canary ("token encryption verification").
     pub encryption: bool,
-    /// Why encryption is failing, when it is (never key material).
-    pub encryption_error: Option<String>,
     /// Redis answers; null in embedded mode (no Redis).
     pub redis: Option<bool>,
     pub providers: Vec<ProviderHealth>,
@@ -38,7 +39,34 @@ pub struct SystemHealth {
     pub last_sweep_at: Option<DateTime<Utc>>,
     /// When the recurring health check last ran.
     pub last_health_check_at: Option<DateTime<Utc>>,
-    pub key_rotation: KeyRotation,
+    #[graphql(skip)]
+    pub details: Result<OperatorDetails, ApiError>,
+}
+
+/// What only an OPERATOR sees.
+pub struct OperatorDetails {
+    encryption_error: Option<String>,
+    key_rotation: KeyRotation,
+}
+
+#[ComplexObject]
+impl SystemHealth {
+    /// Why encryption is failing, when it is (never key material). OPERATOR.
+    async fn encryption_error(&self) -> ApiResult<Option<&str>> {
+        match &self.details {
+            Ok(details) => Ok(details.encryption_error.as_deref()),
+            Err(err) => Err(err.clone()),
+        }
+    }
+
+    /// The active key and the rewrap progress. OPERATOR (null with a FORBIDDEN error
+    /// for others).
+    async fn key_rotation(&self) -> ApiResult<Option<&KeyRotation>> {
+        match &self.details {
+            Ok(details) => Ok(Some(&details.key_rotation)),
+            Err(err) => Err(err.clone()),
+        }
+    }
 }
 
 /// `systemHealth`.
@@ -47,9 +75,10 @@ pub struct HealthQuery;
 
 #[Object]
 impl HealthQuery {
-    /// Database, encryption and provider health (ADMIN).
+    /// Database, encryption and provider health (ADMIN; the details need OPERATOR).
     async fn system_health(&self, ctx: &Context<'_>) -> ApiResult<SystemHealth> {
-        ctx.caller()?.require(Role::Admin)?;
+        let caller = ctx.caller()?;
+        caller.require(Role::Admin)?;
         let db = ctx.db()?;
         let engine = ctx.engine()?;
         let database = db.ping().await.is_ok();
@@ -95,15 +124,21 @@ impl HealthQuery {
             .await?
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
             .map(|t| t.with_timezone(&Utc));
+        let details = match rotation::status_for(db, engine, caller, period).await {
+            Ok(status) => Ok(OperatorDetails {
+                encryption_error: canary.as_ref().err().cloned(),
+                key_rotation: status.into(),
+            }),
+            Err(err) => Err(ApiError::from(err)),
+        };
         Ok(SystemHealth {
             database,
             encryption: canary.is_ok(),
-            encryption_error: canary.err(),
             redis: queue.redis_ok().await,
             providers,
             last_sweep_at,
             last_health_check_at: snapshot.map(|s| s.checked_at),
-            key_rotation: rotation::status(db, engine, period).await?.into(),
+            details,
         })
     }
 }

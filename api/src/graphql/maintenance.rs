@@ -2,7 +2,7 @@ use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::refresh_attempt;
 use jobs::{JobSettings, Queue, refresh_token::RefreshToken};
-use service::{Role, ops::rotation, tokens::attempts, tokens::summary};
+use service::{ops::rotation, tokens::attempts, tokens::summary};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -166,13 +166,14 @@ impl MaintenanceQuery {
         })
     }
 
-    /// The active encryption key and the rewrap progress (ADMIN).
+    /// The active encryption key and the rewrap progress. Deployment-wide (OPERATOR).
     async fn key_rotation(&self, ctx: &Context<'_>) -> ApiResult<KeyRotation> {
-        ctx.caller()?.require(Role::Admin)?;
         let period = job_settings(ctx)?.rotation_period;
-        Ok(rotation::status(ctx.db()?, ctx.engine()?, period)
-            .await?
-            .into())
+        Ok(
+            rotation::status_for(ctx.db()?, ctx.engine()?, ctx.caller()?, period)
+                .await?
+                .into(),
+        )
     }
 }
 
@@ -210,8 +211,8 @@ impl MaintenanceMutation {
         Ok(queued)
     }
 
-    /// Makes a new encryption key active (ADMIN); tokens are re-encrypted in the
-    /// background. `keyId` names a key already configured on every process
+    /// Makes a new encryption key active (OPERATOR; audited deployment-wide); tokens are
+    /// re-encrypted in the background. `keyId` names a key already configured on every process
     /// (TOKENWARDEN_KEYS); without it, in key-file mode, a new key is generated.
     async fn rotate_encryption_key(
         &self,

@@ -34,7 +34,7 @@ impl NodeQuery {
                 .await?
                 .map(|m| Node::SocialAccount(m.into())),
             super::admin::KIND => match api_keys::find(db, caller, row).await {
-                Ok(model) if caller.role == service::Role::Admin => {
+                Ok(model) if caller.role.includes(service::Role::Admin) => {
                     Some(Node::ApiKey(model.try_into()?))
                 }
                 _ => None,

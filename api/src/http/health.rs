@@ -1,6 +1,11 @@
 use std::sync::Arc;
 
-use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::IntoResponse,
+};
 use jobs::Queue;
 use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
@@ -42,9 +47,29 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+/// Whether the request carries the bearer key of an OPERATOR (a database error or any
+/// other key counts as no).
+async fn is_operator(db: &DatabaseConnection, headers: &HeaderMap) -> bool {
+    let Some(key) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
+        .filter(|key| !key.is_empty())
+    else {
+        return false;
+    };
+    service::identity::api_keys::authenticate(db, key, None)
+        .await
+        .is_ok_and(|caller| caller.is_operator())
+}
+
 /// Readiness: the database answers, the configured keys decrypt the canary, and Redis
-/// answers when it is used. 503 naming the failing check otherwise.
-pub async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
+/// answers when it is used; 200 `{"status":"ready"}` or 503 `{"status":"unavailable"}`.
+/// Which check fails, and why, is shown only to an OPERATOR key (`Authorization: Bearer`),
+/// logged, and exported on `/metrics` as `tokenwarden_ready{check}` (1 ok, 0 failing).
+pub async fn readyz(State(probes): State<Probes>, headers: HeaderMap) -> impl IntoResponse {
     let mut checks = serde_json::Map::new();
     let database = match probes.db.ping().await {
         Ok(()) => "ok".to_owned(),
@@ -69,6 +94,13 @@ pub async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
             Value::from(if redis { "ok" } else { "unreachable" }),
         );
     }
+    for (name, state) in &checks {
+        metrics::gauge!("tokenwarden_ready", "check" => name.clone()).set(if state == "ok" {
+            1.0
+        } else {
+            0.0
+        });
+    }
     let ready = checks.values().all(|v| v == "ok");
     let status = if ready {
         StatusCode::OK
@@ -76,5 +108,10 @@ pub async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let word = if ready { "ready" } else { "unavailable" };
-    (status, Json(json!({ "status": word, "checks": checks })))
+    let body = if is_operator(&probes.db, &headers).await {
+        json!({ "status": word, "checks": checks })
+    } else {
+        json!({ "status": word })
+    };
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(body))
 }

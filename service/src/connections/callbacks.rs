@@ -334,6 +334,7 @@ where
             .filter(oauth_token::Column::AccountId.eq(account.id))
             .exec(&txn)
             .await?;
+        crate::connections::accounts::scrub_personal_data(&txn, &account).await?;
         let id = account.id;
         let tenant_id = account.tenant_id;
         let mut active: social_account::ActiveModel = account.into();

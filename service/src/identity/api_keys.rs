@@ -101,11 +101,20 @@ async fn insert_key(
 }
 
 /// Creates a key in the caller's tenant (ADMIN). The key and its audit row commit together.
+/// OPERATOR keys are refused here (FORBIDDEN): they are made on the command line
+/// (`tokenwarden apikey create --role OPERATOR`), so no API key can mint one.
 pub async fn create<D>(db: &D, caller: &Caller, name: &str, role: Role) -> ServiceResult<CreatedKey>
 where
     D: ConnectionTrait + TransactionTrait,
 {
     caller.require(Role::Admin)?;
+    if role == Role::Operator {
+        return Err(ServiceError::Forbidden(
+            "OPERATOR keys are created on the command line only: \
+             `tokenwarden apikey create --role OPERATOR`"
+                .into(),
+        ));
+    }
     let name = validate_name(name)?;
     let key = generate_key()?;
     let txn = crate::db::begin(db).await?;
@@ -115,6 +124,7 @@ where
 }
 
 /// Creates a key for a tenant by name from the command line (creating the tenant if needed).
+/// This is the only way to make an OPERATOR key.
 pub async fn create_for_tenant<D>(
     db: &D,
     tenant: &str,
@@ -128,7 +138,9 @@ where
     let key = generate_key()?;
     let txn = crate::db::begin(db).await?;
     let tenant = tenants::ensure(&txn, tenant).await?;
-    let actor = Actor::system(Some(tenant.id), "cli");
+    // An OPERATOR key is the deployment's business: its creation is audited deployment-wide.
+    let scope = (role != Role::Operator).then_some(tenant.id);
+    let actor = Actor::system(scope, "cli");
     let api_key = insert_key(&txn, &actor, tenant.id, &name, role, &key).await?;
     txn.commit().await?;
     Ok(CreatedKey { key, api_key })
@@ -209,7 +221,8 @@ async fn revoke_model(
     Ok(key)
 }
 
-/// Revokes one of the caller's tenant's keys (ADMIN). Revoking twice is a no-op.
+/// Revokes one of the caller's tenant's keys (ADMIN; an OPERATOR key only by an
+/// OPERATOR). Revoking twice is a no-op.
 pub async fn revoke<D>(db: &D, caller: &Caller, id: i64) -> ServiceResult<api_key::Model>
 where
     D: ConnectionTrait + TransactionTrait,
@@ -217,6 +230,9 @@ where
     caller.require(Role::Admin)?;
     let txn = crate::db::begin(db).await?;
     let key = find(&txn, caller, id).await?;
+    if key.role == Role::Operator.as_str() {
+        caller.require(Role::Operator)?;
+    }
     let key = revoke_model(&txn, &caller.actor(), key).await?;
     txn.commit().await?;
     Ok(key)

@@ -136,8 +136,19 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
-fn select(tenant_id: i64, filter: &AuditFilter) -> Select<audit_log::Entity> {
-    let mut select = audit_log::Entity::find().filter(audit_log::Column::TenantId.eq(tenant_id));
+/// The entries `caller` may read: its tenant's, and for an OPERATOR also the
+/// deployment-wide ones (no tenant: key rotations and other operator actions).
+fn visible_to(caller: &Caller) -> sea_orm::Condition {
+    let own = sea_orm::Condition::any().add(audit_log::Column::TenantId.eq(caller.tenant_id));
+    if caller.is_operator() {
+        own.add(audit_log::Column::TenantId.is_null())
+    } else {
+        own
+    }
+}
+
+fn select(caller: &Caller, filter: &AuditFilter) -> Select<audit_log::Entity> {
+    let mut select = audit_log::Entity::find().filter(visible_to(caller));
     if !filter.actions.is_empty() {
         select = select
             .filter(audit_log::Column::Action.is_in(filter.actions.iter().map(|a| a.as_str())));
@@ -159,14 +170,15 @@ fn select(tenant_id: i64, filter: &AuditFilter) -> Select<audit_log::Entity> {
     select
 }
 
-/// The caller's tenant's audit log, newest first.
+/// The caller's tenant's audit log, newest first; an OPERATOR also sees the
+/// deployment-wide entries.
 pub async fn list(
     db: &impl ConnectionTrait,
     caller: &Caller,
     filter: &AuditFilter,
     page: PageArgs,
 ) -> ServiceResult<Page<audit_log::Model>> {
-    let select = select(caller.tenant_id, filter);
+    let select = select(caller, filter);
     pagination::paginate(
         db,
         select,
@@ -177,23 +189,23 @@ pub async fn list(
     .await
 }
 
-/// One audit entry of the caller's tenant.
+/// One audit entry the caller may read (see [`list`]).
 pub async fn find(
     db: &impl ConnectionTrait,
     caller: &Caller,
     id: i64,
 ) -> ServiceResult<Option<audit_log::Model>> {
     Ok(audit_log::Entity::find_by_id(id)
-        .filter(audit_log::Column::TenantId.eq(caller.tenant_id))
+        .filter(visible_to(caller))
         .one(db)
         .await?)
 }
 
-/// How many of the caller's tenant's audit entries match `filter`.
+/// How many of the audit entries the caller may read match `filter`.
 pub async fn count(
     db: &impl ConnectionTrait,
     caller: &Caller,
     filter: &AuditFilter,
 ) -> ServiceResult<u64> {
-    Ok(select(caller.tenant_id, filter).count(db).await?)
+    Ok(select(caller, filter).count(db).await?)
 }

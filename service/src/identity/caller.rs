@@ -5,6 +5,10 @@ use crate::error::{ServiceError, ServiceResult};
 /// Roles of an API key, from most to least powerful.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// Runs the deployment: everything an ADMIN may do in its own tenant, plus the
+    /// deployment-wide operations (key rotation, provider statistics, detailed system
+    /// health, the deployment-wide audit entries). Created on the command line only.
+    Operator,
     /// Everything within its tenant, including API keys and deactivation.
     Admin,
     /// Connect, refresh and disconnect accounts; read access tokens.
@@ -14,9 +18,10 @@ pub enum Role {
 }
 
 impl Role {
-    /// The stored and displayed name (`ADMIN`, `INTEGRATOR`, `VIEWER`).
+    /// The stored and displayed name (`OPERATOR`, `ADMIN`, `INTEGRATOR`, `VIEWER`).
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Operator => "OPERATOR",
             Role::Admin => "ADMIN",
             Role::Integrator => "INTEGRATOR",
             Role::Viewer => "VIEWER",
@@ -25,6 +30,7 @@ impl Role {
 
     fn rank(self) -> u8 {
         match self {
+            Role::Operator => 4,
             Role::Admin => 3,
             Role::Integrator => 2,
             Role::Viewer => 1,
@@ -48,11 +54,12 @@ impl FromStr for Role {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_uppercase().as_str() {
+            "OPERATOR" => Ok(Role::Operator),
             "ADMIN" => Ok(Role::Admin),
             "INTEGRATOR" => Ok(Role::Integrator),
             "VIEWER" => Ok(Role::Viewer),
             _ => Err(ServiceError::bad_input(format!(
-                "unknown role {s:?}: expected ADMIN, INTEGRATOR or VIEWER"
+                "unknown role {s:?}: expected OPERATOR, ADMIN, INTEGRATOR or VIEWER"
             ))),
         }
     }
@@ -151,6 +158,20 @@ impl Caller {
             client_ip: self.client_ip.clone(),
         }
     }
+
+    /// The audit-log actor of a deployment-wide operation (OPERATOR): the entry belongs
+    /// to no tenant, so every operator sees it and no tenant's ADMIN does.
+    pub fn deployment_actor(&self) -> Actor {
+        Actor {
+            tenant_id: None,
+            ..self.actor()
+        }
+    }
+
+    /// Whether this caller may see deployment-wide data (OPERATOR).
+    pub fn is_operator(&self) -> bool {
+        self.role.includes(Role::Operator)
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +180,8 @@ mod tests {
 
     #[test]
     fn roles_are_ordered() {
+        assert!(Role::Operator.includes(Role::Admin));
+        assert!(!Role::Admin.includes(Role::Operator));
         assert!(Role::Admin.includes(Role::Integrator));
         assert!(Role::Integrator.includes(Role::Viewer));
         assert!(!Role::Viewer.includes(Role::Integrator));
@@ -168,6 +191,7 @@ mod tests {
     #[test]
     fn role_parses_case_insensitively_and_rejects_unknown() {
         assert_eq!("viewer".parse::<Role>().ok(), Some(Role::Viewer));
+        assert_eq!("OPERATOR".parse::<Role>().ok(), Some(Role::Operator));
         assert!(matches!(
             "root".parse::<Role>(),
             Err(ServiceError::BadInput(_))
@@ -187,6 +211,28 @@ mod tests {
             Err(ServiceError::Forbidden(_))
         ));
         assert_eq!(caller.actor().name, "api_key:7");
+    }
+
+    #[test]
+    fn admins_are_forbidden_operator_work_and_operators_act_deployment_wide() {
+        let mut caller = Caller {
+            tenant_id: 1,
+            role: Role::Admin,
+            principal: Principal::ApiKey { id: 7 },
+            client_ip: Some("10.0.0.1".into()),
+        };
+        assert!(matches!(
+            caller.require(Role::Operator),
+            Err(ServiceError::Forbidden(_))
+        ));
+        assert!(!caller.is_operator());
+        caller.role = Role::Operator;
+        assert!(caller.require(Role::Operator).is_ok());
+        assert!(caller.require(Role::Admin).is_ok());
+        let actor = caller.deployment_actor();
+        assert_eq!(actor.tenant_id, None);
+        assert_eq!(actor.name, "api_key:7");
+        assert_eq!(actor.client_ip.as_deref(), Some("10.0.0.1"));
     }
 
     #[test]

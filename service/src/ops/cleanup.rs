@@ -1,5 +1,6 @@
 //! Purging long-deactivated accounts (the maintenance guide's "cleanup process for inactive
-//! accounts"): tokens and personal data go, the audit trail stays.
+//! accounts"): tokens and personal data go (the username also from the messages kept about
+//! the account), the audit trail stays.
 
 use std::time::Duration;
 
@@ -19,7 +20,8 @@ use crate::{
 };
 
 /// Deletes the tokens and personal data (username, display name, avatar, provider account
-/// id) of accounts deactivated more than `after` ago, one transaction per account with its
+/// id; the username also from its events, notifications and audit details) of accounts
+/// deactivated more than `after` ago, one transaction per account with its
 /// ACCOUNT_PURGED audit entry. Returns the purged account ids.
 pub async fn purge_deactivated<D>(
     db: &D,
@@ -59,6 +61,7 @@ where
             .exec(&txn)
             .await?
             .rows_affected;
+        crate::connections::accounts::scrub_personal_data(&txn, &account).await?;
         let deactivated_at = account.deactivated_at;
         let platform = account.platform.clone();
         let id = account.id;

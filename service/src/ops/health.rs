@@ -5,7 +5,13 @@ use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 
-use crate::{domain::Platform, error::ServiceResult, ops::settings};
+use crate::{
+    domain::Platform,
+    error::ServiceResult,
+    identity::caller::{Caller, Role},
+    ops::settings,
+    providers::calls::{self, OperationStats},
+};
 
 /// The setting holding the latest snapshot.
 pub const SNAPSHOT: &str = "health_snapshot";
@@ -52,4 +58,19 @@ pub async fn load(db: &impl ConnectionTrait) -> ServiceResult<Option<HealthSnaps
     Ok(settings::get(db, SNAPSHOT)
         .await?
         .and_then(|json| serde_json::from_str(&json).ok()))
+}
+
+/// Provider call statistics over `window` (default one hour; see
+/// [`calls::parse_window`]), deployment-wide: OPERATOR only.
+pub async fn provider_stats(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    window: Option<&str>,
+) -> ServiceResult<Vec<OperationStats>> {
+    caller.require(Role::Operator)?;
+    let window = match window {
+        None => std::time::Duration::from_secs(3600),
+        Some(text) => calls::parse_window(text)?,
+    };
+    calls::stats(db, window).await
 }

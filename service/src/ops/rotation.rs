@@ -155,7 +155,7 @@ fn append_to_key_file(path: &Path, id: &str, key_b64: &str) -> ServiceResult<()>
     Ok(())
 }
 
-/// Makes a new key active (ADMIN): `key_id` must already be configured on this node (added
+/// Makes a new key active (OPERATOR; the audit entry is deployment-wide): `key_id` must already be configured on this node (added
 /// to TOKENWARDEN_KEYS) and must not be the active key; without it, in key-file mode, a key
 /// is generated and appended to the file. One rotation runs at a time in the deployment
 /// (a lock row in `settings`); a concurrent one in another process is refused with
@@ -170,7 +170,7 @@ pub async fn rotate<D>(
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    caller.require(Role::Admin)?;
+    caller.require(Role::Operator)?;
     let _local = LOCAL_ROTATION.lock().await;
     let lock = acquire_lock(db).await?;
     let rotated = rotate_locked(db, engine, caller, key_id).await;
@@ -225,7 +225,7 @@ where
     let txn = crate::db::begin(db).await?;
     audit::record(
         &txn,
-        &caller.actor(),
+        &caller.deployment_actor(),
         AuditAction::EncryptionKeyRotated,
         None,
         json!({ "activeKeyId": id, "previousKeyId": previous }),
@@ -350,6 +350,17 @@ pub async fn rewrap_batch(
         done += written.rows_affected;
     }
     Ok(done)
+}
+
+/// [`status`] for an API caller: deployment-wide, so OPERATOR only.
+pub async fn status_for(
+    db: &impl ConnectionTrait,
+    engine: &Engine,
+    caller: &Caller,
+    rotation_period: Duration,
+) -> ServiceResult<RotationStatus> {
+    caller.require(Role::Operator)?;
+    status(db, engine, rotation_period).await
 }
 
 /// The active key, its age, and how many tokens still use other keys.

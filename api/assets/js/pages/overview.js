@@ -2,7 +2,7 @@
 // refresh outcomes per platform over 24 h and 7 days, queue, system health, sweep, keys.
 
 import { h, svg, render, badge, notice, when, table, platformName, statusLabel, PLATFORMS } from '../dom.js';
-import { gql, gqlRaw } from '../gql.js';
+import { gql, gqlRaw, session } from '../gql.js';
 
 const SUMMARY = `query Overview {
   tokenHealth {
@@ -14,10 +14,14 @@ const SUMMARY = `query Overview {
 
 const ADMIN = `query OverviewAdmin {
   systemHealth {
-    database encryption encryptionError redis lastSweepAt lastHealthCheckAt
+    database encryption redis lastSweepAt lastHealthCheckAt
     providers { platform configured available latencyMs }
-    keyRotation { activeKeyId activatedAt remaining due }
   }
+}`;
+
+/** Deployment-wide details: FORBIDDEN below the OPERATOR role. */
+const OPERATOR = `query OverviewOperator {
+  systemHealth { encryptionError keyRotation { activeKeyId activatedAt remaining due } }
   day: providerStats(window: "24h") { platform operation requests errors }
   week: providerStats(window: "7d") { platform operation requests errors }
 }`;
@@ -35,8 +39,8 @@ const EXPIRY_SAMPLE = 500;
 
 export async function show(main) {
   render(main, 'Overview', h('p', { class: 'muted' }, 'Loading…'));
-  const [summary, admin, expiring] = await Promise.all([
-    gql(SUMMARY), gqlRaw(ADMIN), expiries(),
+  const [summary, admin, operator, expiring] = await Promise.all([
+    gql(SUMMARY), gqlRaw(ADMIN), session.role === 'OPERATOR' ? gqlRaw(OPERATOR) : null, expiries(),
   ]);
   const health = summary.tokenHealth;
   render(main, 'Overview',
@@ -55,7 +59,7 @@ export async function show(main) {
           stat('Running', health.queue.running),
           stat('Failed', health.queue.failed)))),
     expiryCard(expiring),
-    adminCards(admin));
+    adminCards(admin, operator && operator.data));
   const analytics = await analyticsSection();
   if (analytics) main.append(analytics);
 }
@@ -165,18 +169,18 @@ function expiryCard({ byDay, start, complete, read, utc = false }) {
     details);
 }
 
-function adminCards({ data, errors }) {
+function adminCards({ data, errors }, ops) {
   if (!data || !data.systemHealth) {
     const forbidden = errors.some((e) => e.extensions && e.extensions.code === 'FORBIDDEN');
     return notice(forbidden
-      ? 'System health, refresh statistics and key rotation need the ADMIN role.'
+      ? 'System health needs the ADMIN role.'
       : `System health is unavailable: ${errors.map((e) => e.message).join('; ')}`, forbidden ? 'info' : 'error');
   }
   const sys = data.systemHealth;
   const yes = (ok, good = 'OK', bad = 'Failing') => badge(ok ? 'SUCCEEDED' : 'FAILED', ok ? good : bad);
   const checks = [
     ['Database', yes(sys.database)],
-    ['Token encryption', h('span', {}, yes(sys.encryption), sys.encryptionError ? ` ${sys.encryptionError}` : '')],
+    ['Token encryption', h('span', {}, yes(sys.encryption), ops && ops.systemHealth.encryptionError ? ` ${ops.systemHealth.encryptionError}` : '')],
     ['Redis', sys.redis === null ? h('span', { class: 'muted' }, 'Not used (embedded mode)') : yes(sys.redis)],
     ...sys.providers.map((p) => [platformName(p.platform),
       h('span', {}, p.configured ? yes(p.available, 'Available', 'Unavailable') : badge('MISSING', 'Not configured'),
@@ -184,13 +188,18 @@ function adminCards({ data, errors }) {
     ['Last sweep', when(sys.lastSweepAt)],
     ['Last health check', when(sys.lastHealthCheckAt)],
   ];
-  const rot = sys.keyRotation;
+  const system = h('section', { class: 'card', 'aria-labelledby': 'h-system' },
+    h('h2', { id: 'h-system' }, 'System health'),
+    table('System health checks', ['Check', 'State'],
+      checks.map(([name, value]) => h('tr', {}, h('th', { scope: 'row' }, name), h('td', {}, value)))));
+  if (!ops) {
+    return h('div', { class: 'grid' }, system,
+      notice('Refresh statistics and the encryption key are deployment-wide: they need the OPERATOR role.', 'info'));
+  }
+  const rot = ops.systemHealth.keyRotation;
   return h('div', { class: 'grid' },
-    h('section', { class: 'card', 'aria-labelledby': 'h-system' },
-      h('h2', { id: 'h-system' }, 'System health'),
-      table('System health checks', ['Check', 'State'],
-        checks.map(([name, value]) => h('tr', {}, h('th', { scope: 'row' }, name), h('td', {}, value))))),
-    refreshCard(data.day, data.week),
+    system,
+    refreshCard(ops.day, ops.week),
     h('section', { class: 'card', 'aria-labelledby': 'h-keys' },
       h('h2', { id: 'h-keys' }, 'Encryption key'),
       h('p', {}, rot.due ? badge('KEY_ROTATION_DUE', 'Rotation due') : badge('SUCCEEDED', 'Rotation not due')),
