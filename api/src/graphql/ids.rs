@@ -73,4 +73,52 @@ mod tests {
         assert_eq!(IdCursor::decode_cursor(&cursor), Ok(IdCursor(7)));
         assert!(IdCursor::decode_cursor("garbage").is_err());
     }
+
+    mod fuzz {
+        //! Property tests ("fuzzing" with proptest): any text given as an id or a cursor is
+        //! answered with a value or BAD_USER_INPUT, never a panic; encodings round-trip.
+        //! `PROPTEST_CASES` sets the number of cases (see docs/testing.md).
+
+        use async_graphql::{ID, connection::CursorType};
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Text, or base64url of text that looks like a global id or a cursor.
+        fn candidate() -> impl Strategy<Value = String> {
+            prop_oneof![
+                ".{0,64}",
+                "[A-Za-z0-9_-]{0,64}",
+                "([A-Za-z]{0,16}|cursor):-?[0-9]{0,24}".prop_map(|t| URL_SAFE_NO_PAD.encode(t)),
+                prop::collection::vec(any::<u8>(), 0..48).prop_map(|b| URL_SAFE_NO_PAD.encode(b)),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn global_ids_decode_without_panic(text in candidate()) {
+                let id = ID(text);
+                match decode_any(&id) {
+                    Ok((kind, row)) => prop_assert_eq!(decode(&id, &kind), Ok(row)),
+                    Err(err) => prop_assert_eq!(err.code, "BAD_USER_INPUT"),
+                }
+                if let Err(err) = decode(&id, "SocialAccount") {
+                    prop_assert_eq!(err.code, "BAD_USER_INPUT");
+                }
+            }
+
+            #[test]
+            fn global_ids_round_trip(kind in "[A-Za-z]{1,24}", row in any::<i64>()) {
+                prop_assert_eq!(decode(&encode(&kind, row), &kind), Ok(row));
+            }
+
+            #[test]
+            fn cursors_decode_without_panic_and_round_trip(text in candidate(), row in any::<i64>()) {
+                let _ = IdCursor::decode_cursor(&text);
+                let cursor = IdCursor(row).encode_cursor();
+                prop_assert_eq!(IdCursor::decode_cursor(&cursor), Ok(IdCursor(row)));
+            }
+        }
+    }
 }

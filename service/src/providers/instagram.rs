@@ -77,14 +77,14 @@ impl std::fmt::Debug for InstagramProvider {
 }
 
 /// Result of the code exchange.
-struct ShortLived {
+pub(super) struct ShortLived {
     access_token: SecretString,
     user_id: String,
     permissions: Vec<String>,
 }
 
 /// Result of the long-lived exchange or a refresh.
-struct LongLived {
+pub(super) struct LongLived {
     access_token: SecretString,
     expires_at: chrono::DateTime<Utc>,
     issued_at: chrono::DateTime<Utc>,
@@ -328,7 +328,7 @@ fn has_error(v: &Value) -> bool {
 
 /// Parses the code exchange: wrapped `{"data":[{..}]}` or flat `{..}`; `permissions` as a
 /// comma-separated string or an array.
-fn parse_short_lived(raw: &RawResponse) -> Result<ShortLived, ProviderError> {
+pub(super) fn parse_short_lived(raw: &RawResponse) -> Result<ShortLived, ProviderError> {
     if !raw.is_success() {
         return Err(classify(Some(raw.status), &raw.headers, &raw.body));
     }
@@ -374,7 +374,7 @@ fn parse_permissions(v: Option<&Value>) -> Option<Vec<String>> {
 }
 
 /// Parses `{"access_token","token_type","expires_in"}`.
-fn parse_long_lived(raw: &RawResponse) -> Result<LongLived, ProviderError> {
+pub(super) fn parse_long_lived(raw: &RawResponse) -> Result<LongLived, ProviderError> {
     if !raw.is_success() {
         return Err(classify(Some(raw.status), &raw.headers, &raw.body));
     }
@@ -399,7 +399,7 @@ fn parse_long_lived(raw: &RawResponse) -> Result<LongLived, ProviderError> {
 }
 
 /// Parses `/me`.
-fn parse_me(raw: &RawResponse) -> Result<ProviderProfile, ProviderError> {
+pub(super) fn parse_me(raw: &RawResponse) -> Result<ProviderProfile, ProviderError> {
     if !raw.is_success() {
         return Err(classify(Some(raw.status), &raw.headers, &raw.body));
     }

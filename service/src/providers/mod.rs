@@ -18,6 +18,8 @@
 pub mod calls;
 
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod http;
 pub mod instagram;
 pub mod tiktok;

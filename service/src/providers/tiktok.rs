@@ -281,7 +281,7 @@ fn has_error(v: &Value) -> bool {
 
 /// Parses a token response (code exchange or refresh). `previous` fills in what a refresh
 /// response may omit.
-fn parse_token_response(
+pub(super) fn parse_token_response(
     raw: &RawResponse,
     previous: Option<&RefreshRequest<'_>>,
 ) -> Result<TokenSet, ProviderError> {
@@ -334,7 +334,7 @@ fn parse_token_response(
 }
 
 /// Parses `/v2/user/info/`.
-fn parse_user_info(raw: &RawResponse) -> Result<ProviderProfile, ProviderError> {
+pub(super) fn parse_user_info(raw: &RawResponse) -> Result<ProviderProfile, ProviderError> {
     if !raw.is_success() {
         return Err(classify(Some(raw.status), &raw.headers, &raw.body));
     }
