@@ -6,6 +6,8 @@ use apalis_sqlite::{
     Config as SqliteConfig, SqliteConnectOptions, SqlitePoolOptions, SqliteStorage,
 };
 
+use service::tokens::queue::{QueueError, QueuedRefresh, RefreshQueue};
+
 use crate::refresh_token::RefreshToken;
 
 /// Where jobs go.
@@ -66,6 +68,21 @@ impl std::fmt::Debug for Queue {
 const REFRESH_QUEUE: &str = "refresh-token";
 /// Jobs fetched per poll: the default (10) caps a worker at 10 jobs per poll interval.
 const FETCH_BATCH: usize = 100;
+/// An enqueue that takes longer than this counts as a failed one (Redis unreachable).
+const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl RefreshQueue for Queue {
+    async fn enqueue(&self, job: QueuedRefresh, delay: Option<Duration>) -> Result<(), QueueError> {
+        match tokio::time::timeout(PUSH_TIMEOUT, self.push(job.into(), delay)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(QueueError(format!("{err:#}"))),
+            Err(_) => Err(QueueError(format!(
+                "no answer within {} s",
+                PUSH_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
 
 impl Queue {
     /// Opens (and sets up) the embedded queue in its own SQLite file.

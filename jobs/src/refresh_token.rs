@@ -10,6 +10,7 @@ use service::{
     providers::ErrorClass,
     tokens,
     tokens::attempts::{self, NewAttempt, Outcome},
+    tokens::queue::QueuedRefresh,
     tokens::refresh::{self, RefreshKind, RefreshOptions},
     tokens::sweep,
 };
@@ -26,6 +27,16 @@ pub struct RefreshToken {
     pub account_id: i64,
     /// `sweep`, `retry` or `bulk`.
     pub trigger: String,
+}
+
+impl From<QueuedRefresh> for RefreshToken {
+    fn from(job: QueuedRefresh) -> Self {
+        Self {
+            tenant_id: job.tenant_id,
+            account_id: job.account_id,
+            trigger: job.trigger.as_str().to_owned(),
+        }
+    }
 }
 
 /// What one run did (for logs and tests).

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use service::tokens::attempts::Outcome;
 
 use crate::{
-    helpers::{TestApp, global_id},
-    in_every_mode,
+    helpers::{TestApp, decode_id, error_code, global_id},
+    in_every_mode, on_both_backends,
 };
 
 in_every_mode!(
@@ -26,6 +26,11 @@ in_every_mode!(
     health_check_feeds_system_health_and_prune_keeps_recent_records,
     error_rate_alerts_and_key_rotation_due_are_raised_once,
     tiktok_refresh_tokens_near_their_end_raise_expiring_once,
+);
+
+on_both_backends!(
+    a_deactivation_during_a_refresh_wins,
+    a_reconnect_during_the_expiry_pass_wins,
 );
 
 async fn token(app: &TestApp, account_id: i64) -> oauth_token::Model {
@@ -789,4 +794,307 @@ async fn accounts_whose_refreshes_keep_failing_raise_expiring_once() {
             .is_some_and(|m| m.contains("could not be refreshed 5 times in a row")),
         "{events:?}"
     );
+}
+
+const ACCESS: &str = "query($id: ID!) { accessToken(accountId: $id) { token } }";
+const REFRESH: &str = "mutation($id: ID!) { refreshAccountToken(accountId: $id) { refreshed account { status } error { code } } }";
+
+/// Sends a GraphQL request as the admin in the background.
+fn in_background(app: &TestApp, query: &str, account_id: i64) -> tokio::task::JoinHandle<Value> {
+    let request = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&app.admin_key)
+        .json(&json!({ "query": query, "variables": { "id": global_id("SocialAccount", account_id) } }));
+    tokio::spawn(async move {
+        request
+            .send()
+            .await
+            .expect("request sent")
+            .json::<Value>()
+            .await
+            .expect("json")
+    })
+}
+
+/// Deactivates an account through the API once its refresh is at the platform.
+async fn deactivate_mid_refresh(app: &TestApp, account_id: i64) {
+    app.wait_for(30, "the refresh lease taken", || async {
+        token(app, account_id).await.refresh_lease_owner.is_some()
+    })
+    .await;
+    let data = app
+        .gql_ok(
+            &app.admin_key,
+            "mutation($id: ID!) { deactivateAccount(id: $id) { status } }",
+            json!({ "id": global_id("SocialAccount", account_id) }),
+        )
+        .await;
+    assert_eq!(data["deactivateAccount"]["status"], "DEACTIVATED");
+}
+
+async fn a_deactivation_during_a_refresh_wins(app: TestApp) {
+    let ids = app.seed_connected("default", "race", 2).await;
+    let (rotated, failing) = (ids[0], ids[1]);
+    // Inside accessToken's 5-minute margin: reading the token refreshes it first.
+    app.expire_in(&ids, 2).await;
+    // The platform takes its time: the deactivation lands while it works.
+    app.sandbox.update_config(sandbox::ConfigPatch {
+        latency_ms: Some(1_500),
+        ..Default::default()
+    });
+
+    // The platform rotates the tokens of an account deactivated meanwhile: they are
+    // stored (the old refresh token is dead), but not served.
+    let read = in_background(&app, ACCESS, rotated);
+    deactivate_mid_refresh(&app, rotated).await;
+    let body = read.await.expect("task");
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    assert!(body["data"].is_null(), "no token served: {body}");
+    assert_eq!(token(&app, rotated).await.version, 1, "the rotated tokens were stored");
+    let account = social_account::Entity::find_by_id(rotated)
+        .one(&app.db)
+        .await
+        .expect("query")
+        .expect("account");
+    assert_eq!(account.status, "DEACTIVATED");
+    assert!(account.deactivated_at.is_some());
+    let again = app
+        .gql(
+            Some(&app.admin_key),
+            ACCESS,
+            json!({ "id": global_id("SocialAccount", rotated) }),
+        )
+        .await;
+    assert_eq!(error_code(&again), Some("BAD_USER_INPUT"), "{again}");
+
+    // A refresh failing at the platform does not bring a deactivated account back.
+    app.sandbox
+        .set_faults(SandboxPlatform::Tiktok, FaultKind::ServerError, 1);
+    let refresh = in_background(&app, REFRESH, failing);
+    deactivate_mid_refresh(&app, failing).await;
+    let body = refresh.await.expect("task");
+    let payload = &body["data"]["refreshAccountToken"];
+    assert_eq!(payload["refreshed"], false, "{body}");
+    assert_eq!(payload["error"]["code"], "PROVIDER_UNAVAILABLE", "{body}");
+    assert_eq!(status(&app, failing).await, "DEACTIVATED");
+
+    // Reactivated, the account serves the tokens the platform rotated, and the grant works.
+    app.sandbox.update_config(sandbox::ConfigPatch {
+        latency_ms: Some(0),
+        ..Default::default()
+    });
+    let data = app
+        .gql_ok(
+            &app.admin_key,
+            "mutation($id: ID!) { reactivateAccount(id: $id) { status } }",
+            json!({ "id": global_id("SocialAccount", rotated) }),
+        )
+        .await;
+    assert_eq!(data["reactivateAccount"]["status"], "ACTIVE");
+    let data = app
+        .gql_ok(
+            &app.admin_key,
+            ACCESS,
+            json!({ "id": global_id("SocialAccount", rotated) }),
+        )
+        .await;
+    assert!(data["accessToken"]["token"].is_string());
+    assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
+}
+
+async fn a_reconnect_during_the_expiry_pass_wins(app: TestApp) {
+    use entity::token_event;
+    use service::tokens::sweep;
+
+    let id = decode_id(&app.connect(&app.admin_key, "INSTAGRAM", "back").await);
+    oauth_token::Entity::update_many()
+        .col_expr(
+            oauth_token::Column::ExpiresAt,
+            Expr::value(Utc::now() - chrono::Duration::minutes(1)),
+        )
+        .col_expr(
+            oauth_token::Column::IssuedAt,
+            Expr::value(Utc::now() - chrono::Duration::days(61)),
+        )
+        .filter(oauth_token::Column::AccountId.eq(id))
+        .exec(&app.db)
+        .await
+        .expect("expired");
+    // The expiry pass finds the account...
+    let now = Utc::now();
+    let found = sweep::find_unrefreshable(&app.db, now, 10)
+        .await
+        .expect("found");
+    assert_eq!(
+        found.iter().map(|f| f.account_id).collect::<Vec<_>>(),
+        [id]
+    );
+    // ...the user reconnects before the pass reaches it...
+    let again = app
+        .connect_flow(&app.admin_key, "INSTAGRAM", "back", "")
+        .await;
+    assert_eq!(again["result"], "reconnected");
+    // ...and the pass leaves the fresh connection alone.
+    let expired = sweep::expire_one(&app.db, &app.jobs.engine.events, found[0], now)
+        .await
+        .expect("expiry pass");
+    assert!(expired.is_none(), "{expired:?}");
+    assert_eq!(status(&app, id).await, "ACTIVE");
+    let t = token(&app, id).await;
+    assert!(t.next_refresh_at.is_none(), "not parked");
+    assert!(t.expires_at > Utc::now() + chrono::Duration::days(50));
+    let report = jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
+    assert_eq!(report.expired, 0);
+    let events = token_event::Entity::find()
+        .filter(token_event::Column::Kind.eq("EXPIRED"))
+        .all(&app.db)
+        .await
+        .expect("events");
+    assert!(events.is_empty(), "{events:?}");
+}
+
+/// A TCP forwarder to Redis that can be switched off and on again at the same address:
+/// what Redis going down and coming back looks like to a client.
+struct RedisForwarder {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl RedisForwarder {
+    async fn start() -> Self {
+        // Fails with how to start Redis when it is down.
+        crate::helpers::redis_args();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let forwarder = Self {
+            addr: listener.local_addr().expect("addr"),
+            up: std::sync::Arc::new(tokio::sync::watch::channel(true).0),
+        };
+        forwarder.serve(listener);
+        forwarder
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let target = crate::helpers::redis_url()
+            .trim_start_matches("redis://")
+            .split('/')
+            .next()
+            .unwrap_or("127.0.0.1:6379")
+            .to_owned();
+        let mut down = self.up.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let mut conn_down = down.clone();
+                tokio::select! {
+                    _ = down.wait_for(|up| !*up) => break,
+                    accepted = listener.accept() => {
+                        let Ok((mut client, _)) = accepted else { break };
+                        let target = target.clone();
+                        tokio::spawn(async move {
+                            let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                _ = conn_down.wait_for(|up| !*up) => {}
+                            }
+                        });
+                    }
+                }
+            }
+        });
+    }
+
+    /// Closes every connection and refuses new ones.
+    fn stop(&self) {
+        self.up.send_replace(false);
+    }
+
+    async fn restart(&self) {
+        self.up.send_replace(true);
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("bind the same address again");
+        self.serve(listener);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_enqueue_backs_the_sweep_off() {
+    let app = TestApp::spawn(crate::helpers::Backend::Postgres).await;
+    let redis = RedisForwarder::start().await;
+    let prefix = crate::helpers::unique_name("tw_test");
+    let ctx = jobs::JobContext {
+        db: app.db.clone(),
+        engine: app.jobs.engine.clone(),
+        queue: jobs::Queue::redis(&redis.url(), &prefix)
+            .await
+            .expect("queue"),
+        settings: app.jobs.settings.clone(),
+    };
+    let ids = app.seed_connected("default", "down", 2).await;
+    app.expire_in(&ids, 30).await;
+
+    // Redis goes down: the sweep stops (it used to release and reclaim the same rows
+    // forever), gives the claims back and backs off.
+    redis.stop();
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        jobs::sweep_expiring::run(&ctx),
+    )
+    .await
+    .expect("the sweep stops")
+    .expect("sweep");
+    assert_eq!(report.queued, 0);
+    let until = report.queue_backoff_until.expect("backing off");
+    for id in &ids {
+        assert!(
+            token(&app, *id).await.sweep_claimed_until.is_none(),
+            "the claim is released: the account stays due"
+        );
+    }
+    let next = jobs::sweep_expiring::run(&ctx).await.expect("sweep");
+    assert_eq!(next.queued, 0);
+    assert!(next.queue_backoff_until >= Some(until), "{next:?}");
+
+    // Redis is back: once the backoff has passed, a sweep queues both accounts.
+    redis.restart().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut queued = 0;
+    while queued < ids.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep never queued again"
+        );
+        queued += jobs::sweep_expiring::run(&ctx).await.expect("sweep").queued;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(queued, ids.len(), "each account once");
+    let depth = ctx.queue.stats().await.expect("stats");
+    assert_eq!(depth.pending, ids.len() as u64);
+
+    // Leave nothing behind in the shared Redis.
+    let client = redis::Client::open(crate::helpers::redis_url().as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .expect("deleted");
+    }
 }

@@ -592,6 +592,9 @@ pub async fn access_token(
         token = tokens::find_by_account(db, account.id)
             .await?
             .ok_or_else(|| ServiceError::bad_input("the account has no tokens; reconnect it"))?;
+        // Deactivated or disconnected while the refresh ran: its new tokens are stored,
+        // never served.
+        refresh::ensure_usable_status(&accounts::get(db, caller, account.id).await?)?;
     }
     if token.expires_at <= Utc::now() {
         let platform: Platform = account.platform.parse()?;

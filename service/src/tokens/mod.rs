@@ -4,6 +4,8 @@ pub mod attempts;
 pub mod failures;
 /// Rotated tokens the database has not taken yet, on local disk.
 pub mod journal;
+/// The queue port: how refreshes are asked to run later.
+pub mod queue;
 /// Single-flight token refresh.
 pub mod refresh;
 /// The tenant-wide token health summary.

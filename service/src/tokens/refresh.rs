@@ -11,8 +11,7 @@ use std::{
 use chrono::Utc;
 use entity::social_account;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set, TransactionSession,
-    TransactionTrait,
+    ConnectionTrait, DatabaseConnection, TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 
@@ -359,7 +358,16 @@ where
                         "refreshed tokens stored after the database came back"
                     );
                 }
-                return Ok(stored.unwrap_or(account));
+                return match stored {
+                    Some(updated) => Ok(updated),
+                    // A reconnect or disconnect replaced the tokens meanwhile: report the
+                    // account as it is now, not as it was before the refresh.
+                    None => Ok(accounts::find(db, account.tenant_id, account.id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or(account)),
+                };
             }
             Err(err) => {
                 failures += 1;
@@ -553,12 +561,37 @@ where
         ErrorClass::GrantDead => AccountStatus::ReconnectRequired,
         ErrorClass::Config | ErrorClass::InvalidInput | ErrorClass::NotRefreshableYet => current,
     };
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
     let txn = crate::db::begin(db).await?;
-    let mut active: social_account::ActiveModel = account.into();
-    active.status = Set(status.as_str().to_owned());
-    active.status_reason = Set(Some(error.code.clone()));
-    active.updated_at = Set(Utc::now());
-    let updated = active.update(&txn).await?;
+    // Only while the account is still refreshable: a deactivation or disconnect that
+    // happened during the provider call wins over the failure.
+    let applied = social_account::Entity::update_many()
+        .col_expr(social_account::Column::Status, Expr::value(status.as_str()))
+        .col_expr(
+            social_account::Column::StatusReason,
+            Expr::value(Some(error.code.clone())),
+        )
+        .col_expr(social_account::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(social_account::Column::Id.eq(account.id))
+        .filter(social_account::Column::Status.is_in(crate::tokens::sweep::refreshable_statuses()))
+        .filter(social_account::Column::DeactivatedAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected
+        == 1;
+    let updated = social_account::Entity::find_by_id(account.id)
+        .one(&txn)
+        .await?
+        .unwrap_or(account);
+    if !applied {
+        txn.commit().await?;
+        tracing::info!(
+            account_id = updated.id,
+            status = %updated.status,
+            "refresh failed after the account was deactivated or disconnected; its status stays"
+        );
+        return Ok(updated);
+    }
     audit::record(
         &txn,
         actor,

@@ -21,6 +21,7 @@ use crate::{
     identity::audit::{self, AuditAction, Target},
     identity::caller::Actor,
     tokens::failures::FailureView,
+    tokens::queue::{QueuedRefresh, RefreshQueue, Trigger},
 };
 
 /// Instagram refuses to refresh tokens younger than this.
@@ -527,6 +528,148 @@ where
     Ok(())
 }
 
+/// What one sweep pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Refreshes queued.
+    pub queued: usize,
+    /// Accounts marked EXPIRED.
+    pub expired: usize,
+    /// The queue failed (in this pass or an earlier one): no sweep claims work before this.
+    pub queue_backoff_until: Option<DateTime<Utc>>,
+}
+
+/// The setting holding the queue backoff: `<until, RFC 3339> <failures in a row>`.
+pub const QUEUE_BACKOFF: &str = "sweep_queue_backoff";
+
+/// How long sweeps stop claiming after the queue failed `failures` times in a row: 1 s
+/// doubling up to 5 minutes (the default schedule period).
+pub fn queue_backoff(failures: u32) -> Duration {
+    Duration::from_secs(Ord::min(1u64 << Ord::min(failures.saturating_sub(1), 9), 300))
+}
+
+/// The deployment-wide queue backoff, kept in a setting so every worker honours it.
+#[derive(Clone, Copy, Debug, Default)]
+struct QueueBackoff {
+    until: Option<DateTime<Utc>>,
+    failures: u32,
+}
+
+impl QueueBackoff {
+    async fn load(db: &impl ConnectionTrait) -> ServiceResult<Self> {
+        let Some(value) = crate::ops::settings::get(db, QUEUE_BACKOFF).await? else {
+            return Ok(Self::default());
+        };
+        let mut parts = value.split_whitespace();
+        let until = parts
+            .next()
+            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.with_timezone(&Utc));
+        let failures = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        Ok(Self { until, failures })
+    }
+
+    /// Records one more failure; returns the end of the new backoff. A failure to record
+    /// it is logged: the pass stops either way.
+    async fn fail(self, db: &impl ConnectionTrait) -> DateTime<Utc> {
+        let failures = self.failures.saturating_add(1);
+        let until = Utc::now()
+            + chrono::Duration::from_std(queue_backoff(failures))
+                .unwrap_or_else(|_| chrono::Duration::minutes(5));
+        let value = format!("{} {failures}", until.to_rfc3339());
+        if let Err(err) = crate::ops::settings::put(db, QUEUE_BACKOFF, value).await {
+            tracing::warn!(error = %err, "could not record the sweep's queue backoff");
+        }
+        until
+    }
+
+    async fn clear(self, db: &impl ConnectionTrait) -> ServiceResult<()> {
+        if self.failures > 0 {
+            crate::ops::settings::put(db, QUEUE_BACKOFF, String::new()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Forgets the claims of accounts that were claimed but not queued (one statement; a
+/// claim batch is bounded by `SweepSettings::batch` per platform and kind).
+async fn release_claims(db: &impl ConnectionTrait, due: &[Due]) -> ServiceResult<()> {
+    for chunk in due.chunks(1000) {
+        oauth_token::Entity::update_many()
+            .col_expr(
+                oauth_token::Column::SweepClaimedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(oauth_token::Column::AccountId.is_in(chunk.iter().map(|d| d.account_id)))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// One sweep pass: parks dead tokens, marks unrefreshable accounts EXPIRED, raises
+/// EXPIRING, then claims every token inside its refresh window (in batches) and queues
+/// one refresh per account. Safe on every worker at once: claims make each account
+/// queued once.
+///
+/// When the queue fails, the pass stops at once: the unqueued claims are released (the
+/// accounts stay due) and no sweep claims again until a backoff has passed (1 s doubling
+/// up to 5 minutes, deployment-wide), so a queue outage costs one failed enqueue per
+/// backoff instead of a claim-release loop.
+pub async fn run<D, Q>(
+    db: &D,
+    bus: &EventBus,
+    settings: &SweepSettings,
+    queue: &Q,
+) -> ServiceResult<SweepReport>
+where
+    D: ConnectionTrait + TransactionTrait,
+    Q: RefreshQueue,
+{
+    let now = Utc::now();
+    // Dead rows leave the candidate index once, in batches; then they cost nothing.
+    while park_dead(db, settings, now).await? >= settings.batch {}
+    let mut report = SweepReport {
+        expired: expire_unrefreshable(db, bus, now).await?.len(),
+        ..SweepReport::default()
+    };
+    flag_expiring(db, bus, now).await?;
+    let backoff = QueueBackoff::load(db).await?;
+    if let Some(until) = backoff.until.filter(|until| *until > now) {
+        report.queue_backoff_until = Some(until);
+        return Ok(report);
+    }
+    loop {
+        let due = claim_due(db, settings, now).await?;
+        if due.is_empty() {
+            break;
+        }
+        for (i, account) in due.iter().enumerate() {
+            let job = QueuedRefresh {
+                tenant_id: account.tenant_id,
+                account_id: account.account_id,
+                trigger: Trigger::Sweep,
+            };
+            if let Err(err) = queue.enqueue(job, None).await {
+                release_claims(db, &due[i..]).await?;
+                let until = backoff.fail(db).await;
+                tracing::warn!(
+                    error = %err,
+                    queued = report.queued,
+                    released = due.len() - i,
+                    until = %until,
+                    "could not queue refreshes; the sweep backs off"
+                );
+                report.queue_backoff_until = Some(until);
+                return Ok(report);
+            }
+            report.queued += 1;
+        }
+    }
+    backoff.clear(db).await?;
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,6 +700,15 @@ mod tests {
             created_at: now,
             updated_at: now,
         }
+    }
+
+    #[test]
+    fn the_queue_backoff_doubles_up_to_the_schedule_period() {
+        let secs = |n| queue_backoff(n).as_secs();
+        assert_eq!([secs(1), secs(2), secs(3), secs(6)], [1, 2, 4, 32]);
+        assert_eq!(secs(9), 256);
+        assert_eq!(secs(10), 300);
+        assert_eq!(secs(u32::MAX), 300);
     }
 
     #[test]

@@ -1,0 +1,51 @@
+//! The queue port: how the token lifecycle asks for a refresh to run later (a sweep, a
+//! retry, a bulk refresh). The service only needs "queue this account, maybe after a
+//! delay"; `jobs` implements it over apalis (Redis in production, SQLite embedded).
+
+use std::{future::Future, time::Duration};
+
+/// Why a refresh was queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The sweep found the token inside its refresh window.
+    Sweep,
+    /// A retry after a transient failure.
+    Retry,
+    /// A bulk `refreshAccounts` asked for it (runs whether due or not).
+    Bulk,
+}
+
+impl Trigger {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Sweep => "sweep",
+            Trigger::Retry => "retry",
+            Trigger::Bulk => "bulk",
+        }
+    }
+}
+
+/// One refresh to run later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuedRefresh {
+    pub tenant_id: i64,
+    pub account_id: i64,
+    pub trigger: Trigger,
+}
+
+/// The queue could not take a job (Redis down, SQLite queue locked, timed out).
+#[derive(Debug, thiserror::Error)]
+#[error("the refresh queue is unavailable: {0}")]
+pub struct QueueError(pub String);
+
+/// Where refreshes are queued. Implementations bound every call (a queue that does not
+/// answer is an error, not a hang).
+pub trait RefreshQueue: Send + Sync {
+    /// Queues a refresh, to run after `delay` if given.
+    fn enqueue(
+        &self,
+        job: QueuedRefresh,
+        delay: Option<Duration>,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
