@@ -96,6 +96,13 @@ struct SweepArgs {
     /// Give up waiting for the workers after this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout_s: u64,
+    /// Connected TikTok accounts whose tokens are not due (inserted directly), so the
+    /// sweep's cost against table size shows.
+    #[arg(long, default_value_t = 0)]
+    idle_accounts: u64,
+    /// Deactivated TikTok accounts whose tokens expired long ago (inserted directly).
+    #[arg(long, default_value_t = 0)]
+    dead_accounts: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -303,9 +310,11 @@ async fn sweep_in(
     let engine = app.state.engine.clone();
     let tenant_id = service::identity::tenants::ensure(&db, TENANT).await?.id;
     println!(
-        "bench sweep: backend={} accounts={} sample={} latency_ms={} rate_limit={} concurrency={}",
+        "bench sweep: backend={} accounts={} idle={} dead={} sample={} latency_ms={} rate_limit={} concurrency={}",
         args.backend.name(),
         args.accounts,
+        args.idle_accounts,
+        args.dead_accounts,
         args.sample,
         args.latency_ms,
         args.rate_limit,
@@ -319,6 +328,27 @@ async fn sweep_in(
     let seed_s = clock.elapsed().as_secs_f64();
     eprintln!("seeded {total} accounts in {seed_s:.2} s");
     let (main_ids, sample_ids) = ids.split_at(args.accounts);
+    if args.idle_accounts + args.dead_accounts > 0 {
+        let clock = Instant::now();
+        seed_rows(&db, tenant_id, args.idle_accounts, Seeded::Idle).await?;
+        seed_rows(&db, tenant_id, args.dead_accounts, Seeded::Dead).await?;
+        eprintln!(
+            "inserted {} idle and {} dead accounts in {:.2} s",
+            args.idle_accounts,
+            args.dead_accounts,
+            clock.elapsed().as_secs_f64()
+        );
+        // Dead rows are parked once, by the first sweep after they appear: time it apart.
+        let context = app.job_context();
+        let clock = Instant::now();
+        let report = jobs::sweep_expiring::run(&context).await?;
+        println!(
+            "warm-up sweep (parks dead rows once): {:.2} s, queued={} expired={}",
+            clock.elapsed().as_secs_f64(),
+            report.queued,
+            report.expired
+        );
+    }
     expire_in(&db, main_ids, 30).await?;
     sandbox.update_config(sandbox::ConfigPatch {
         latency_ms: Some(args.latency_ms),
@@ -332,6 +362,7 @@ async fn sweep_in(
     let context = app.job_context();
     let started_at = Utc::now();
     let clock = Instant::now();
+    let cpu_before = Cpu::read(&db).await;
     let workers = tokio::spawn(jobs::run_workers(context.clone(), async {
         let _ = stopped.await;
     }));
@@ -367,6 +398,7 @@ async fn sweep_in(
     }
     let system_s = clock.elapsed().as_secs_f64();
     let finished_at = Utc::now();
+    let cpu_after = Cpu::read(&db).await;
     drop(stop);
     match workers.await {
         Ok(Ok(())) => {}
@@ -432,6 +464,7 @@ async fn sweep_in(
     }
     println!();
     diagnostics.print(system_s);
+    cpu_before.print_since(&cpu_after, args.accounts);
     println!(
         "provider (during workers): refresh_calls={} rate_limited_429={} faults={}",
         after_system.refresh_calls - before.refresh_calls,
@@ -553,6 +586,160 @@ async fn seed_connected(
         .collect()
         .await;
     seeded.into_iter().collect()
+}
+
+/// Accounts inserted straight into the tables (no provider involved).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seeded {
+    /// ACTIVE, token valid for another 20 hours: never due during the run.
+    Idle,
+    /// DEACTIVATED 100 days ago, tokens expired long ago.
+    Dead,
+}
+
+/// Inserts `count` accounts with their tokens in a few set-based statements (a recursive
+/// series, so it runs on SQLite and PostgreSQL alike). Timestamps are bound values, so
+/// they are stored exactly as the service stores them.
+async fn seed_rows(
+    db: &DatabaseConnection,
+    tenant_id: i64,
+    count: u64,
+    kind: Seeded,
+) -> anyhow::Result<()> {
+    use sea_orm::{Statement, Value};
+    const CHUNK: u64 = 50_000;
+    let now = Utc::now();
+    let day = chrono::Duration::days(1);
+    let (label, status, deactivated_at, expires_at, refresh_expires_at, issued_at) = match kind {
+        Seeded::Idle => (
+            "idle",
+            "ACTIVE",
+            None,
+            now + chrono::Duration::hours(20),
+            now + day * 300,
+            now - chrono::Duration::hours(4),
+        ),
+        Seeded::Dead => (
+            "dead",
+            "DEACTIVATED",
+            Some(now - day * 100),
+            now - day * 100,
+            now - day * 10,
+            now - day * 101,
+        ),
+    };
+    let backend = db.get_database_backend();
+    let run = unique_name(label)?;
+    let mut start = 0;
+    while start < count {
+        let n = CHUNK.min(count - start);
+        let series = format!(
+            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {n})"
+        );
+        let accounts = format!(
+            "{series} INSERT INTO social_accounts (tenant_id, platform, provider_account_id, \
+             username, status, deactivated_at, connected_at, created_at, updated_at) \
+             SELECT $1, 'tiktok', $2 || '-' || ({start} + n), $2 || '-' || ({start} + n), $3, \
+             $4, $5, $5, $5 FROM g"
+        );
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            accounts,
+            [
+                Value::from(tenant_id),
+                Value::from(run.clone()),
+                Value::from(status),
+                Value::from(deactivated_at),
+                Value::from(now - day * 200),
+            ],
+        ))
+        .await?;
+        start += n;
+    }
+    let tokens = "INSERT INTO oauth_tokens (account_id, tenant_id, key_id, access_token_enc, \
+         expires_at, refresh_expires_at, issued_at, scopes, version, failure_count, \
+         created_at, updated_at) \
+         SELECT id, tenant_id, 'seed', 'x', $1, $2, $3, '', 0, 0, $4, $4 \
+         FROM social_accounts WHERE provider_account_id LIKE $5";
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        tokens,
+        [
+            Value::from(expires_at),
+            Value::from(Some(refresh_expires_at)),
+            Value::from(issued_at),
+            Value::from(now),
+            Value::from(format!("{run}-%")),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// CPU time of this process (service + in-process sandbox) and of the PostgreSQL
+/// backends serving its database, in clock ticks (100 per second on Linux).
+struct Cpu {
+    process: Option<u64>,
+    /// pid → ticks of each backend connected to the bench database.
+    backends: BTreeMap<i64, u64>,
+}
+
+impl Cpu {
+    /// utime + stime (fields 14 and 15) of `/proc/<pid>/stat`.
+    fn ticks(pid: &str) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces; fields after it are plain.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    }
+
+    async fn read(db: &DatabaseConnection) -> Self {
+        let mut backends = BTreeMap::new();
+        if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let pids = db
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT pid::bigint AS pid FROM pg_stat_activity WHERE datname = current_database()",
+                ))
+                .await
+                .unwrap_or_default();
+            for row in pids {
+                if let Ok(pid) = row.try_get::<i64>("", "pid")
+                    && let Some(ticks) = Self::ticks(&pid.to_string())
+                {
+                    backends.insert(pid, ticks);
+                }
+            }
+        }
+        Self {
+            process: Self::ticks("self"),
+            backends,
+        }
+    }
+
+    fn print_since(&self, after: &Cpu, refreshes: usize) {
+        let per = |ticks: u64| ticks as f64 * 10.0 / refreshes.max(1) as f64;
+        let process = after
+            .process
+            .zip(self.process)
+            .map(|(a, b)| format!("{:.2}", per(a.saturating_sub(b))))
+            .unwrap_or_else(|| "-".into());
+        // A backend that appeared during the run counts from zero.
+        let backends: u64 = after
+            .backends
+            .iter()
+            .map(|(pid, ticks)| ticks.saturating_sub(*self.backends.get(pid).unwrap_or(&0)))
+            .sum();
+        let backends = if after.backends.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.2}", per(backends))
+        };
+        println!(
+            "cpu ms per refresh: bench process (service + sandbox)={process} postgres backends={backends}"
+        );
+    }
 }
 
 /// Moves the tokens' expiry to `minutes` from now (inside the 1 h TikTok window).

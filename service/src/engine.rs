@@ -12,7 +12,7 @@ use crate::{
     domain::Platform,
     events::EventBus,
     providers::{ProviderError, Providers},
-    tokens::{journal::Journal, vault::KeyRing},
+    tokens::{journal::Journal, lanes::Lanes, vault::KeyRing},
 };
 
 /// Settings of connections and refreshes.
@@ -141,6 +141,8 @@ impl Stores {
 pub struct Engine {
     vault: RwLock<Arc<KeyRing>>,
     pub providers: Arc<Providers>,
+    /// Background refreshes leave part of each rate limit to on-demand ones.
+    pub lanes: Lanes,
     pub locks: RefreshLocks,
     pub settings: EngineSettings,
     /// Where committed token events are published.
@@ -171,6 +173,7 @@ impl Engine {
         );
         Self {
             vault: RwLock::new(Arc::new(vault)),
+            lanes: Lanes::new(&providers, crate::tokens::lanes::DEFAULT_RESERVE),
             providers: Arc::new(providers),
             locks: RefreshLocks::default(),
             settings,

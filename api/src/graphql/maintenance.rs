@@ -1,7 +1,7 @@
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::refresh_attempt;
-use jobs::{JobSettings, Queue, refresh_token::RefreshToken};
+use jobs::{JobSettings, Queue};
 use service::{ops::rotation, tokens::attempts, tokens::summary};
 
 use crate::{
@@ -183,32 +183,23 @@ pub struct MaintenanceMutation;
 
 #[Object]
 impl MaintenanceMutation {
-    /// Queues a refresh of every refreshable account matching `filter` (INTEGRATOR).
-    /// Returns how many were queued.
+    /// Queues a refresh of every refreshable account matching `filter` (INTEGRATOR),
+    /// except accounts already queued. Returns how many were queued.
     async fn refresh_accounts(
         &self,
         ctx: &Context<'_>,
         filter: Option<AccountFilter>,
     ) -> ApiResult<u64> {
-        let caller = ctx.caller()?;
         let filter: service::connections::accounts::AccountFilter =
             filter.unwrap_or_default().into();
-        let ids = summary::refreshable_accounts(ctx.db()?, caller, &filter).await?;
-        let queue = queue_of(ctx)?;
-        let mut queued = 0;
-        for account_id in ids {
-            let job = RefreshToken {
-                tenant_id: caller.tenant_id,
-                account_id,
-                trigger: "bulk".into(),
-            };
-            queue.push(job, None).await.map_err(|err| {
-                tracing::error!(error = %err, "could not queue a refresh");
-                ApiError::internal()
-            })?;
-            queued += 1;
-        }
-        Ok(queued)
+        Ok(service::tokens::sweep::refresh_many(
+            ctx.db()?,
+            &job_settings(ctx)?.sweep,
+            queue_of(ctx)?,
+            ctx.caller()?,
+            &filter,
+        )
+        .await?)
     }
 
     /// Makes a new encryption key active (OPERATOR; audited deployment-wide); tokens are

@@ -4,6 +4,8 @@ pub mod attempts;
 pub mod failures;
 /// Rotated tokens the database has not taken yet, on local disk.
 pub mod journal;
+/// On-demand refreshes before background ones: a rate-limit reserve.
+pub mod lanes;
 /// The queue port: how refreshes are asked to run later.
 pub mod queue;
 /// Single-flight token refresh.

@@ -25,6 +25,7 @@ use crate::{
     identity::caller::Actor,
     providers::{ErrorClass, ProviderError},
     tokens,
+    tokens::lanes::Lane,
     tokens::vault::TokenKind,
 };
 
@@ -33,24 +34,26 @@ use crate::{
 pub struct RefreshOptions {
     /// Who asked, for the audit log.
     pub actor: Actor,
-    /// Wait for provider rate-limit capacity (jobs) instead of failing fast (requests).
-    pub wait_for_capacity: bool,
+    /// On demand (a caller waits: goes first, fails fast when rate limited) or background
+    /// (admitted below the rate limit, waits for capacity). See [`tokens::lanes`].
+    pub lane: Lane,
 }
 
 impl RefreshOptions {
-    /// A refresh on behalf of an API request: fails fast when rate limited.
+    /// A refresh on behalf of an API request: goes first, fails fast when rate limited.
     pub fn on_request(actor: Actor) -> Self {
         Self {
             actor,
-            wait_for_capacity: false,
+            lane: Lane::OnDemand,
         }
     }
 
-    /// A refresh from a background job: waits for rate-limit capacity.
+    /// A refresh from a background job: waits for rate-limit capacity, leaving the
+    /// on-demand reserve free.
     pub fn in_job(actor: Actor) -> Self {
         Self {
             actor,
-            wait_for_capacity: true,
+            lane: Lane::Background,
         }
     }
 }
@@ -202,12 +205,14 @@ where
         return Ok(failed(account, error));
     }
 
-    let provider = if options.wait_for_capacity {
-        engine.providers.get(platform)
-    } else {
-        engine.providers.get_fail_fast(platform)
+    let provider = match options.lane {
+        Lane::Background => engine.providers.get(platform),
+        Lane::OnDemand => engine.providers.get_fail_fast(platform),
     }
     .map_err(|e| ServiceError::Provider(platform, e))?;
+    if options.lane == Lane::Background {
+        engine.lanes.admit_background(platform).await;
+    }
 
     if !tokens::take_lease(
         db,
@@ -248,7 +253,7 @@ where
         provider_account_id: &account.provider_account_id,
         scopes: &scopes,
     };
-    match provider.refresh(&request).await {
+    match refresh_call(engine, platform, options.lane, provider.as_ref(), &request).await {
         Ok(set) => {
             let account =
                 store_success(db, engine, account, token.version, &set, &options.actor).await?;
@@ -266,6 +271,37 @@ where
             }
             let account = record_failure(db, engine, account, &error, &options.actor).await?;
             Ok(failed(account, error))
+        }
+    }
+}
+
+/// Calls the provider. An on-demand refresh that finds the local rate limit used up
+/// waits for capacity (background refreshes yield meanwhile) up to
+/// [`tokens::lanes::ON_DEMAND_WAIT`]; such a refusal happens before anything is sent, so
+/// trying again never presents a token twice.
+async fn refresh_call(
+    engine: &Engine,
+    platform: Platform,
+    lane: Lane,
+    provider: &dyn crate::providers::OAuthProvider,
+    request: &crate::providers::RefreshRequest<'_>,
+) -> Result<crate::providers::TokenSet, ProviderError> {
+    let deadline = Instant::now() + tokens::lanes::ON_DEMAND_WAIT;
+    let mut waiting = None;
+    loop {
+        match provider.refresh(request).await {
+            Err(error) if lane == Lane::OnDemand && error.code == "rate_limited_local" => {
+                let wait = error
+                    .retry_after
+                    .unwrap_or(Duration::from_millis(50))
+                    .clamp(Duration::from_millis(1), Duration::from_millis(250));
+                if Instant::now() + wait > deadline {
+                    return Err(error);
+                }
+                waiting.get_or_insert_with(|| engine.lanes.on_demand_waiting(platform));
+                tokio::time::sleep(wait).await;
+            }
+            result => return result,
         }
     }
 }

@@ -8,10 +8,9 @@ use sea_orm::{
 };
 
 use crate::{
-    connections::accounts::{self, AccountFilter},
     domain::{AccountStatus, Platform},
     error::ServiceResult,
-    identity::caller::{Caller, Role},
+    identity::caller::Caller,
     tokens::attempts::Outcome,
 };
 
@@ -86,27 +85,4 @@ pub async fn summary(
         expiring_next_24h,
         failures_last_24h,
     })
-}
-
-/// The caller's refreshable accounts (with tokens) matching `filter`, for a bulk refresh
-/// (INTEGRATOR).
-pub async fn refreshable_accounts(
-    db: &impl ConnectionTrait,
-    caller: &Caller,
-    filter: &AccountFilter,
-) -> ServiceResult<Vec<i64>> {
-    caller.require(Role::Integrator)?;
-    let with_tokens = oauth_token::Entity::find()
-        .select_only()
-        .column(oauth_token::Column::AccountId)
-        .filter(oauth_token::Column::TenantId.eq(caller.tenant_id))
-        .into_query();
-    Ok(accounts::select(caller.tenant_id, filter)
-        .select_only()
-        .column(social_account::Column::Id)
-        .filter(social_account::Column::Status.is_in(crate::tokens::sweep::refreshable_statuses()))
-        .filter(social_account::Column::Id.in_subquery(with_tokens))
-        .into_tuple()
-        .all(db)
-        .await?)
 }

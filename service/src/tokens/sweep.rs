@@ -14,12 +14,12 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::{
-    connections::accounts::TARGET,
+    connections::accounts::{self, AccountFilter, TARGET},
     domain::{AccountStatus, Platform},
-    error::ServiceResult,
+    error::{ServiceError, ServiceResult},
     events::{self, EventBus, EventKind, NewEvent},
     identity::audit::{self, AuditAction, Target},
-    identity::caller::Actor,
+    identity::caller::{Actor, Caller, Role},
     tokens::failures::FailureView,
     tokens::queue::{QueuedRefresh, RefreshQueue, Trigger},
 };
@@ -668,6 +668,78 @@ where
     }
     backoff.clear(db).await?;
     Ok(report)
+}
+
+/// Queues a refresh of every refreshable account of the caller's tenant matching `filter`
+/// (INTEGRATOR), whether due or not, except accounts already queued (their token is
+/// claimed by a sweep or an earlier bulk refresh): calling it twice queues each account
+/// once. Claims in LIMITed batches, like the sweep; the job releases each claim when it
+/// has run. Returns how many were queued.
+pub async fn refresh_many<Q: RefreshQueue>(
+    db: &impl ConnectionTrait,
+    settings: &SweepSettings,
+    queue: &Q,
+    caller: &Caller,
+    filter: &AccountFilter,
+) -> ServiceResult<u64> {
+    caller.require(Role::Integrator)?;
+    let now = Utc::now();
+    let until = now
+        + chrono::Duration::from_std(settings.claim_for)
+            .unwrap_or_else(|_| chrono::Duration::minutes(10));
+    let unclaimed = Condition::any()
+        .add(oauth_token::Column::SweepClaimedUntil.is_null())
+        .add(oauth_token::Column::SweepClaimedUntil.lt(now));
+    let mut queued = 0;
+    loop {
+        let accounts = accounts::select(caller.tenant_id, filter)
+            .select_only()
+            .column(social_account::Column::Id)
+            .filter(social_account::Column::Status.is_in(refreshable_statuses()))
+            .filter(social_account::Column::DeactivatedAt.is_null())
+            .into_query();
+        let candidates = oauth_token::Entity::find()
+            .select_only()
+            .column(oauth_token::Column::Id)
+            .filter(oauth_token::Column::TenantId.eq(caller.tenant_id))
+            .filter(oauth_token::Column::AccountId.in_subquery(accounts))
+            .filter(unclaimed.clone())
+            .order_by_asc(oauth_token::Column::Id)
+            .limit(settings.batch)
+            .into_query();
+        let claimed: Vec<Due> = oauth_token::Entity::update_many()
+            .col_expr(
+                oauth_token::Column::SweepClaimedUntil,
+                Expr::value(Some(until)),
+            )
+            .filter(oauth_token::Column::Id.in_subquery(candidates))
+            .filter(unclaimed.clone())
+            .exec_with_returning(db)
+            .await?
+            .into_iter()
+            .map(|t| Due {
+                tenant_id: t.tenant_id,
+                account_id: t.account_id,
+            })
+            .collect();
+        for (i, due) in claimed.iter().enumerate() {
+            let job = QueuedRefresh {
+                tenant_id: due.tenant_id,
+                account_id: due.account_id,
+                trigger: Trigger::Bulk,
+            };
+            if let Err(err) = queue.enqueue(job, None).await {
+                release_claims(db, &claimed[i..]).await?;
+                return Err(ServiceError::Internal(format!(
+                    "bulk refresh stopped after {queued} accounts: {err}"
+                )));
+            }
+            queued += 1;
+        }
+        if (claimed.len() as u64) < settings.batch {
+            return Ok(queued);
+        }
+    }
 }
 
 #[cfg(test)]
