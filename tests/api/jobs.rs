@@ -285,13 +285,12 @@ async fn bulk_refresh_and_token_health(app: TestApp) {
         .await;
     assert_eq!(queued["refreshAccounts"], 3);
     let again = app
-        .gql_ok(
-            &app.admin_key,
-            "mutation { refreshAccounts }",
-            json!({}),
-        )
+        .gql_ok(&app.admin_key, "mutation { refreshAccounts }", json!({}))
         .await;
-    assert_eq!(again["refreshAccounts"], 0, "queued accounts are not queued again");
+    assert_eq!(
+        again["refreshAccounts"], 0,
+        "queued accounts are not queued again"
+    );
     let depth = app
         .gql_ok(
             &app.admin_key,
@@ -859,7 +858,11 @@ async fn a_deactivation_during_a_refresh_wins(app: TestApp) {
     let body = read.await.expect("task");
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
     assert!(body["data"].is_null(), "no token served: {body}");
-    assert_eq!(token(&app, rotated).await.version, 1, "the rotated tokens were stored");
+    assert_eq!(
+        token(&app, rotated).await.version,
+        1,
+        "the rotated tokens were stored"
+    );
     let account = social_account::Entity::find_by_id(rotated)
         .one(&app.db)
         .await
@@ -934,10 +937,7 @@ async fn a_reconnect_during_the_expiry_pass_wins(app: TestApp) {
     let found = sweep::find_unrefreshable(&app.db, now, 10)
         .await
         .expect("found");
-    assert_eq!(
-        found.iter().map(|f| f.account_id).collect::<Vec<_>>(),
-        [id]
-    );
+    assert_eq!(found.iter().map(|f| f.account_id).collect::<Vec<_>>(), [id]);
     // ...the user reconnects before the pass reaches it...
     let again = app
         .connect_flow(&app.admin_key, "INSTAGRAM", "back", "")

@@ -10,9 +10,7 @@ use std::{
 
 use chrono::Utc;
 use entity::social_account;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, TransactionSession, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionSession, TransactionTrait};
 use serde_json::json;
 
 use crate::{

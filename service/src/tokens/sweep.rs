@@ -545,7 +545,10 @@ pub const QUEUE_BACKOFF: &str = "sweep_queue_backoff";
 /// How long sweeps stop claiming after the queue failed `failures` times in a row: 1 s
 /// doubling up to 5 minutes (the default schedule period).
 pub fn queue_backoff(failures: u32) -> Duration {
-    Duration::from_secs(Ord::min(1u64 << Ord::min(failures.saturating_sub(1), 9), 300))
+    Duration::from_secs(Ord::min(
+        1u64 << Ord::min(failures.saturating_sub(1), 9),
+        300,
+    ))
 }
 
 /// The deployment-wide queue backoff, kept in a setting so every worker honours it.
