@@ -298,23 +298,18 @@ mod tests {
             .await
             .expect("pushed delayed");
         assert_eq!(queue.stats().await.expect("stats").pending, before + 2);
-        // Leave nothing behind in the shared Redis.
+        // Leave nothing behind in the shared Redis (best effort: KEYS can be slow while
+        // other suites fill it).
         let client = redis::Client::open(url.as_str()).expect("redis url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
-            .query_async(&mut conn)
-            .await
-            .expect("keys");
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
                 .query_async(&mut conn)
                 .await
-                .expect("deleted");
+                .unwrap_or_default();
+            for key in keys {
+                let _: Result<(), _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
+            }
         }
     }
 }

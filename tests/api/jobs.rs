@@ -1084,8 +1084,10 @@ async fn a_failing_enqueue_backs_the_sweep_off() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(queued, ids.len(), "each account once");
+    // An enqueue that timed out may still have landed: the queue is at least once (a
+    // duplicate job finds the token fresh and skips it).
     let depth = ctx.queue.stats().await.expect("stats");
-    assert_eq!(depth.pending, ids.len() as u64);
+    assert!(depth.pending >= ids.len() as u64, "{depth:?}");
 
     // Leave nothing behind in the shared Redis (best effort: it is busy with other tests).
     let client = redis::Client::open(crate::helpers::redis_url().as_str()).expect("redis url");

@@ -317,8 +317,11 @@ async fn losing_every_redis_key_loses_no_work() {
     .await;
     // Flush this deployment's keys (other tests share the server).
     let client = redis::Client::open(redis_url()).expect("redis url");
+    // KEYS walks the whole shared keyspace: allow it more than the default half second.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
     let mut conn = client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .expect("redis connection");
     let keys: Vec<String> = redis::cmd("KEYS")
