@@ -1,4 +1,4 @@
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, sync::Arc};
 
 use jobs::{JobContext, Queue};
 use sea_orm::DatabaseConnection;
@@ -23,6 +23,8 @@ pub struct AppState {
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// Per-API-key token buckets (RATE_LIMITED).
     pub limiter: Arc<crate::limits::KeyRateLimiter>,
+    /// Open WebSockets per caller (`TOKENWARDEN_LIMITS_WS_MAX_SOCKETS_PER_KEY`).
+    pub sockets: Arc<crate::limits::SocketCounter>,
 }
 
 impl axum::extract::FromRef<AppState> for DatabaseConnection {
@@ -61,6 +63,9 @@ impl App {
         let schema = build_schema(db.clone(), engine.clone(), queue.clone(), &config);
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let limiter = Arc::new(crate::limits::KeyRateLimiter::new(&config.limits));
+        let sockets = Arc::new(crate::limits::SocketCounter::new(
+            config.limits.ws_max_sockets_per_key,
+        ));
         App {
             closing,
             state: AppState {
@@ -71,6 +76,7 @@ impl App {
                 queue,
                 closing: closing_rx,
                 limiter,
+                sockets,
             },
         }
     }
@@ -98,12 +104,13 @@ impl App {
     ) -> std::io::Result<()> {
         let router = self.router();
         let closing = self.closing;
+        let limits = &self.state.config.limits;
+        let limits = http::server::ServerLimits {
+            max_connections: limits.max_connections,
+            header_read_timeout: limits.header_read_timeout,
+        };
         tracing::info!(addr = %listener.local_addr()?, "serving GraphQL at /graphql");
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        http::server::serve(listener, router, limits, async move {
             shutdown.await;
             // Open WebSockets close cleanly (1001) so the drain can finish.
             let _ = closing.send(true);

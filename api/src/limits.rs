@@ -2,7 +2,12 @@
 //! `TOKENWARDEN_MAX_*`) and the per-API-key rate limiter. The GraphQL cost checks live in `graphql::limits`; the socket
 //! and connection bounds in `http`. docs/api.md (Limits) lists every limit with its error code.
 
-use std::{num::NonZeroU32, time::Duration};
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use governor::{
     Quota, RateLimiter,
@@ -33,6 +38,22 @@ pub struct LimitSettings {
     pub rate_per_minute: u32,
     /// Requests one API key may make at once before the per-minute rate applies.
     pub rate_burst: u32,
+    /// A WebSocket that has not sent `connection_init` this long after opening is closed
+    /// with 4408 (graphql-transport-ws: "Connection initialisation timeout").
+    pub ws_init_timeout: Duration,
+    /// Most subscriptions running at once on one WebSocket; one more gets an `error`
+    /// frame, TOO_MANY_SUBSCRIPTIONS (the socket stays open).
+    pub ws_max_subscriptions: usize,
+    /// Most WebSockets one API key (or signed-in user) may hold open in this process; one
+    /// more is closed with 4429 at `connection_init`.
+    pub ws_max_sockets_per_key: usize,
+    /// Largest WebSocket message (and frame) a client may send, in bytes: close 1009.
+    pub ws_max_message_bytes: usize,
+    /// Time a client has to send a request's headers; also the idle keep-alive timeout.
+    pub header_read_timeout: Duration,
+    /// Most TCP connections (WebSockets included) this process holds at once; one more
+    /// is answered HTTP 503 with `Retry-After` and closed.
+    pub max_connections: usize,
 }
 
 /// Keys tracked before idle buckets are dropped (a full bucket needs no state).
@@ -71,6 +92,59 @@ impl KeyRateLimiter {
     }
 }
 
+/// Open WebSockets per caller (API key, or signed-in user) in this process.
+pub struct SocketCounter {
+    max: usize,
+    open: Arc<Mutex<HashMap<i64, usize>>>,
+}
+
+/// One counted socket; dropping it frees the place.
+pub struct SocketSlot {
+    key: i64,
+    open: Arc<Mutex<HashMap<i64, usize>>>,
+}
+
+impl SocketCounter {
+    /// At most `max` sockets per caller.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    /// The most sockets one caller may hold.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A place for one more socket of `key`, or `None` when it holds `max` already.
+    pub fn try_open(&self, key: i64) -> Option<SocketSlot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(key).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(SocketSlot {
+            key,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Whole seconds to announce in `Retry-After` (at least 1).
 pub fn retry_after_seconds(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
@@ -91,7 +165,30 @@ mod tests {
             request_timeout: Duration::from_secs(30),
             rate_per_minute: rate,
             rate_burst: burst,
+            ws_init_timeout: Duration::from_secs(10),
+            ws_max_subscriptions: 25,
+            ws_max_sockets_per_key: 50,
+            ws_max_message_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
         }
+    }
+
+    #[test]
+    fn sockets_are_counted_per_caller_and_freed_on_drop() {
+        let counter = SocketCounter::new(2);
+        let a = counter.try_open(1).expect("first");
+        let _b = counter.try_open(1).expect("second");
+        assert!(counter.try_open(1).is_none(), "a third is refused");
+        assert!(
+            counter.try_open(-1).is_some(),
+            "another caller is unaffected"
+        );
+        drop(a);
+        assert!(
+            counter.try_open(1).is_some(),
+            "a closed socket frees its place"
+        );
     }
 
     #[test]

@@ -78,6 +78,56 @@ pub struct LimitsConfig {
         global = true
     )]
     pub rate_burst: u32,
+
+    /// A WebSocket that has not sent `connection_init` this long after opening is closed
+    /// with 4408 (graphql-transport-ws: "Connection initialisation timeout").
+    #[arg(long, env = "TOKENWARDEN_LIMITS_WS_INIT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s", global = true)]
+    pub ws_init_timeout: Duration,
+
+    /// Most subscriptions running at once on one WebSocket; one more is refused with an
+    /// `error` frame, TOO_MANY_SUBSCRIPTIONS (the socket stays open).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LIMITS_WS_MAX_SUBSCRIPTIONS",
+        default_value_t = 25,
+        global = true
+    )]
+    pub ws_max_subscriptions: usize,
+
+    /// Most WebSockets one API key (or signed-in user) may hold open on one `serve`
+    /// process; one more is closed with 4429 at `connection_init`.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LIMITS_WS_MAX_SOCKETS_PER_KEY",
+        default_value_t = 50,
+        global = true
+    )]
+    pub ws_max_sockets_per_key: usize,
+
+    /// Largest WebSocket message (and frame) a client may send, in bytes; a larger one
+    /// closes the socket with 1009 (message too big).
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LIMITS_WS_MAX_MESSAGE_BYTES",
+        default_value_t = 64 * 1024,
+        global = true
+    )]
+    pub ws_max_message_bytes: usize,
+
+    /// Time a client has to send a request's headers, which is also how long an idle
+    /// keep-alive HTTP connection stays open; then the connection is closed.
+    #[arg(long, env = "TOKENWARDEN_LIMITS_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s", global = true)]
+    pub header_read_timeout: Duration,
+
+    /// Most TCP connections (WebSockets included) one `serve` process holds at once; one
+    /// more is answered HTTP 503 with `Retry-After` and closed.
+    #[arg(
+        long,
+        env = "TOKENWARDEN_LIMITS_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        global = true
+    )]
+    pub max_connections: usize,
 }
 
 impl LimitsConfig {
@@ -93,6 +143,12 @@ impl LimitsConfig {
             request_timeout: self.request_timeout,
             rate_per_minute: self.rate_per_minute,
             rate_burst: self.rate_burst,
+            ws_init_timeout: self.ws_init_timeout,
+            ws_max_subscriptions: self.ws_max_subscriptions,
+            ws_max_sockets_per_key: self.ws_max_sockets_per_key,
+            ws_max_message_bytes: self.ws_max_message_bytes,
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
         }
     }
 }

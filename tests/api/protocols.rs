@@ -255,3 +255,289 @@ where
     .await
     .expect("subscription started");
 }
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/graphql/ws` with `protocol` without sending anything.
+async fn connect_ws(app: &TestApp, protocol: &str) -> Ws {
+    let mut request = format!("ws://{}/graphql/ws", app.addr)
+        .into_client_request()
+        .expect("request");
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().expect("header"));
+    connect_async(request).await.expect("websocket connects").0
+}
+
+/// Sends `connection_init` with `key` and returns the first answer that is not a
+/// keep-alive: the parsed text frame, or the close frame's code and reason.
+async fn init_with(ws: &mut Ws, key: &str) -> Result<Value, (u16, String)> {
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {key}") } })
+            .to_string(),
+    ))
+    .await
+    .expect("init sent");
+    loop {
+        match next_frame(ws).await {
+            Frame::Text(msg) if msg["type"] == "ka" => {}
+            Frame::Text(msg) => return Ok(msg),
+            Frame::Closed(code, reason) => return Err((code, reason)),
+        }
+    }
+}
+
+enum Frame {
+    Text(Value),
+    Closed(u16, String),
+}
+
+/// The next text or close frame (pings skipped), within 15 s.
+async fn next_frame(ws: &mut Ws) -> Frame {
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(15), ws.next())
+            .await
+            .expect("a frame within 15 s");
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                return Frame::Text(serde_json::from_str(&text).expect("json"));
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                return Frame::Closed(code, reason);
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the socket ended without a close frame: {other:?}"),
+        }
+    }
+}
+
+/// The close code and reason the server ends `ws` with (text frames before it skipped).
+async fn close_code(ws: &mut Ws) -> (u16, String) {
+    loop {
+        if let Frame::Closed(code, reason) = next_frame(ws).await {
+            return (code, reason);
+        }
+    }
+}
+
+/// Subscribes `id` to every token event from now on (graphql-transport-ws); `since`
+/// makes an event raised before the subscription is attached arrive too.
+async fn subscribe(ws: &mut Ws, id: &str) {
+    ws.send(Message::text(
+        json!({ "id": id, "type": "subscribe", "payload": {
+            "query": "subscription($since: DateTime) { tokenEvents(since: $since) { kind } }",
+            "variables": { "since": chrono::Utc::now().to_rfc3339() },
+        } })
+        .to_string(),
+    ))
+    .await
+    .expect("subscribe sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_sends_connection_init_is_closed_with_4408() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--ws-init-timeout", "1s"]).await;
+    for protocol in ["graphql-transport-ws", "graphql-ws"] {
+        let mut silent = connect_ws(&app, protocol).await;
+        let (code, reason) = close_code(&mut silent).await;
+        assert_eq!(code, 4408, "{protocol}: {reason}");
+        assert_eq!(reason, "Connection initialisation timeout");
+    }
+    // The server keeps serving: a socket that does send connection_init is acknowledged
+    // and not closed at the deadline.
+    let mut ws = open(&app, "graphql-transport-ws").await;
+    subscribe(&mut ws, "1").await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    app.connect(&app.admin_key, "TIKTOK", "after").await;
+    match next_frame(&mut ws).await {
+        Frame::Text(msg) => assert_eq!(msg["payload"]["data"]["tokenEvents"]["kind"], "CONNECTED"),
+        Frame::Closed(code, reason) => panic!("closed: {code} {reason}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_over_the_per_socket_limit_is_refused_and_the_socket_stays_open() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--ws-max-subscriptions", "2"]).await;
+    let mut ws = open(&app, "graphql-transport-ws").await;
+    subscribe(&mut ws, "1").await;
+    subscribe(&mut ws, "2").await;
+    subscribe(&mut ws, "3").await;
+    let refused = match next_frame(&mut ws).await {
+        Frame::Text(msg) => msg,
+        Frame::Closed(code, reason) => panic!("closed: {code} {reason}"),
+    };
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["id"], "3");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+        "{refused}"
+    );
+    // Completing one frees its place: a new subscription runs, and both receive events.
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "complete" }).to_string(),
+    ))
+    .await
+    .expect("complete sent");
+    subscribe(&mut ws, "4").await;
+    app.connect(&app.admin_key, "TIKTOK", "limit").await;
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < 2 {
+        match next_frame(&mut ws).await {
+            Frame::Text(msg) if msg["type"] == "complete" => assert_eq!(msg["id"], "1"),
+            Frame::Text(msg) => {
+                assert_eq!(msg["type"], "next", "{msg}");
+                got.insert(msg["id"].as_str().expect("id").to_owned());
+            }
+            Frame::Closed(code, reason) => panic!("closed: {code} {reason}"),
+        }
+    }
+    assert_eq!(got.into_iter().collect::<Vec<_>>(), ["2", "4"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_over_the_per_key_limit_are_closed_with_4429() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--ws-max-sockets-per-key", "2"]).await;
+    let first = open(&app, "graphql-transport-ws").await;
+    let _second = open(&app, "graphql-transport-ws").await;
+    for protocol in ["graphql-transport-ws", "graphql-ws"] {
+        let mut third = connect_ws(&app, protocol).await;
+        let answer = init_with(&mut third, &app.admin_key).await;
+        let (code, reason) = match answer {
+            Err(closed) => closed,
+            // The legacy protocol sends connection_error first, then the close.
+            Ok(msg) => {
+                assert_eq!(msg["type"], "connection_error", "{protocol}: {msg}");
+                close_code(&mut third).await
+            }
+        };
+        assert_eq!(code, 4429, "{protocol}: {reason}");
+        assert!(reason.contains("too many sockets"), "{reason}");
+    }
+    // Another key is not affected.
+    let viewer = app.create_key(&app.admin_key, "other", "VIEWER").await;
+    let mut other = connect_ws(&app, "graphql-transport-ws").await;
+    let ack = init_with(&mut other, &viewer)
+        .await
+        .expect("another key's socket");
+    assert_eq!(ack["type"], "connection_ack");
+    // A closed socket frees its place.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let mut again = connect_ws(&app, "graphql-transport-ws").await;
+        match init_with(&mut again, &app.admin_key).await {
+            Ok(ack) if ack["type"] == "connection_ack" => break,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the place of the closed socket was not freed: {other:?}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_size_limit_closes_the_socket_with_1009() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--ws-max-message-bytes", "2048"]).await;
+    let mut ws = open(&app, "graphql-transport-ws").await;
+    let padding = "x".repeat(4096);
+    let _ = ws
+        .send(Message::text(
+            json!({ "id": "1", "type": "subscribe", "payload": { "query": format!("# {padding}\nsubscription {{ tokenEvents {{ kind }} }}") } })
+                .to_string(),
+        ))
+        .await;
+    let (code, _) = close_code(&mut ws).await;
+    assert_eq!(code, 1009, "message too big");
+    // The server keeps serving sockets (`open` waits for the acknowledgement).
+    open(&app, "graphql-transport-ws").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_answered_503_and_a_freed_place_is_reused() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--max-connections", "2"]).await;
+    // Two WebSockets hold both places (an upgraded connection keeps its place).
+    let first = open(&app, "graphql-transport-ws").await;
+    let _second = open(&app, "graphql-transport-ws").await;
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client")
+    };
+    let refused = fresh()
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("an answer, not a reset");
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    drop(first);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let status = fresh()
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        if matches!(status, Ok(200)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed socket's place was not freed: {status:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_keep_alive_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--header-read-timeout", "1s"]).await;
+    // Headers never finished: the server hangs up.
+    let mut slow = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("partial headers");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        slow.read_to_end(&mut buf),
+    )
+    .await
+    .expect("closed within 15 s");
+    assert!(
+        read.is_err() || !String::from_utf8_lossy(&buf).contains("200 OK"),
+        "no answer to half a request"
+    );
+    // A complete request is answered; the idle keep-alive connection is then closed.
+    let mut idle = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        idle.read_to_end(&mut buf),
+    )
+    .await
+    .expect("closed within 15 s");
+    assert!(read.is_ok(), "{read:?}");
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+}

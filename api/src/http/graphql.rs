@@ -467,11 +467,101 @@ async fn authenticate_socket(
     }
 }
 
+/// The close codes `/graphql/ws` sends besides the protocol's own (docs/api.md lists them).
+mod close {
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A message over the size limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The CSRF/Origin check of a session socket failed, or its key was revoked or its
+    /// session ended.
+    pub const FORBIDDEN: u16 = 4403;
+    /// No `connection_init` within the init timeout (graphql-transport-ws's code).
+    pub const INIT_TIMEOUT: u16 = 4408;
+    /// The caller already holds the most sockets allowed.
+    pub const TOO_MANY_SOCKETS: u16 = 4429;
+}
+
+/// The one frame field the socket limits need from client and server messages.
+#[derive(serde::Deserialize)]
+struct Frame {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+}
+
+/// What the reading and the writing half of one socket share.
+#[derive(Default)]
+struct SocketShared {
+    /// Whether the client sent `connection_init` (else 4408 at the deadline).
+    init_received: std::sync::atomic::AtomicBool,
+    /// Ids of the operations running on this socket.
+    operations: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Set when `connection_init` was refused: the protocol's own close frame is replaced
+    /// by this code and reason.
+    refusal: std::sync::OnceLock<(u16, String)>,
+    /// The caller, once `connection_init` authenticated it: a revoked key's or ended
+    /// session's socket is closed (4403) within seconds.
+    caller: std::sync::OnceLock<service::Caller>,
+    /// This socket's place in the per-caller socket limit.
+    slot: std::sync::Mutex<Option<crate::limits::SocketSlot>>,
+}
+
+impl SocketShared {
+    fn operations(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.operations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Whether the upgrade asked for the legacy `graphql-ws` protocol (subscriptions-transport-ws)
+/// rather than `graphql-transport-ws`, in the order async-graphql picks them.
+fn legacy_protocol(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|p| *p == "graphql-transport-ws" || *p == "graphql-ws")
+        == Some("graphql-ws")
+}
+
+/// Whether a socket read failed on the message size limit.
+fn too_big(err: &axum::Error) -> bool {
+    std::error::Error::source(err)
+        .and_then(|e| e.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                tungstenite::Error::Capacity(
+                    tungstenite::error::CapacityError::MessageTooLong { .. }
+                )
+            )
+        })
+}
+
+/// The `error` frame refusing operation `id` (the socket stays open).
+fn too_many_subscriptions(legacy: bool, id: &str, max: usize) -> axum::extract::ws::Message {
+    let error = json!({
+        "message": format!("this socket runs {max} subscriptions already; complete one first or open another socket"),
+        "extensions": { "code": "TOO_MANY_SUBSCRIPTIONS" },
+    });
+    // graphql-transport-ws sends a list of errors, subscriptions-transport-ws one error.
+    let payload = if legacy { error } else { json!([error]) };
+    axum::extract::ws::Message::text(
+        json!({ "type": "error", "id": id, "payload": payload }).to_string(),
+    )
+}
+
 /// `/graphql/ws`: subscriptions over graphql-transport-ws (and the legacy graphql-ws).
 /// The key comes in the `connection_init` payload: `{"authorization": "Bearer <key>"}`;
 /// the dashboard instead sends its session cookie with the upgrade and
 /// `{"csrfToken": ...}` in the payload (see `authenticate_socket`).
-/// Buffers are small (4 KiB) so thousands of idle subscribers stay cheap.
+/// Bounded: `connection_init` within the init timeout (4408), sockets per caller (4429),
+/// subscriptions per socket (TOO_MANY_SUBSCRIPTIONS), message size (1009), and small
+/// buffers (4 KiB) so thousands of idle subscribers stay cheap.
 pub async fn subscriptions(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -479,77 +569,171 @@ pub async fn subscriptions(
     protocol: async_graphql_axum::GraphQLProtocol,
     upgrade: axum::extract::ws::WebSocketUpgrade,
 ) -> HttpResponse {
+    let limits = &state.config.limits;
     upgrade
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
-        .max_message_size(64 * 1024)
+        .max_message_size(limits.ws_max_message_bytes)
+        .max_frame_size(limits.ws_max_message_bytes)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             use axum::extract::ws::{CloseFrame, Message};
             use futures::{SinkExt, StreamExt};
+            use std::sync::atomic::Ordering;
             let schema = state.schema.clone();
+            let legacy = legacy_protocol(&upgrade_headers);
+            let max_subscriptions = state.config.limits.ws_max_subscriptions;
+            let init_timeout = state.config.limits.ws_init_timeout;
+            let max_message = state.config.limits.ws_max_message_bytes;
             // The GraphQL protocol writes into a channel; a forwarder interleaves WebSocket
             // keep-alive pings every 30 s, so idle subscribers stay connected through
             // proxies and dead peers are noticed.
             let (mut socket_tx, socket_rx) = socket.split();
             let (tx, mut rx) = futures::channel::mpsc::channel::<Message>(32);
-            // The caller of this connection, once `connection_init` authenticated it: a
-            // revoked key's or ended session's socket is closed (4403) within seconds.
-            let authenticated = std::sync::Arc::new(std::sync::OnceLock::<service::Caller>::new());
-            let watched = authenticated.clone();
-            // Set when `connection_init` failed the CSRF/Origin check: the protocol's own
-            // close frame is replaced by 4403.
-            let refused = std::sync::Arc::new(std::sync::OnceLock::<&'static str>::new());
-            let refusal = refused.clone();
+            let shared = std::sync::Arc::new(SocketShared::default());
+
+            // Reading half: notes `connection_init`, counts operations, and answers a
+            // subscription over the limit itself instead of passing it on.
+            let inbound = {
+                let shared = shared.clone();
+                let replies = tx.clone();
+                socket_rx.filter_map(move |message| {
+                    let shared = shared.clone();
+                    let mut replies = replies.clone();
+                    async move {
+                        let frame = match &message {
+                            Ok(Message::Text(text)) => serde_json::from_str::<Frame>(text).ok(),
+                            Err(err) => {
+                                // The read ends the socket; say why when it was the size limit.
+                                if too_big(err) {
+                                    let reason = format!("message too big: at most {max_message} bytes");
+                                    let _ = replies
+                                        .send(Message::Close(Some(CloseFrame {
+                                            code: close::MESSAGE_TOO_BIG,
+                                            reason: reason.into(),
+                                        })))
+                                        .await;
+                                }
+                                None
+                            }
+                            _ => None,
+                        };
+                        let Some(Frame { kind, id }) = frame else {
+                            return Some(message);
+                        };
+                        let refused = match (kind.as_str(), id) {
+                            ("connection_init", _) => {
+                                shared.init_received.store(true, Ordering::Relaxed);
+                                None
+                            }
+                            ("subscribe" | "start", Some(id)) => {
+                                let mut operations = shared.operations();
+                                if !operations.contains(&id) && operations.len() >= max_subscriptions {
+                                    Some(id)
+                                } else {
+                                    operations.insert(id);
+                                    None
+                                }
+                            }
+                            ("complete" | "stop", Some(id)) => {
+                                shared.operations().remove(&id);
+                                None
+                            }
+                            _ => None,
+                        };
+                        match refused {
+                            Some(id) => {
+                                let _ = replies
+                                    .send(too_many_subscriptions(legacy, &id, max_subscriptions))
+                                    .await;
+                                None
+                            }
+                            None => Some(message),
+                        }
+                    }
+                })
+            };
+
+            // Writing half.
             let db = state.db.clone();
             let settings = state.config.session;
             let closing = until_closing(state.closing.clone());
-            tokio::spawn(async move {
+            let watched = shared.clone();
+            let forwarder = tokio::spawn(async move {
                 tokio::pin!(closing);
                 let mut ping = tokio::time::interval(std::time::Duration::from_secs(30));
                 ping.tick().await;
                 let mut key_check = tokio::time::interval(std::time::Duration::from_secs(5));
                 key_check.tick().await;
+                let init_deadline = tokio::time::sleep(init_timeout);
+                tokio::pin!(init_deadline);
+                let mut init_checked = false;
+                let mut close_sent = false;
+                let close_with = |code: u16, reason: String| {
+                    Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    }))
+                };
                 loop {
                     tokio::select! {
                         () = &mut closing => {
-                            let close = Message::Close(Some(CloseFrame {
-                                code: 1001,
-                                reason: "the server is shutting down".into(),
-                            }));
+                            let close = close_with(close::GOING_AWAY, "the server is shutting down".into());
                             let _ = socket_tx.send(close).await;
                             break;
                         }
+                        () = &mut init_deadline, if !init_checked => {
+                            init_checked = true;
+                            if !watched.init_received.load(Ordering::Relaxed) {
+                                let close = close_with(close::INIT_TIMEOUT, "Connection initialisation timeout".into());
+                                let _ = socket_tx.send(close).await;
+                                break;
+                            }
+                        }
                         _ = key_check.tick() => {
-                            if let Some(caller) = watched.get()
+                            if let Some(caller) = watched.caller.get()
                                 && !service::identity::sessions::still_active(&db, &settings, caller).await.unwrap_or(true)
                             {
                                 let reason = match caller.principal {
                                     service::identity::caller::Principal::ApiKey { .. } => "the API key was revoked",
                                     service::identity::caller::Principal::User { .. } => "the session ended",
                                 };
-                                let close = Message::Close(Some(CloseFrame {
-                                    code: 4403,
-                                    reason: reason.into(),
-                                }));
-                                let _ = socket_tx.send(close).await;
+                                let _ = socket_tx.send(close_with(close::FORBIDDEN, reason.into())).await;
                                 break;
                             }
                         }
                         message = rx.next() => match message {
                             Some(message) => {
-                                let message = match (message, refusal.get()) {
-                                    (Message::Close(_), Some(reason)) => Message::Close(Some(CloseFrame {
-                                        code: 4403,
-                                        reason: (*reason).into(),
-                                    })),
+                                let message = match (message, watched.refusal.get()) {
+                                    (Message::Close(_), Some((code, reason))) => {
+                                        close_with(*code, reason.clone())
+                                    }
                                     (message, _) => message,
                                 };
+                                match &message {
+                                    Message::Close(_) => close_sent = true,
+                                    // An operation the server ended frees its place.
+                                    Message::Text(text)
+                                        if text.starts_with("{\"type\":\"complete\"")
+                                            || text.starts_with("{\"type\":\"error\"") =>
+                                    {
+                                        if let Ok(Frame { id: Some(id), .. }) = serde_json::from_str::<Frame>(text) {
+                                            watched.operations().remove(&id);
+                                        }
+                                    }
+                                    _ => {}
+                                }
                                 if socket_tx.send(message).await.is_err() {
                                     break;
                                 }
                             }
-                            None => break,
+                            None => {
+                                // The legacy protocol refuses with a text frame only.
+                                if let (false, Some((code, reason))) = (close_sent, watched.refusal.get()) {
+                                    let _ = socket_tx.send(close_with(*code, reason.clone())).await;
+                                }
+                                break;
+                            }
                         },
                         _ = ping.tick() => {
                             let frame = Message::Ping(Vec::new().into());
@@ -561,7 +745,9 @@ pub async fn subscriptions(
                 }
                 let _ = socket_tx.close().await;
             });
-            async_graphql_axum::GraphQLWebSocket::new_with_pair(tx, socket_rx, schema, protocol)
+
+            let refused = shared.clone();
+            let serve = async_graphql_axum::GraphQLWebSocket::new_with_pair(tx, inbound, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let auth = match authenticate_socket(
                         &state,
@@ -574,14 +760,26 @@ pub async fn subscriptions(
                         Ok(auth) => auth,
                         Err(reason) => {
                             if let Some(reason) = reason {
-                                let _ = refused.set(reason);
+                                let _ = refused.refusal.set((close::FORBIDDEN, reason.to_owned()));
                             }
                             return Err(async_graphql::Error::new(CSRF_REFUSED));
                         }
                     };
                     match auth {
                         RequestAuth::Authenticated(caller) => {
-                            let _ = authenticated.set(caller.clone());
+                            let Some(slot) = state.sockets.try_open(limit_key(&caller)) else {
+                                let reason = format!(
+                                    "too many sockets: this API key or user holds {} open already",
+                                    state.sockets.max()
+                                );
+                                let _ = refused.refusal.set((close::TOO_MANY_SOCKETS, reason.clone()));
+                                return Err(async_graphql::Error::new(reason));
+                            };
+                            *refused
+                                .slot
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(slot);
+                            let _ = refused.caller.set(caller.clone());
                             let mut data = async_graphql::Data::default();
                             data.insert(DataLoader::new(
                                 TokenLoader {
@@ -602,8 +800,16 @@ pub async fn subscriptions(
                         }
                     }
                 })
-                .serve()
-                .await
+                .serve();
+            // Whichever half ends first ends the socket: a client that left, or a close
+            // the server sent (timeout, revoked key, shutdown) that the client ignores.
+            let mut forwarder = forwarder;
+            tokio::select! {
+                () = serve => {
+                    let _ = forwarder.await;
+                }
+                _ = &mut forwarder => {}
+            }
         })
 }
 

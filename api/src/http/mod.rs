@@ -13,6 +13,8 @@ mod health;
 mod oauth;
 /// Request ids and access logs.
 mod observe;
+/// The server loop: connection cap, header-read and idle timeouts.
+pub mod server;
 /// The embedded dashboard (`/`) and GraphiQL (`/graphiql`).
 mod ui;
 
