@@ -1,11 +1,8 @@
-use std::{collections::HashSet, time::Duration};
-
 use async_graphql::{Context, Enum, ID, InputObject, Object, Subscription};
 use chrono::{DateTime, Utc};
 use entity::token_event;
-use futures::Stream;
-use service::events::{self, EventFilter};
-use tokio::sync::broadcast::error::RecvError;
+use futures::{Stream, StreamExt};
+use service::events::{self, EventFilter, subscription};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -19,9 +16,6 @@ use crate::{
 
 /// The global-id type name of events.
 pub const KIND: &str = "TokenEvent";
-
-/// How often a subscription re-checks that its API key is still valid.
-const KEY_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// What happened.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -152,65 +146,28 @@ impl EventsSubscription {
             .unwrap_or_default();
         let filter: EventFilter = filter.unwrap_or_default().try_into()?;
         let after = after.map(|id| ids::decode(&id, KIND)).transpose()?;
-        // Subscribe before reading the table: nothing committed meanwhile is missed.
-        let mut live = engine.events.subscribe();
-        Ok(async_stream::stream! {
-            let mut last = after;
-            let mut replayed = HashSet::new();
-            if after.is_some() || since.is_some() {
-                let mut cursor = after;
-                loop {
-                    let batch = match events::replay(&db, caller.tenant_id, &filter, cursor, since, 500).await {
-                        Ok(batch) => batch,
-                        Err(err) => {
-                            yield Err(ApiError::from(err));
-                            return;
-                        }
-                    };
-                    let done = batch.len() < 500;
-                    for event in batch {
-                        cursor = Some(event.id);
-                        last = Some(event.id);
-                        replayed.insert(event.id);
-                        yield Ok(TokenEvent(event));
-                    }
-                    if done {
-                        break;
-                    }
-                }
-            }
-            let mut key_check = tokio::time::interval(KEY_CHECK_EVERY);
-            key_check.tick().await;
-            loop {
-                tokio::select! {
-                    received = live.recv() => match received {
-                        Ok(event) => {
-                            if filter.matches(caller.tenant_id, &event) && !replayed.contains(&event.id) {
-                                last = Some(event.id);
-                                yield Ok(TokenEvent(event));
-                            }
-                        }
-                        Err(RecvError::Lagged(_)) => {
-                            let resume = last
-                                .map(|id| format!("after: \"{}\"", ids::encode(KIND, id).as_str()))
-                                .unwrap_or_else(|| "since: <the time you subscribed>".to_owned());
-                            yield Err(ApiError::new(
-                                "SUBSCRIBER_LAGGED",
-                                format!("this subscription fell behind and was stopped; resubscribe with {resume}"),
-                            ));
-                            return;
-                        }
-                        Err(RecvError::Closed) => return,
-                    },
-                    _ = key_check.tick() => {
-                        if !service::identity::sessions::still_active(&db, &sessions, &caller).await.unwrap_or(true) {
-                            yield Err(ApiError::unauthenticated("the API key of this subscription was revoked or its session ended"));
-                            return;
-                        }
-                    }
-                }
-            }
-        })
+        let start = subscription::Start { after, since };
+        let events = subscription::stream(db, &engine.events, caller, sessions, filter, start);
+        Ok(events.map(|item| item.map(TokenEvent).map_err(stopped)))
+    }
+}
+
+/// What the subscriber sees when its stream stops.
+fn stopped(why: subscription::Stopped) -> ApiError {
+    match why {
+        subscription::Stopped::Lagged { last } => {
+            let resume = last
+                .map(|id| format!("after: \"{}\"", ids::encode(KIND, id).as_str()))
+                .unwrap_or_else(|| "since: <the time you subscribed>".to_owned());
+            ApiError::new(
+                "SUBSCRIBER_LAGGED",
+                format!("this subscription fell behind and was stopped; resubscribe with {resume}"),
+            )
+        }
+        subscription::Stopped::Revoked => ApiError::unauthenticated(
+            "the API key of this subscription was revoked or its session ended",
+        ),
+        subscription::Stopped::Failed(err) => ApiError::from(err),
     }
 }
 

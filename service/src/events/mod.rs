@@ -8,6 +8,8 @@
 pub mod alerts;
 /// End-user notifications, one per incident.
 pub mod notifications;
+/// One subscriber's stream: replay, then live, no gap, no duplicate.
+pub mod subscription;
 /// Signed webhooks and their deliveries.
 pub mod webhooks;
 
