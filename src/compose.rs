@@ -237,7 +237,9 @@ pub async fn build_engine(db: &DatabaseConnection, config: &Config) -> anyhow::R
             .await
             .map_err(|err| anyhow::anyhow!("{err}"))?,
         None => service::events::EventBus::local(),
-    };
+    }
+    // Published rows come back from their insert without their commit position.
+    .with_store(db.clone());
     let deployment = service::ops::settings::deployment_id(db)
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;

@@ -1,4 +1,4 @@
-//! `token_events`: the outbox of token events (append-only, ordered ids).
+//! `token_events`: the outbox of token events (append-only; `seq` is the commit order).
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,11 @@ pub struct Model {
     pub error_message: Option<String>,
     pub error_action: Option<String>,
     pub occurred_at: DateTimeUtc,
+    /// The commit order, which replay and live delivery follow (assigned as the event's
+    /// transaction commits; `None` in the row an insert returns).
+    pub seq: Option<i64>,
+    /// Set on once-only events (unique): a second insert with the same key does nothing.
+    pub once_key: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

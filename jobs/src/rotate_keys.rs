@@ -53,15 +53,19 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<u64> {
                 ),
                 action: Some("Rotate it with rotateEncryptionKey.".into()),
             };
-            let event = service::events::record_global(
+            // Once per active key, however many workers run this at the same time.
+            let event = service::events::record_global_once(
                 &ctx.db,
                 service::events::EventKind::KeyRotationDue,
                 None,
                 Some(&view),
+                format!("KEY_ROTATION_DUE:{}", status.active_key_id),
             )
             .await?;
             service::ops::settings::put(&ctx.db, &raised, chrono::Utc::now().to_rfc3339()).await?;
-            ctx.engine.events.publish(event).await;
+            if let Some(event) = event {
+                ctx.engine.events.publish(event).await;
+            }
         }
         tracing::warn!(
             code = "KEY_ROTATION_DUE",

@@ -425,3 +425,166 @@ async fn shutdown_closes_subscriptions_with_going_away() {
         "the socket is closed with 1001 (going away)"
     );
 }
+
+/// Records a REFRESHED event for `account` in `db` (a transaction or the pool).
+async fn refreshed_event(
+    db: &impl sea_orm::ConnectionTrait,
+    account: &entity::social_account::Model,
+) -> entity::token_event::Model {
+    service::events::record(
+        db,
+        service::events::NewEvent {
+            tenant_id: account.tenant_id,
+            account_id: account.id,
+            platform: service::domain::Platform::TikTok,
+            kind: service::events::EventKind::Refreshed,
+            error: None,
+        },
+    )
+    .await
+    .expect("event recorded")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_gets_an_event_that_committed_after_one_with_a_higher_id() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    // PostgreSQL takes ids at insert: two transactions can commit in the other order.
+    // (SQLite has one writer at a time, so its ids follow commits.)
+    let app = TestApp::spawn(crate::helpers::Backend::Postgres).await;
+    app.connect(&app.admin_key, "TIKTOK", "order").await;
+    let account = entity::social_account::Entity::find()
+        .one(&app.db)
+        .await
+        .expect("query")
+        .expect("the account");
+    let slow = service::db::begin(&app.db).await.expect("begin");
+    let early = refreshed_event(&slow, &account).await;
+    let fast = service::db::begin(&app.db).await.expect("begin");
+    let late = refreshed_event(&fast, &account).await;
+    assert!(early.id < late.id, "the slow transaction took the lower id");
+    fast.commit().await.expect("commit");
+    app.jobs.engine.events.publish(late.clone()).await;
+
+    // A subscriber resuming after the CONNECTED event sees the fast one; it stops after
+    // processing it.
+    let connected = entity::token_event::Entity::find()
+        .filter(entity::token_event::Column::Kind.eq("CONNECTED"))
+        .one(&app.db)
+        .await
+        .expect("query")
+        .expect("the connected event");
+    let addr = app.addr.to_string();
+    let after = crate::helpers::global_id("TokenEvent", connected.id);
+    let mut ws = subscribe(&addr, &app.admin_key, json!({ "after": after }))
+        .await
+        .expect("subscribed");
+    let seen = next_event(&mut ws, 10).await.expect("the committed event");
+    assert_eq!(
+        crate::helpers::decode_id(seen["id"].as_str().expect("id")),
+        late.id
+    );
+    drop(ws);
+
+    // The slow transaction commits afterwards; the subscriber resumes after the last
+    // event it processed and still receives it.
+    slow.commit().await.expect("commit");
+    app.jobs.engine.events.publish(early.clone()).await;
+    let mut ws = subscribe(&addr, &app.admin_key, json!({ "after": seen["id"] }))
+        .await
+        .expect("resubscribed");
+    let resumed = next_event(&mut ws, 10)
+        .await
+        .expect("the event that committed late");
+    assert_eq!(
+        crate::helpers::decode_id(resumed["id"].as_str().expect("id")),
+        early.id
+    );
+    assert!(next_event(&mut ws, 1).await.is_none(), "and nothing twice");
+}
+
+on_both_backends!(
+    expiring_is_raised_once_however_many_sweeps_run_at_once,
+    provider_health_transitions_are_raised_once_by_concurrent_evaluations
+);
+
+async fn count_events(app: &TestApp, kind: &str) -> u64 {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    entity::token_event::Entity::find()
+        .filter(entity::token_event::Column::Kind.eq(kind))
+        .count(&app.db)
+        .await
+        .expect("count")
+}
+
+async fn expiring_is_raised_once_however_many_sweeps_run_at_once(app: TestApp) {
+    use sea_orm::{EntityTrait, sea_query::Expr};
+    app.seed_connected("default", "soon", 3).await;
+    // Every TikTok refresh token ends tomorrow: each account is due one EXPIRING.
+    let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    entity::oauth_token::Entity::update_many()
+        .col_expr(
+            entity::oauth_token::Column::RefreshExpiresAt,
+            Expr::value(tomorrow),
+        )
+        .exec(&app.db)
+        .await
+        .expect("refresh tokens end tomorrow");
+    let now = chrono::Utc::now();
+    let sweeps = (0..8).map(|_| {
+        let db = app.db.clone();
+        let bus = app.jobs.engine.events.clone();
+        tokio::spawn(async move { service::tokens::sweep::flag_expiring(&db, &bus, now).await })
+    });
+    let mut raised = 0;
+    for sweep in futures::future::join_all(sweeps).await {
+        raised += sweep.expect("joined").expect("sweep");
+    }
+    assert_eq!(raised, 3, "the sweeps together raised one per account");
+    assert_eq!(count_events(&app, "EXPIRING").await, 3);
+    // And a later sweep raises nothing more.
+    let again = service::tokens::sweep::flag_expiring(&app.db, &app.jobs.engine.events, now)
+        .await
+        .expect("sweep");
+    assert_eq!(again, 0);
+}
+
+async fn provider_health_transitions_are_raised_once_by_concurrent_evaluations(app: TestApp) {
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    let failing = (0..30).map(|_| entity::provider_call::ActiveModel {
+        platform: Set("tiktok".into()),
+        operation: Set("refresh".into()),
+        http_status: Set(Some(503)),
+        error_code: Set(Some("PROVIDER_UNAVAILABLE".into())),
+        latency_ms: Set(5),
+        occurred_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    });
+    entity::provider_call::Entity::insert_many(failing)
+        .exec(&app.db)
+        .await
+        .expect("failed calls");
+    let evaluate_at_once = || {
+        let evaluations = (0..8).map(|_| {
+            let db = app.db.clone();
+            let bus = app.jobs.engine.events.clone();
+            tokio::spawn(async move {
+                service::events::alerts::evaluate(&db, &bus, &Default::default()).await
+            })
+        });
+        futures::future::join_all(evaluations)
+    };
+    for evaluation in evaluate_at_once().await {
+        evaluation.expect("joined").expect("evaluation");
+    }
+    assert_eq!(count_events(&app, "PROVIDER_DEGRADED").await, 1);
+    // The errors age out of the window: one PROVIDER_RECOVERED, however many evaluate.
+    entity::provider_call::Entity::delete_many()
+        .exec(&app.db)
+        .await
+        .expect("calls cleared");
+    for evaluation in evaluate_at_once().await {
+        evaluation.expect("joined").expect("evaluation");
+    }
+    assert_eq!(count_events(&app, "PROVIDER_RECOVERED").await, 1);
+    assert_eq!(count_events(&app, "PROVIDER_DEGRADED").await, 1);
+}

@@ -695,9 +695,16 @@ async fn error_rate_alerts_and_key_rotation_due_are_raised_once(app: TestApp) {
     assert_eq!(kinds().await, ["PROVIDER_DEGRADED", "PROVIDER_RECOVERED"]);
     // Every tenant's subscribers replay deployment-wide events.
     let acme = app.tenant_id("acme").await;
-    let seen = service::events::replay(&app.db, acme, &Default::default(), None, None, 10)
-        .await
-        .expect("replay");
+    let seen = service::events::replay(
+        &app.db,
+        acme,
+        &Default::default(),
+        Default::default(),
+        None,
+        10,
+    )
+    .await
+    .expect("replay");
     assert_eq!(seen.len(), 2, "{seen:?}");
 
     // An active key older than the rotation period raises KEY_ROTATION_DUE once.

@@ -122,8 +122,12 @@ async fn a_subscriber_that_stops_reading_gets_subscriber_lagged() {
         .expect("query")
         .expect("the stored event");
     let burst = service::events::SUBSCRIBER_BUFFER * 40;
-    for _ in 0..burst {
-        app.jobs.engine.events.publish(template.clone()).await;
+    // Each at the next commit position, as real events would be.
+    let base = template.seq.expect("a committed event has its position");
+    for i in 1..=burst as i64 {
+        let mut event = template.clone();
+        event.seq = Some(base + i);
+        app.jobs.engine.events.publish(event).await;
     }
     let mut lagged = None;
     let mut delivered = 0usize;

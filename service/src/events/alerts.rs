@@ -1,17 +1,21 @@
 //! Error-rate alerts (the maintenance guide's "alerts for unusual error patterns"): when a
 //! platform's provider error rate over a sliding window crosses the threshold,
-//! PROVIDER_DEGRADED is raised once; PROVIDER_RECOVERED once it falls back.
+//! PROVIDER_DEGRADED is raised once; PROVIDER_RECOVERED once it falls back. Each
+//! transition's once key names the transition before it, so workers evaluating at the same
+//! time raise it once.
 
 use std::time::Duration;
 
 use entity::token_event;
-use sea_orm::{ConnectionTrait, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionSession,
+    TransactionTrait,
+};
 
 use crate::{
     domain::Platform,
     error::ServiceResult,
     events::{self, EventBus, EventKind},
-    ops::settings,
     providers::calls,
     tokens::failures::FailureView,
 };
@@ -37,8 +41,22 @@ impl Default for AlertSettings {
     }
 }
 
-fn state_key(platform: Platform) -> String {
-    format!("provider_degraded:{}", platform.as_str())
+/// The platform's last PROVIDER_DEGRADED or PROVIDER_RECOVERED event.
+async fn last_transition(
+    db: &impl ConnectionTrait,
+    platform: Platform,
+) -> ServiceResult<Option<token_event::Model>> {
+    Ok(token_event::Entity::find()
+        .filter(token_event::Column::AccountId.is_null())
+        .filter(token_event::Column::TenantId.is_null())
+        .filter(token_event::Column::Platform.eq(platform.as_str()))
+        .filter(token_event::Column::Kind.is_in([
+            EventKind::ProviderDegraded.as_str(),
+            EventKind::ProviderRecovered.as_str(),
+        ]))
+        .order_by_desc(token_event::Column::Id)
+        .one(db)
+        .await?)
 }
 
 /// Compares each platform's recent error rate with the threshold and raises
@@ -64,10 +82,19 @@ where
             errors as f64 / requests as f64
         };
         let degraded = requests >= alert.min_calls && rate > alert.error_rate;
-        let was = settings::get(db, &state_key(platform)).await?.as_deref() == Some("1");
+        let last = last_transition(db, platform).await?;
+        let was = last
+            .as_ref()
+            .is_some_and(|e| e.kind == EventKind::ProviderDegraded.as_str());
         if degraded == was {
             continue;
         }
+        // The transition after `last`: whoever inserts it first raises it.
+        let once_key = format!(
+            "PROVIDER_HEALTH:{}:after:{}",
+            platform.as_str(),
+            last.map_or(0, |e| e.id)
+        );
         let txn = crate::db::begin(db).await?;
         let event = if degraded {
             let view = FailureView {
@@ -83,23 +110,28 @@ where
                         .into(),
                 ),
             };
-            events::record_global(
+            events::record_global_once(
                 &txn,
                 EventKind::ProviderDegraded,
                 Some(platform),
                 Some(&view),
+                once_key,
             )
             .await?
         } else {
-            events::record_global(&txn, EventKind::ProviderRecovered, Some(platform), None).await?
+            events::record_global_once(
+                &txn,
+                EventKind::ProviderRecovered,
+                Some(platform),
+                None,
+                once_key,
+            )
+            .await?
         };
-        settings::put(
-            &txn,
-            &state_key(platform),
-            if degraded { "1" } else { "0" }.into(),
-        )
-        .await?;
         txn.commit().await?;
+        let Some(event) = event else {
+            continue; // another worker raised this transition
+        };
         tracing::warn!(platform = %platform, kind = %event.kind, requests, errors, "provider health changed");
         bus.publish(event.clone()).await;
         raised.push(event);

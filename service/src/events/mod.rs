@@ -2,7 +2,9 @@
 //! report, then published to subscribers: an in-process broadcast, relayed through Redis
 //! pub/sub (under the deployment's prefix) when Redis is configured, so an event caused in
 //! any process reaches subscribers on every node. The table is the source of truth:
-//! subscribers replay from it after a reconnect.
+//! subscribers replay from it after a reconnect, in commit order (`seq`, assigned as an
+//! event's transaction commits, so a resume never skips an event that committed late).
+//! Once-only events carry a unique `once_key`, so concurrent raisers insert one.
 
 /// Error-rate alerts on provider calls.
 pub mod alerts;
@@ -111,22 +113,20 @@ pub async fn record(
     db: &impl ConnectionTrait,
     event: NewEvent<'_>,
 ) -> ServiceResult<token_event::Model> {
-    let event = token_event::ActiveModel {
-        tenant_id: Set(Some(event.tenant_id)),
-        account_id: Set(Some(event.account_id)),
-        kind: Set(event.kind.as_str().to_owned()),
-        platform: Set(Some(event.platform.as_str().to_owned())),
-        error_code: Set(event.error.map(|e| e.code.to_owned())),
-        error_message: Set(event.error.map(|e| e.message.clone())),
-        error_action: Set(event.error.and_then(|e| e.action.clone())),
-        occurred_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    // The webhook deliveries of this event commit (or roll back) with it.
-    crate::events::webhooks::enqueue_for_event(db, &event).await?;
-    Ok(event)
+    insert(db, account_event(event), None)
+        .await?
+        .ok_or_else(|| ServiceError::Internal("an event without a once key was not stored".into()))
+}
+
+/// Appends a once-only event (EXPIRING for one connection, and the like): the first insert
+/// with `once_key` stores it, any other (a concurrent worker's, a retry's) does nothing and
+/// returns `None`. Same transaction and publish rules as [`record`].
+pub async fn record_once(
+    db: &impl ConnectionTrait,
+    event: NewEvent<'_>,
+    once_key: String,
+) -> ServiceResult<Option<token_event::Model>> {
+    insert(db, account_event(event), Some(once_key)).await
 }
 
 /// Appends a deployment-wide event (provider health, key rotation): every tenant's
@@ -137,7 +137,42 @@ pub async fn record_global(
     platform: Option<Platform>,
     error: Option<&FailureView>,
 ) -> ServiceResult<token_event::Model> {
-    let event = token_event::ActiveModel {
+    insert(db, global_event(kind, platform, error), None)
+        .await?
+        .ok_or_else(|| ServiceError::Internal("an event without a once key was not stored".into()))
+}
+
+/// A once-only [`record_global`]: `None` when an event with `once_key` exists already.
+pub async fn record_global_once(
+    db: &impl ConnectionTrait,
+    kind: EventKind,
+    platform: Option<Platform>,
+    error: Option<&FailureView>,
+    once_key: String,
+) -> ServiceResult<Option<token_event::Model>> {
+    insert(db, global_event(kind, platform, error), Some(once_key)).await
+}
+
+fn account_event(event: NewEvent<'_>) -> token_event::ActiveModel {
+    token_event::ActiveModel {
+        tenant_id: Set(Some(event.tenant_id)),
+        account_id: Set(Some(event.account_id)),
+        kind: Set(event.kind.as_str().to_owned()),
+        platform: Set(Some(event.platform.as_str().to_owned())),
+        error_code: Set(event.error.map(|e| e.code.to_owned())),
+        error_message: Set(event.error.map(|e| e.message.clone())),
+        error_action: Set(event.error.and_then(|e| e.action.clone())),
+        occurred_at: Set(Utc::now()),
+        ..Default::default()
+    }
+}
+
+fn global_event(
+    kind: EventKind,
+    platform: Option<Platform>,
+    error: Option<&FailureView>,
+) -> token_event::ActiveModel {
+    token_event::ActiveModel {
         tenant_id: Set(None),
         account_id: Set(None),
         kind: Set(kind.as_str().to_owned()),
@@ -148,10 +183,37 @@ pub async fn record_global(
         occurred_at: Set(Utc::now()),
         ..Default::default()
     }
-    .insert(db)
-    .await?;
+}
+
+/// Inserts an event with its webhook deliveries (which commit or roll back with it).
+/// With a `once_key` the insert does nothing when the key exists (`ON CONFLICT DO
+/// NOTHING`: no error, so a PostgreSQL transaction stays usable) and `None` comes back.
+async fn insert(
+    db: &impl ConnectionTrait,
+    mut event: token_event::ActiveModel,
+    once_key: Option<String>,
+) -> ServiceResult<Option<token_event::Model>> {
+    let event = match once_key {
+        None => event.insert(db).await?,
+        Some(key) => {
+            event.once_key = Set(Some(key));
+            // `_many`: a conflict returns no row, which the single-row form reports as an
+            // error.
+            let inserted = token_event::Entity::insert(event)
+                .on_conflict_do_nothing_on([token_event::Column::OnceKey])
+                .exec_with_returning_many(db)
+                .await?;
+            match inserted {
+                sea_orm::TryInsertResult::Inserted(rows) => match rows.into_iter().next() {
+                    Some(event) => event,
+                    None => return Ok(None),
+                },
+                _ => return Ok(None),
+            }
+        }
+    };
     crate::events::webhooks::enqueue_for_event(db, &event).await?;
-    Ok(event)
+    Ok(Some(event))
 }
 
 /// Which events a subscriber wants; empty lists mean any.
@@ -179,23 +241,35 @@ impl EventFilter {
     }
 }
 
-/// Stored events of a tenant after `after_id` (or since `since`), oldest first, at most
-/// `limit`.
+/// A range of commit positions (`seq`), both ends exclusive; `None` is open.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SeqRange {
+    pub after: Option<i64>,
+    pub before: Option<i64>,
+}
+
+/// Stored events of a tenant (and deployment-wide ones) in `range` that happened at or
+/// after `since`, in commit order, at most `limit`.
 pub async fn replay(
     db: &impl ConnectionTrait,
     tenant_id: i64,
     filter: &EventFilter,
-    after_id: Option<i64>,
+    range: SeqRange,
     since: Option<DateTime<Utc>>,
     limit: u64,
 ) -> ServiceResult<Vec<token_event::Model>> {
-    let mut select = token_event::Entity::find().filter(
-        sea_orm::Condition::any()
-            .add(token_event::Column::TenantId.eq(tenant_id))
-            .add(token_event::Column::TenantId.is_null()),
-    );
-    if let Some(after) = after_id {
-        select = select.filter(token_event::Column::Id.gt(after));
+    let mut select = token_event::Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(token_event::Column::TenantId.eq(tenant_id))
+                .add(token_event::Column::TenantId.is_null()),
+        )
+        .filter(token_event::Column::Seq.is_not_null());
+    if let Some(after) = range.after {
+        select = select.filter(token_event::Column::Seq.gt(after));
+    }
+    if let Some(before) = range.before {
+        select = select.filter(token_event::Column::Seq.lt(before));
     }
     if let Some(since) = since {
         select = select.filter(token_event::Column::OccurredAt.gte(since));
@@ -214,10 +288,33 @@ pub async fn replay(
             select.filter(token_event::Column::AccountId.is_in(filter.account_ids.iter().copied()));
     }
     Ok(select
-        .order_by_asc(token_event::Column::Id)
+        .order_by_asc(token_event::Column::Seq)
         .limit(limit)
         .all(db)
         .await?)
+}
+
+/// The commit position of event `id` (`None`: no such event, or not committed yet).
+pub async fn seq_of(db: &impl ConnectionTrait, id: i64) -> ServiceResult<Option<i64>> {
+    Ok(token_event::Entity::find_by_id(id)
+        .select_only()
+        .column(token_event::Column::Seq)
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten())
+}
+
+/// The highest commit position so far (0 with no events).
+pub async fn last_seq(db: &impl ConnectionTrait) -> ServiceResult<i64> {
+    Ok(token_event::Entity::find()
+        .select_only()
+        .column_as(token_event::Column::Seq.max(), "seq")
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten()
+        .unwrap_or(0))
 }
 
 /// Events buffered per subscriber before it counts as fallen behind.
@@ -228,6 +325,8 @@ pub const SUBSCRIBER_BUFFER: usize = 1024;
 pub struct EventBus {
     local: broadcast::Sender<token_event::Model>,
     redis: Option<(redis::aio::ConnectionManager, String)>,
+    /// Where `publish` reads the commit position of an event it is handed without one.
+    store: Option<sea_orm::DatabaseConnection>,
 }
 
 impl fmt::Debug for EventBus {
@@ -248,7 +347,18 @@ impl EventBus {
     /// An in-process bus (embedded mode).
     pub fn local() -> Self {
         let (local, _) = broadcast::channel(SUBSCRIBER_BUFFER);
-        Self { local, redis: None }
+        Self {
+            local,
+            redis: None,
+            store: None,
+        }
+    }
+
+    /// Reads the commit position (`seq`) of published events from `db`: an inserted row
+    /// comes back without it, and subscribers need it to merge, order and deduplicate.
+    pub fn with_store(mut self, db: sea_orm::DatabaseConnection) -> Self {
+        self.store = Some(db);
+        self
     }
 
     /// A bus relayed through Redis pub/sub on `<prefix>:token-events`. Starts the relay
@@ -290,6 +400,7 @@ impl EventBus {
         Ok(Self {
             local,
             redis: Some((publisher, channel)),
+            store: None,
         })
     }
 
@@ -300,7 +411,17 @@ impl EventBus {
 
     /// Publishes a committed event. Failures are logged: the event is in the table, and
     /// subscribers catch up by replaying it.
-    pub async fn publish(&self, event: token_event::Model) {
+    pub async fn publish(&self, mut event: token_event::Model) {
+        if event.seq.is_none()
+            && let Some(db) = &self.store
+        {
+            match seq_of(db, event.id).await {
+                Ok(seq) => event.seq = seq,
+                Err(err) => {
+                    tracing::warn!(error = %err, event_id = event.id, "could not read an event's commit position");
+                }
+            }
+        }
         match &self.redis {
             Some((conn, channel)) => {
                 let payload = match serde_json::to_string(&event) {

@@ -2,8 +2,14 @@
 //! are replayed first (after an event or since a time), then live ones follow from the bus
 //! with no gap and no duplicate; a subscriber that falls behind is stopped with where to
 //! resume; a revoked key or ended session stops the stream within seconds.
+//!
+//! Everything follows the commit order `seq` (see `events`): the stream keeps one number,
+//! the highest position it has passed, instead of a set of delivered ids. A live event at
+//! or below it was delivered already (or filtered out); one above the next position means
+//! the bus delivered out of order (several publishers) or lost an event, and the
+//! positions in between are read from the table first. Memory per subscriber is constant.
 
-use std::{collections::HashSet, time::Duration};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::token_event;
@@ -13,7 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     error::ServiceError,
-    events::{self, EventBus, EventFilter},
+    events::{self, EventBus, EventFilter, SeqRange},
     identity::{caller::Caller, sessions::SessionSettings},
 };
 
@@ -26,7 +32,7 @@ const REPLAY_BATCH: u64 = 500;
 /// Where a subscription starts.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Start {
-    /// Replay the events after this one (an event id).
+    /// Replay the events that committed after this one (an event id).
     pub after: Option<i64>,
     /// Replay the events that happened at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -44,7 +50,7 @@ pub enum Stopped {
     Failed(ServiceError),
 }
 
-/// The events `caller` receives with `filter` from `start` on, oldest first.
+/// The events `caller` receives with `filter` from `start` on, in commit order.
 pub fn stream(
     db: DatabaseConnection,
     bus: &EventBus,
@@ -56,27 +62,41 @@ pub fn stream(
     // Subscribe before reading the table: nothing committed meanwhile is missed.
     let mut live = bus.subscribe();
     async_stream::stream! {
+        let tenant = caller.tenant_id;
+        // Every event at or below `passed` was delivered or did not match.
+        let mut passed = match events::last_seq(&db).await {
+            Ok(seq) => seq,
+            Err(err) => {
+                yield Err(Stopped::Failed(err));
+                return;
+            }
+        };
         let mut last = start.after;
-        let mut replayed = HashSet::new();
         if start.after.is_some() || start.since.is_some() {
-            let mut cursor = start.after;
-            loop {
-                let batch = match events::replay(&db, caller.tenant_id, &filter, cursor, start.since, REPLAY_BATCH).await {
-                    Ok(batch) => batch,
+            let after = match start.after {
+                // An unknown id resumes after the position it would have had.
+                Some(id) => match events::seq_of(&db, id).await {
+                    Ok(seq) => Some(seq.unwrap_or(id)),
                     Err(err) => {
                         yield Err(Stopped::Failed(err));
                         return;
                     }
-                };
-                let done = (batch.len() as u64) < REPLAY_BATCH;
-                for event in batch {
-                    cursor = Some(event.id);
-                    last = Some(event.id);
-                    replayed.insert(event.id);
-                    yield Ok(event);
-                }
-                if done {
-                    break;
+                },
+                None => None,
+            };
+            let range = SeqRange { after, before: None };
+            let mut replay = std::pin::pin!(read(&db, tenant, &filter, range, start.since));
+            while let Some(event) = futures::StreamExt::next(&mut replay).await {
+                match event {
+                    Ok(event) => {
+                        passed = passed.max(event.seq.unwrap_or(passed));
+                        last = Some(event.id);
+                        yield Ok(event);
+                    }
+                    Err(err) => {
+                        yield Err(Stopped::Failed(err));
+                        return;
+                    }
                 }
             }
         }
@@ -86,7 +106,37 @@ pub fn stream(
             tokio::select! {
                 received = live.recv() => match received {
                     Ok(event) => {
-                        if filter.matches(caller.tenant_id, &event) && !replayed.contains(&event.id) {
+                        let Some(seq) = event.seq else {
+                            // Published without its position (could not be read): pass it on.
+                            if filter.matches(tenant, &event) {
+                                last = Some(event.id);
+                                yield Ok(event);
+                            }
+                            continue;
+                        };
+                        if seq <= passed {
+                            continue;
+                        }
+                        if seq > passed + 1 {
+                            let range = SeqRange { after: Some(passed), before: Some(seq) };
+                            let mut missed = std::pin::pin!(read(&db, tenant, &filter, range, start.since));
+                            while let Some(event) = futures::StreamExt::next(&mut missed).await {
+                                match event {
+                                    Ok(event) => {
+                                        last = Some(event.id);
+                                        yield Ok(event);
+                                    }
+                                    Err(err) => {
+                                        yield Err(Stopped::Failed(err));
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                        passed = seq;
+                        if filter.matches(tenant, &event)
+                            && start.since.is_none_or(|since| event.occurred_at >= since)
+                        {
                             last = Some(event.id);
                             yield Ok(event);
                         }
@@ -103,6 +153,30 @@ pub fn stream(
                         return;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The stored events in `range`, in commit order, read in batches.
+fn read<'a>(
+    db: &'a DatabaseConnection,
+    tenant: i64,
+    filter: &'a EventFilter,
+    range: SeqRange,
+    since: Option<DateTime<Utc>>,
+) -> impl Stream<Item = Result<token_event::Model, ServiceError>> + Send + 'a {
+    async_stream::try_stream! {
+        let mut range = range;
+        loop {
+            let batch = events::replay(db, tenant, filter, range, since, REPLAY_BATCH).await?;
+            let done = (batch.len() as u64) < REPLAY_BATCH;
+            for event in batch {
+                range.after = event.seq;
+                yield event;
+            }
+            if done {
+                break;
             }
         }
     }

@@ -464,8 +464,9 @@ where
                 let Some(account) = accounts.iter().find(|a| a.id == token.account_id) else {
                     continue;
                 };
-                raise_expiring(db, bus, account, &token, now).await?;
-                raised += 1;
+                if raise_expiring(db, bus, account, &token, now).await? {
+                    raised += 1;
+                }
             }
             if !full {
                 break;
@@ -481,7 +482,7 @@ async fn raise_expiring<D>(
     account: &social_account::Model,
     token: &oauth_token::Model,
     now: DateTime<Utc>,
-) -> ServiceResult<()>
+) -> ServiceResult<bool>
 where
     D: ConnectionTrait + TransactionTrait,
 {
@@ -511,8 +512,17 @@ where
         message,
         action: Some("Reconnect the account before it expires.".into()),
     };
+    // Once per connection, even when sweeps on several workers pick the account at once.
+    let once_key = format!(
+        "EXPIRING:{}:{}",
+        account.id,
+        account
+            .connected_at
+            .unwrap_or(account.created_at)
+            .timestamp_micros()
+    );
     let txn = crate::db::begin(db).await?;
-    let event = events::record(
+    let event = events::record_once(
         &txn,
         NewEvent {
             tenant_id: account.tenant_id,
@@ -521,11 +531,15 @@ where
             kind: EventKind::Expiring,
             error: Some(&view),
         },
+        once_key,
     )
     .await?;
     txn.commit().await?;
+    let Some(event) = event else {
+        return Ok(false);
+    };
     bus.publish(event).await;
-    Ok(())
+    Ok(true)
 }
 
 /// What one sweep pass did.
