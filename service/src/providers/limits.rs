@@ -259,7 +259,7 @@ impl RateLimits {
         let unreachable = |e: redis::RedisError| {
             ProviderError::config(
                 "rate_limit_store",
-                format!("cannot reach Redis for the shared rate limits: {e}"),
+                format!("connecting to Redis for the shared rate limits: {e}"),
             )
         };
         let client = redis::Client::open(url).map_err(unreachable)?;
