@@ -12,7 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use service::{
     engine::{Engine, EngineSettings},
     identity::api_keys::{self, Bootstrap},
-    providers::{ClientCredentials, ProviderEndpoints, ProviderSettings, Providers, call_sink},
+    providers::{
+        ClientCredentials, ProviderEndpoints, ProviderSettings, Providers, RateLimits, call_sink,
+    },
     tokens::vault::KeyRing,
 };
 use tokio::net::TcpListener;
@@ -105,12 +107,20 @@ async fn build_providers(
     let providers = &config.providers;
     let settings = ProviderSettings {
         timeout: providers.timeout,
-        tiktok_rate_limit_per_s: providers.tiktok.rate_limit,
-        instagram_rate_limit_per_s: providers.instagram.rate_limit,
+        tiktok_rate_limit: providers.tiktok.rate_limit,
+        instagram_rate_limit: providers.instagram.rate_limit,
         tiktok_app_type: providers.tiktok.app_type.into(),
         instagram_graph_version: providers.instagram.graph_version.clone(),
     };
     let (sink, calls) = call_sink(10_000);
+    // One budget per app for the whole deployment: in Redis when there is one.
+    let wait = providers.rate_limit_wait;
+    let limits = Arc::new(match config.queue.redis() {
+        Some(url) => RateLimits::redis(url, &config.queue.redis_prefix, wait)
+            .await
+            .map_err(|err| anyhow::anyhow!("{err}"))?,
+        None => RateLimits::local(wait),
+    });
     let providers = if providers.sandbox_url.is_some() || !providers.has_platform_credentials() {
         let base = match &providers.sandbox_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
@@ -146,7 +156,7 @@ async fn build_providers(
             sandbox = %base,
             "no TikTok/Instagram credentials configured: using the sandbox simulator (demo mode)"
         );
-        Providers::new(
+        Providers::with_limits(
             settings,
             ProviderEndpoints::sandbox(&base),
             Some(ClientCredentials::new(
@@ -158,6 +168,7 @@ async fn build_providers(
                 sandbox::INSTAGRAM_CLIENT_SECRET,
             )),
             sink,
+            limits,
         )
     } else {
         let defaults = ProviderEndpoints::default();
@@ -194,7 +205,7 @@ async fn build_providers(
                     "{what}: set both the client id/key and the secret"
                 )),
             };
-        Providers::new(
+        Providers::with_limits(
             settings,
             endpoints,
             pair(
@@ -208,6 +219,7 @@ async fn build_providers(
                 "Instagram",
             )?,
             sink,
+            limits,
         )
     }
     .map_err(|err| anyhow::anyhow!("invalid provider configuration: {err}"))?;

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::util::json_response;
-use crate::{ConfigPatch, FaultKind, Platform, Sandbox};
+use crate::{ConfigPatch, FaultEndpoint, FaultKind, Platform, Sandbox};
 
 fn bad_request(message: &str) -> Response {
     json_response(
@@ -38,19 +38,42 @@ struct FaultsReq {
     platform: Platform,
     kind: FaultKind,
     count: u32,
+    /// Absent: the token calls (code exchanges and refreshes).
+    #[serde(default)]
+    endpoint: Option<FaultEndpoint>,
 }
 
-/// `POST /sandbox/control/faults {"platform","kind","count"}`.
+/// `POST /sandbox/control/faults {"platform","kind","count","endpoint"?}`.
 pub(crate) async fn faults(State(sb): State<Sandbox>, body: Bytes) -> Response {
     let req: FaultsReq = match parse(&body) {
         Ok(r) => r,
         Err(msg) => return bad_request(&msg),
     };
-    sb.set_faults(req.platform, req.kind, req.count);
+    sb.set_faults_at(req.platform, req.endpoint, req.kind, req.count);
     json_response(
         StatusCode::OK,
-        json!({"platform": req.platform, "kind": req.kind, "count": req.count}),
+        json!({"platform": req.platform, "kind": req.kind, "count": req.count, "endpoint": req.endpoint}),
     )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PermissionReq {
+    platform: Platform,
+    #[serde(rename = "providerAccountId", alias = "provider_account_id")]
+    provider_account_id: String,
+    permission: String,
+}
+
+/// `POST /sandbox/control/remove-permission {"platform","providerAccountId","permission"}`
+/// -> `{"removed":bool}`: the user took a permission back after consenting.
+pub(crate) async fn remove_permission(State(sb): State<Sandbox>, body: Bytes) -> Response {
+    let req: PermissionReq = match parse(&body) {
+        Ok(r) => r,
+        Err(msg) => return bad_request(&msg),
+    };
+    let removed = sb.remove_permission(req.platform, &req.provider_account_id, &req.permission);
+    json_response(StatusCode::OK, json!({ "removed": removed }))
 }
 
 /// `GET /sandbox/control/config`.

@@ -10,15 +10,18 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use crate::util::{
-    bearer, flag, gateway_timeout, granted_scopes, json_response, no_store, param, parse_params,
-    parse_query, parse_redirect_uri, random_b64, redirect, redirect_url, split_scopes, with_header,
+    bearer, connection_reset, flag, gateway_timeout, granted_scopes, html_bad_gateway,
+    json_response, malformed_ok, no_store, param, parse_params, parse_query, parse_redirect_uri,
+    random_b64, redirect, redirect_url, split_scopes, with_header,
 };
 use crate::{
-    CallKind, FaultKind, Gate, INSTAGRAM_CLIENT_ID, INSTAGRAM_CLIENT_SECRET, INSTAGRAM_CODE_TTL_S,
-    INSTAGRAM_MIN_REFRESH_AGE_S, Platform, Sandbox, instagram_account_id, instagram_user_id,
+    CallKind, FaultEndpoint, FaultKind, Gate, INSTAGRAM_CLIENT_ID, INSTAGRAM_CLIENT_SECRET,
+    INSTAGRAM_CODE_TTL_S, INSTAGRAM_MIN_REFRESH_AGE_S, Platform, Sandbox, instagram_account_id,
+    instagram_user_id,
 };
 
 const APP_USAGE: &str = "x-app-usage";
+const BUC_USAGE: &str = "x-business-use-case-usage";
 /// Scopes that allow reading `/me` (current name first, then the deprecated alias).
 const BASIC_SCOPES: [&str; 2] = ["instagram_business_basic", "business_basic"];
 
@@ -102,6 +105,20 @@ impl IgState {
             .map(|g| g.user.clone());
         self.revoke_account(id);
         user
+    }
+
+    /// Removes `permission` from every live grant of an account (app-scoped or
+    /// professional id).
+    pub(crate) fn remove_permission(&mut self, id: &str, permission: &str) -> bool {
+        let mut any = false;
+        for g in self.grants.values_mut() {
+            let ours = instagram_user_id(&g.user) == id || instagram_account_id(&g.user) == id;
+            if ours && !g.revoked && g.scopes.iter().any(|s| s == permission) {
+                g.scopes.retain(|s| s != permission);
+                any = true;
+            }
+        }
+        any
     }
 
     /// Revokes every live grant of an account (app-scoped or professional id).
@@ -201,6 +218,21 @@ fn rate_limited(retry_after: u64) -> Response {
     with_header(resp, HeaderName::from_static(APP_USAGE), &app_usage(100))
 }
 
+/// A throttling error (HTTP 400, as the Graph API answers them) with the business use case
+/// usage header saying when access returns (`estimated_time_to_regain_access`, minutes).
+fn throttled(code: u32, message: &str, regain_minutes: u32) -> Response {
+    let resp = graph_error(StatusCode::BAD_REQUEST, code, None, message);
+    let buc = json!({ "17841400000000000": [{
+        "type": "instagram",
+        "call_count": 100,
+        "total_cputime": 40,
+        "total_time": 60,
+        "estimated_time_to_regain_access": regain_minutes,
+    }]});
+    let resp = with_header(resp, HeaderName::from_static(BUC_USAGE), &buc.to_string());
+    with_header(resp, HeaderName::from_static(APP_USAGE), &app_usage(100))
+}
+
 async fn fault_response(kind: FaultKind, retry_after: u64, timeout_ms: u64) -> Response {
     match kind {
         FaultKind::RateLimited => rate_limited(retry_after),
@@ -233,6 +265,46 @@ async fn fault_response(kind: FaultKind, retry_after: u64, timeout_ms: u64) -> R
             None,
             "Error validating client secret.",
         ),
+        FaultKind::HtmlServerError => html_bad_gateway(),
+        FaultKind::ConnectionReset => connection_reset(),
+        FaultKind::MalformedBody => malformed_ok(),
+        FaultKind::LegacyError => json_response(
+            StatusCode::BAD_REQUEST,
+            json!({
+                "error_type": "OAuthException",
+                "code": 400,
+                "error_message": "Matching code was not found or was already used",
+            }),
+        ),
+        FaultKind::ThrottledApp => with_header(
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                4,
+                None,
+                "(#4) Application request limit reached",
+            ),
+            HeaderName::from_static(APP_USAGE),
+            &app_usage(100),
+        ),
+        FaultKind::ThrottledUser => throttled(17, "(#17) User request limit reached", 5),
+        FaultKind::ThrottledPage => throttled(32, "(#32) Page request limit reached", 10),
+        FaultKind::ThrottledCustom => throttled(
+            613,
+            "(#613) Calls to this api have exceeded the rate limit.",
+            15,
+        ),
+    }
+}
+
+/// Runs the fault gate of a non-token endpoint; `Some` is the response to send instead.
+async fn gate_endpoint(sb: &Sandbox, endpoint: FaultEndpoint) -> Option<Response> {
+    match sb.gate_endpoint(Platform::Instagram, endpoint) {
+        Gate::Proceed | Gate::RateLimited { .. } => None,
+        Gate::Fault {
+            kind,
+            retry_after,
+            timeout_ms,
+        } => Some(fault_response(kind, retry_after, timeout_ms).await),
     }
 }
 
@@ -295,6 +367,23 @@ pub(crate) async fn authorize(State(sb): State<Sandbox>, RawQuery(q): RawQuery) 
     let requested = split_scopes(param(&p, "scope").unwrap_or_default());
     if requested.is_empty() {
         return fail("invalid_scope", "missing_scope", "scope is required.");
+    }
+    if let Gate::Fault { kind, .. } =
+        sb.gate_endpoint(Platform::Instagram, FaultEndpoint::Authorize)
+    {
+        return match kind {
+            FaultKind::TemporarilyBlocked | FaultKind::RateLimited => fail(
+                "temporarily_unavailable",
+                "temporarily_unavailable",
+                "The service is temporarily unavailable. Please try again later.",
+            ),
+            FaultKind::HtmlServerError | FaultKind::ConnectionReset => html_bad_gateway(),
+            _ => fail(
+                "server_error",
+                "server_error",
+                "An unexpected error occurred. Please try again later.",
+            ),
+        };
     }
     if flag(&p, "sandbox_deny") {
         return fail(
@@ -557,6 +646,12 @@ pub(crate) async fn me(
 ) -> Response {
     sb.latency().await;
     let p = parse_query(q.as_deref());
-    let resp = me_body(&sb, &p, &headers);
+    let resp = match gate_endpoint(&sb, FaultEndpoint::UserInfo).await {
+        Some(resp) => {
+            sb.lock().stats.instagram.user_info_calls += 1;
+            resp
+        }
+        None => me_body(&sb, &p, &headers),
+    };
     with_app_usage(&sb, resp)
 }

@@ -31,6 +31,16 @@ pub const INSTAGRAM_CLIENT_SECRET: &str = "sandbox-instagram-secret";
 
 /// Minimum age (sandbox clock) of an Instagram long-lived token before it may be refreshed.
 pub const INSTAGRAM_MIN_REFRESH_AGE_S: i64 = 24 * 3600;
+/// Default TikTok access-token lifetime: "Access token: 2 hours" (Manage OAuth Access
+/// Tokens, developers.tiktok.com/doc/oauth-user-access-token-management, updated
+/// 2026-11-05; the older page said 24 hours).
+pub const TIKTOK_ACCESS_TTL_S: i64 = 2 * 3600;
+/// Default TikTok refresh-token lifetime: "Refresh token: 180 days" (same page; the older
+/// page said 365 days).
+pub const TIKTOK_REFRESH_TTL_S: i64 = 180 * 86_400;
+/// Default Instagram long-lived token lifetime: about 60 days (Instagram API with Instagram
+/// Login, long-lived tokens).
+pub const INSTAGRAM_LONG_TTL_S: i64 = 60 * 86_400;
 /// Lifetime of a TikTok authorization code.
 pub const TIKTOK_CODE_TTL_S: i64 = 600;
 /// Lifetime of an Instagram authorization code.
@@ -46,7 +56,8 @@ pub enum Platform {
     Instagram,
 }
 
-/// Kind of failure injected into the next token calls of a platform.
+/// Kind of failure injected into the next calls of a platform (token calls, or one endpoint:
+/// see [`FaultEndpoint`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
@@ -65,6 +76,44 @@ pub enum FaultKind {
     TemporarilyBlocked,
     /// The app's credentials are refused (TikTok `invalid_client`, Instagram 101).
     InvalidClient,
+    /// HTTP 502 with an HTML page, as a load balancer in front of the platform answers.
+    HtmlServerError,
+    /// The connection breaks: headers are sent, then the body is cut off.
+    ConnectionReset,
+    /// HTTP 200 with a truncated JSON body.
+    MalformedBody,
+    /// Instagram's legacy error shape `{"error_type","code","error_message"}` for a used
+    /// code, as api.instagram.com still answers (TikTok: its `invalid_grant`).
+    LegacyError,
+    /// Meta code 4 "Application request limit reached" with `X-App-Usage` at 100 %
+    /// (TikTok: 429 `rate_limit_exceeded`).
+    ThrottledApp,
+    /// Meta code 17 "User request limit reached" with `X-Business-Use-Case-Usage` and
+    /// `estimated_time_to_regain_access` (minutes) (TikTok: 429).
+    ThrottledUser,
+    /// Meta code 32 "Page request limit reached" with `X-Business-Use-Case-Usage`
+    /// (TikTok: 429).
+    ThrottledPage,
+    /// Meta code 613 "Calls to this api have exceeded the rate limit" (TikTok: 429).
+    ThrottledCustom,
+}
+
+/// The endpoint a fault is injected into. Faults set without one hit the token calls
+/// (code exchanges and refreshes), as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultEndpoint {
+    /// The authorize page (the user's browser): 5xx pages, or a redirect back with
+    /// `error=server_error` / `temporarily_unavailable`.
+    Authorize,
+    /// The code exchange (Instagram: also the long-lived exchange).
+    Exchange,
+    /// The refresh.
+    Refresh,
+    /// TikTok `/v2/user/info/`, Instagram `/me`.
+    UserInfo,
+    /// TikTok `/v2/oauth/revoke/`.
+    Revoke,
 }
 
 /// How the simulated TikTok app is registered; decides the PKCE rules the sandbox enforces.
@@ -116,10 +165,10 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
-            tiktok_access_ttl_s: 86_400,
-            tiktok_refresh_ttl_s: 31_536_000,
+            tiktok_access_ttl_s: TIKTOK_ACCESS_TTL_S,
+            tiktok_refresh_ttl_s: TIKTOK_REFRESH_TTL_S,
             instagram_short_ttl_s: 3_600,
-            instagram_ttl_s: 5_184_000,
+            instagram_ttl_s: INSTAGRAM_LONG_TTL_S,
             latency_ms: 0,
             rate_limit_per_s: None,
             timeout_fault_ms: 30_000,
@@ -355,7 +404,7 @@ impl Bucket {
 pub(crate) struct State {
     pub(crate) config: SandboxConfig,
     pub(crate) clock_offset: i64,
-    pub(crate) faults: HashMap<Platform, (FaultKind, u32)>,
+    pub(crate) faults: HashMap<(Platform, Option<FaultEndpoint>), (FaultKind, u32)>,
     pub(crate) stats: Stats,
     pub(crate) buckets: HashMap<Platform, Bucket>,
     pub(crate) tiktok: tiktok::TtState,
@@ -382,6 +431,52 @@ impl State {
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         wall.saturating_add(self.clock_offset)
+    }
+
+    /// Takes one pending fault for `endpoint` (then, for token calls, one set without an
+    /// endpoint) and counts it.
+    fn take_fault(
+        &mut self,
+        platform: Platform,
+        endpoint: Option<FaultEndpoint>,
+        token_call: bool,
+    ) -> Gate {
+        let keys = [
+            endpoint.map(|e| (platform, Some(e))),
+            token_call.then_some((platform, None)),
+        ];
+        let Some(key) = keys
+            .into_iter()
+            .flatten()
+            .find(|k| self.faults.contains_key(k))
+        else {
+            return Gate::Proceed;
+        };
+        let Some((fault, remaining)) = self.faults.get_mut(&key) else {
+            return Gate::Proceed;
+        };
+        let fault = *fault;
+        *remaining = remaining.saturating_sub(1);
+        if *remaining == 0 {
+            self.faults.remove(&key);
+        }
+        let stats = self.stats.platform_mut(platform);
+        stats.faults_injected += 1;
+        if matches!(
+            fault,
+            FaultKind::RateLimited
+                | FaultKind::ThrottledApp
+                | FaultKind::ThrottledUser
+                | FaultKind::ThrottledPage
+                | FaultKind::ThrottledCustom
+        ) {
+            stats.rate_limited += 1;
+        }
+        Gate::Fault {
+            kind: fault,
+            retry_after: self.config.retry_after_s,
+            timeout_ms: self.config.timeout_fault_ms,
+        }
     }
 
     pub(crate) fn usage_percent(&mut self, platform: Platform) -> u32 {
@@ -476,6 +571,10 @@ impl Sandbox {
                 get(control::get_config).post(control::patch_config),
             )
             .route(&format!("{CONTROL}/revoke"), post(control::revoke))
+            .route(
+                &format!("{CONTROL}/remove-permission"),
+                post(control::remove_permission),
+            )
             .route(&format!("{CONTROL}/clock"), post(control::clock))
             .route(&format!("{CONTROL}/reset"), post(control::reset))
             .route(&format!("{CONTROL}/stats"), get(control::stats))
@@ -501,13 +600,43 @@ impl Sandbox {
     }
 
     /// The next `count` token calls of `platform` fail with `kind` (replaces any pending
-    /// fault of that platform; `count` 0 clears it).
+    /// token-call fault of that platform; `count` 0 clears it).
     pub fn set_faults(&self, platform: Platform, kind: FaultKind, count: u32) {
+        self.set_faults_at(platform, None, kind, count);
+    }
+
+    /// The next `count` calls of `platform` to `endpoint` (`None`: any token call) fail
+    /// with `kind`; `count` 0 clears the fault.
+    pub fn set_faults_at(
+        &self,
+        platform: Platform,
+        endpoint: Option<FaultEndpoint>,
+        kind: FaultKind,
+        count: u32,
+    ) {
         let mut st = self.lock();
         if count == 0 {
-            st.faults.remove(&platform);
+            st.faults.remove(&(platform, endpoint));
         } else {
-            st.faults.insert(platform, (kind, count));
+            st.faults.insert((platform, endpoint), (kind, count));
+        }
+    }
+
+    /// Removes `permission` from every live grant of a provider account, as when the user
+    /// unticks it in the platform's settings after consenting. Returns whether a grant had
+    /// it.
+    pub fn remove_permission(
+        &self,
+        platform: Platform,
+        provider_account_id: &str,
+        permission: &str,
+    ) -> bool {
+        let mut st = self.lock();
+        match platform {
+            Platform::Tiktok => st.tiktok.remove_permission(provider_account_id, permission),
+            Platform::Instagram => st
+                .instagram
+                .remove_permission(provider_account_id, permission),
         }
     }
 
@@ -681,23 +810,18 @@ impl Sandbox {
             stats.rate_limited += 1;
             return Gate::RateLimited { retry_after };
         }
-        let Some((fault, remaining)) = st.faults.get_mut(&platform) else {
-            return Gate::Proceed;
+        let endpoint = match kind {
+            CallKind::Exchange => Some(FaultEndpoint::Exchange),
+            CallKind::Refresh => Some(FaultEndpoint::Refresh),
+            CallKind::Other => None,
         };
-        let fault = *fault;
-        *remaining = remaining.saturating_sub(1);
-        if *remaining == 0 {
-            st.faults.remove(&platform);
-        }
-        stats.faults_injected += 1;
-        if fault == FaultKind::RateLimited {
-            stats.rate_limited += 1;
-        }
-        Gate::Fault {
-            kind: fault,
-            retry_after,
-            timeout_ms: st.config.timeout_fault_ms,
-        }
+        st.take_fault(platform, endpoint, true)
+    }
+
+    /// Decides whether a call to a non-token endpoint (authorize, user info, revoke) is
+    /// faulted; such calls are not rate limited by the sandbox.
+    pub(crate) fn gate_endpoint(&self, platform: Platform, endpoint: FaultEndpoint) -> Gate {
+        self.lock().take_fault(platform, Some(endpoint), false)
     }
 }
 

@@ -9,13 +9,15 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use crate::util::{
-    bearer, flag, gateway_timeout, granted_scopes, json_response, no_store, param, parse_params,
-    parse_query, parse_redirect_uri, pkce_s256_hex, random_b64, random_below, random_hex, redirect,
-    redirect_url, split_scopes, too_many, valid_pkce_string, with_header,
+    bearer, connection_reset, flag, gateway_timeout, granted_scopes, html_bad_gateway,
+    json_response, malformed_ok, no_store, param, parse_params, parse_query, parse_redirect_uri,
+    pkce_s256_hex, random_b64, random_below, random_hex, redirect, redirect_url, split_scopes,
+    too_many, valid_pkce_string, with_header,
 };
 use crate::{
-    CallKind, FaultKind, Gate, Platform, Sandbox, State as SbState, TIKTOK_CLIENT_KEY,
-    TIKTOK_CLIENT_SECRET, TIKTOK_CODE_TTL_S, TikTokAppType, tiktok_open_id, tiktok_union_id,
+    CallKind, FaultEndpoint, FaultKind, Gate, Platform, Sandbox, State as SbState,
+    TIKTOK_CLIENT_KEY, TIKTOK_CLIENT_SECRET, TIKTOK_CODE_TTL_S, TikTokAppType, tiktok_open_id,
+    tiktok_union_id,
 };
 
 const LOG_ID_HEADER: &str = "x-tt-logid";
@@ -67,6 +69,18 @@ impl TtState {
         for g in self.grants.values_mut() {
             if g.open_id == open_id && !g.revoked {
                 g.revoked = true;
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Removes `scope` from every live grant of `open_id`.
+    pub(crate) fn remove_permission(&mut self, open_id: &str, scope: &str) -> bool {
+        let mut any = false;
+        for g in self.grants.values_mut() {
+            if g.open_id == open_id && !g.revoked && g.scopes.iter().any(|s| s == scope) {
+                g.scopes.retain(|s| s != scope);
                 any = true;
             }
         }
@@ -206,6 +220,30 @@ async fn fault_response(kind: FaultKind, retry_after: u64, timeout_ms: u64) -> R
         FaultKind::InvalidClient => {
             oauth_error("invalid_client", "Client key or secret is invalid.")
         }
+        FaultKind::HtmlServerError => html_bad_gateway(),
+        FaultKind::ConnectionReset => connection_reset(),
+        FaultKind::MalformedBody => malformed_ok(),
+        // The legacy shape is Instagram's; TikTok answers its v2 dead-grant error.
+        FaultKind::LegacyError => oauth_error(
+            "invalid_grant",
+            "The authorization grant is invalid, expired or revoked.",
+        ),
+        FaultKind::ThrottledApp
+        | FaultKind::ThrottledUser
+        | FaultKind::ThrottledPage
+        | FaultKind::ThrottledCustom => rate_limited(retry_after),
+    }
+}
+
+/// Runs the fault gate of a non-token endpoint; `Some` is the response to send instead.
+async fn gate_endpoint(sb: &Sandbox, endpoint: FaultEndpoint) -> Option<Response> {
+    match sb.gate_endpoint(Platform::Tiktok, endpoint) {
+        Gate::Proceed | Gate::RateLimited { .. } => None,
+        Gate::Fault {
+            kind,
+            retry_after,
+            timeout_ms,
+        } => Some(fault_response(kind, retry_after, timeout_ms).await),
     }
 }
 
@@ -254,6 +292,20 @@ pub(crate) async fn authorize(State(sb): State<Sandbox>, RawQuery(q): RawQuery) 
     };
     if param(&p, "response_type") != Some("code") {
         return fail("unsupported_response_type", "response_type must be 'code'.");
+    }
+    if let Gate::Fault { kind, .. } = sb.gate_endpoint(Platform::Tiktok, FaultEndpoint::Authorize) {
+        // RFC 6749 §4.1.2.1: the authorization server tells the client by redirect.
+        return match kind {
+            FaultKind::TemporarilyBlocked | FaultKind::RateLimited => fail(
+                "temporarily_unavailable",
+                "The service is temporarily unavailable. Please try again later.",
+            ),
+            FaultKind::HtmlServerError | FaultKind::ConnectionReset => html_bad_gateway(),
+            _ => fail(
+                "server_error",
+                "Something went wrong. Please try again later.",
+            ),
+        };
     }
     let requested = split_scopes(param(&p, "scope").unwrap_or_default());
     if requested.is_empty() {
@@ -512,6 +564,9 @@ pub(crate) async fn revoke(State(sb): State<Sandbox>, body: Bytes) -> Response {
     sb.latency().await;
     let p = parse_params(&body);
     sb.lock().stats.tiktok.revoke_calls += 1;
+    if let Some(resp) = gate_endpoint(&sb, FaultEndpoint::Revoke).await {
+        return resp;
+    }
     if let Err(e) = check_client(&p) {
         return e.response();
     }
@@ -575,8 +630,11 @@ pub(crate) async fn user_info(
 ) -> Response {
     sb.latency().await;
     let p = parse_query(q.as_deref());
-    let mut st = sb.lock();
-    st.stats.tiktok.user_info_calls += 1;
+    sb.lock().stats.tiktok.user_info_calls += 1;
+    if let Some(resp) = gate_endpoint(&sb, FaultEndpoint::UserInfo).await {
+        return resp;
+    }
+    let st = sb.lock();
     let Some(token) = bearer(&headers) else {
         return api_error(
             StatusCode::UNAUTHORIZED,

@@ -57,6 +57,46 @@ pub(crate) fn numeric_hash(seed: &str, digits: u32) -> u64 {
     u64::from_be_bytes(a) % 10u64.pow(digits)
 }
 
+/// HTTP 502 with an HTML page, as a load balancer answers when the platform is down.
+pub(crate) fn html_bad_gateway() -> Response {
+    let page = "<html><head><title>502 Bad Gateway</title></head><body><center>\
+                <h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>";
+    (
+        StatusCode::BAD_GATEWAY,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
+}
+
+/// HTTP 200 whose body breaks off after a few bytes: the client sees the connection reset
+/// while it reads the body.
+pub(crate) fn connection_reset() -> Response {
+    let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![
+        Ok(b"{\"data\":"),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by the sandbox",
+        )),
+    ];
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(futures::stream::iter(chunks)),
+    )
+        .into_response()
+}
+
+/// HTTP 200 with a truncated JSON body.
+pub(crate) fn malformed_ok() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"access_token\":\"act.trunc",
+    )
+        .into_response()
+}
+
 /// Parses `application/x-www-form-urlencoded` data (query or body); first value wins.
 pub(crate) fn parse_params(raw: &[u8]) -> HashMap<String, String> {
     let mut out = HashMap::new();

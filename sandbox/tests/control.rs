@@ -295,5 +295,8 @@ async fn control_endpoints_validate_input_and_report_state() {
     let (_, refresh) = env.tt_tokens("stat").await;
     assert_eq!(env.tt_refresh(&refresh).await.status, StatusCode::OK);
     let r = Env::send(env.http.get(env.url("/control/config"))).await;
-    assert_eq!(r.json["tiktok_access_ttl_s"].as_i64(), Some(86_400));
+    assert_eq!(
+        r.json["tiktok_access_ttl_s"].as_i64(),
+        Some(sandbox::TIKTOK_ACCESS_TTL_S)
+    );
 }

@@ -34,8 +34,14 @@ async fn full_flow_refresh_rotates_and_reuse_is_detected() {
     assert_eq!(r.str("/open_id"), "tt-open-demo");
     assert_eq!(r.str("/scope"), TT_SCOPES);
     assert_eq!(r.str("/token_type"), "Bearer");
-    assert_eq!(r.json["expires_in"].as_i64(), Some(86_400));
-    assert_eq!(r.json["refresh_expires_in"].as_i64(), Some(31_536_000));
+    assert_eq!(
+        r.json["expires_in"].as_i64(),
+        Some(sandbox::TIKTOK_ACCESS_TTL_S)
+    );
+    assert_eq!(
+        r.json["refresh_expires_in"].as_i64(),
+        Some(sandbox::TIKTOK_REFRESH_TTL_S)
+    );
     let access1 = r.str("/access_token").to_owned();
     let refresh1 = r.str("/refresh_token").to_owned();
     assert!(access1.starts_with("act.") && refresh1.starts_with("rft."));
@@ -56,11 +62,14 @@ async fn full_flow_refresh_rotates_and_reuse_is_detected() {
     let refresh2 = r.str("/refresh_token").to_owned();
     assert_ne!(access2, access1);
     assert_ne!(refresh2, refresh1);
-    assert_eq!(r.json["expires_in"].as_i64(), Some(86_400));
+    assert_eq!(
+        r.json["expires_in"].as_i64(),
+        Some(sandbox::TIKTOK_ACCESS_TTL_S)
+    );
     // The refresh lifetime is fixed at the code exchange and does not extend on rotation.
     assert_eq!(
         r.json["refresh_expires_in"].as_i64(),
-        Some(31_536_000 - 100)
+        Some(sandbox::TIKTOK_REFRESH_TTL_S - 100)
     );
     assert_eq!(r.str("/open_id"), "tt-open-demo");
     assert_eq!(
@@ -260,7 +269,7 @@ async fn authorize_sandbox_params_and_oauth_errors() {
 async fn access_token_expires_but_refresh_still_works() {
     let env = Env::start(SandboxConfig::default()).await;
     let (access, refresh) = env.tt_tokens("carol").await;
-    env.sb.advance_clock(86_401);
+    env.sb.advance_clock(sandbox::TIKTOK_ACCESS_TTL_S + 1);
     let u = env.tt_user(&access, "open_id").await;
     assert_eq!(u.status, StatusCode::UNAUTHORIZED);
     assert_eq!(u.str("/error/code"), "access_token_invalid");
@@ -271,7 +280,7 @@ async fn access_token_expires_but_refresh_still_works() {
 
     // Refresh tokens die at refresh_expires_in (counted from the code exchange).
     let refresh2 = r.str("/refresh_token").to_owned();
-    env.sb.advance_clock(31_536_000);
+    env.sb.advance_clock(sandbox::TIKTOK_REFRESH_TTL_S);
     assert_oauth_error(&env.tt_refresh(&refresh2).await, "invalid_grant");
     assert_eq!(env.sb.stats().tiktok.reused_refresh_tokens, 0);
 }

@@ -10,9 +10,10 @@ use sandbox::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use service::providers::{
-    AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, PkceEncoding, PkcePair,
-    Platform, ProviderCall, ProviderEndpoints, ProviderSettings, Providers, RefreshRequest,
-    TikTokAppType, TokenSet, call_sink, new_pkce, new_pkce_with, new_state,
+    AuthorizeRequest, ClientCredentials, Endpoint, ErrorClass, OAuthProvider, PkceEncoding,
+    PkcePair, Platform, ProviderCall, ProviderEndpoints, ProviderSettings, Providers, RateLimits,
+    RateQuota, RefreshRequest, TikTokAppType, TokenSet, call_sink, new_pkce, new_pkce_with,
+    new_state,
 };
 use tokio::sync::mpsc::Receiver;
 
@@ -26,10 +27,19 @@ struct Env {
 
 impl Env {
     async fn start(config: SandboxConfig, settings: ProviderSettings) -> Env {
+        Self::start_waiting(config, settings, Duration::from_secs(10)).await
+    }
+
+    /// With interactive calls waiting up to `interactive_wait` for rate-limit capacity.
+    async fn start_waiting(
+        config: SandboxConfig,
+        settings: ProviderSettings,
+        interactive_wait: Duration,
+    ) -> Env {
         let sandbox = Sandbox::new(config);
         let addr = sandbox.spawn(0).await.unwrap();
         let (sink, calls) = call_sink(256);
-        let providers = Providers::new(
+        let providers = Providers::with_limits(
             settings,
             ProviderEndpoints::sandbox(&format!("http://{addr}/sandbox")),
             Some(ClientCredentials::new(
@@ -41,6 +51,7 @@ impl Env {
                 INSTAGRAM_CLIENT_SECRET,
             )),
             sink,
+            std::sync::Arc::new(RateLimits::local(interactive_wait)),
         )
         .unwrap();
         Env {
@@ -117,7 +128,7 @@ async fn tiktok_flow_rotation_and_reuse_detection() {
     assert_eq!(tokens.provider_account_id, sandbox::tiktok_open_id("alice"));
     assert_eq!(
         tokens.expires_at - tokens.issued_at,
-        chrono::Duration::seconds(86_400)
+        chrono::Duration::seconds(sandbox::TIKTOK_ACCESS_TTL_S)
     );
     assert!(tokens.refresh_expires_at.is_some());
     assert!(tokens.scopes.iter().any(|s| s == "user.info.basic"));
@@ -503,16 +514,17 @@ async fn instagram_faults_and_revocation() {
 }
 
 #[tokio::test]
-async fn local_rate_limit_modes() {
-    let mut env = Env::start(
+async fn rate_limit_priorities() {
+    let mut env = Env::start_waiting(
         SandboxConfig::default(),
         ProviderSettings {
-            tiktok_rate_limit_per_s: 1,
+            tiktok_rate_limit: RateQuota::per_second(1),
             ..ProviderSettings::default()
         },
+        Duration::ZERO,
     )
     .await;
-    let fast = env.providers.get_fail_fast(Platform::TikTok).unwrap();
+    let fast = env.providers.get_interactive(Platform::TikTok).unwrap();
     let waiting = env.providers.get(Platform::TikTok).unwrap();
     let bogus = SecretString::from("not-a-token".to_owned());
 
@@ -537,7 +549,8 @@ async fn local_rate_limit_modes() {
         env.providers
             .rate_limiter(Platform::TikTok)
             .unwrap()
-            .try_acquire()
+            .try_acquire(Endpoint::Token)
+            .await
             .is_err()
     );
 }

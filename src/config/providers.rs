@@ -2,7 +2,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
-use service::providers::{DEFAULT_INSTAGRAM_GRAPH_VERSION, TikTokAppType};
+use service::providers::{DEFAULT_INSTAGRAM_GRAPH_VERSION, RateQuota, TikTokAppType};
 
 /// How the TikTok app is registered in the developer portal.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -37,6 +37,12 @@ pub struct ProvidersConfig {
     #[arg(id = "provider_timeout",
         long = "provider-timeout", env = "TOKENWARDEN_PROVIDER_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s", global = true)]
     pub timeout: Duration,
+
+    /// How long a provider call someone waits for (the OAuth callback, `accessToken`,
+    /// `reportTokenRejected`) may wait for rate-limit capacity before it fails with
+    /// RATE_LIMITED. Background work waits as long as it takes.
+    #[arg(long, env = "TOKENWARDEN_RATE_LIMIT_WAIT", value_parser = humantime::parse_duration, default_value = "10s", global = true)]
+    pub rate_limit_wait: Duration,
 
     /// Use the sandbox at this URL (e.g. `http://127.0.0.1:9000/sandbox`) instead of
     /// starting one; for worker processes and tests.
@@ -89,15 +95,16 @@ pub struct TikTokConfig {
         long = "tiktok-app-type", env = "TOKENWARDEN_TIKTOK_APP_TYPE", value_enum, default_value_t = TikTokAppTypeArg::Web, global = true)]
     pub app_type: TikTokAppTypeArg,
 
-    /// TikTok calls per second this deployment allows itself (0 = unlimited).
+    /// TikTok calls this deployment allows itself, all processes together (`10`, `10/s`,
+    /// `600/min`; 0 = unlimited).
     #[arg(
         id = "tiktok_rate_limit",
         long = "tiktok-rate-limit",
         env = "TOKENWARDEN_TIKTOK_RATE_LIMIT",
-        default_value_t = 10,
+        default_value = "10/s",
         global = true
     )]
-    pub rate_limit: u32,
+    pub rate_limit: RateQuota,
 
     /// TikTok authorize host (default `https://www.tiktok.com`).
     #[arg(
@@ -140,15 +147,16 @@ pub struct InstagramConfig {
     )]
     pub client_secret: Option<SecretString>,
 
-    /// Instagram calls per second this deployment allows itself (0 = unlimited).
+    /// Instagram calls this deployment allows itself, all processes together (0 =
+    /// unlimited).
     #[arg(
         id = "instagram_rate_limit",
         long = "instagram-rate-limit",
         env = "TOKENWARDEN_INSTAGRAM_RATE_LIMIT",
-        default_value_t = 5,
+        default_value = "5/s",
         global = true
     )]
-    pub rate_limit: u32,
+    pub rate_limit: RateQuota,
 
     /// Instagram authorize/exchange host (default `https://api.instagram.com`).
     #[arg(

@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{TestApp, decode_id},
+    helpers::{Backend, TestApp, decode_id},
     on_both_backends,
 };
 
@@ -18,6 +18,8 @@ on_both_backends!(
     instagram_368_is_transient_with_a_long_wait,
     invalid_client_is_a_configuration_error,
     revoke_with_an_expired_access_token_refreshes_first,
+    broken_answers_are_transient,
+    faults_on_every_endpoint_of_a_connection,
 );
 
 const REFRESH: &str = "mutation($id: ID!) { refreshAccountToken(accountId: $id) { refreshed account { status statusReason } error { code message action retryAfterSeconds } } }";
@@ -152,5 +154,153 @@ async fn revoke_with_an_expired_access_token_refreshes_first(app: TestApp) {
         .await;
     let revocation = &audit["auditLog"]["nodes"][0]["details"]["providerRevocation"];
     assert_eq!(revocation["revoked"], false, "{revocation}");
+    assert_eq!(revocation["unconfirmed"], true, "{revocation}");
+}
+
+/// HTML 5xx pages, connections reset mid-body, malformed 200 bodies and throttling: the
+/// refresh is retried later, the user is never asked to reconnect, and no refresh token is
+/// presented twice.
+async fn broken_answers_are_transient(app: TestApp) {
+    let tiktok = app.connect(&app.admin_key, "TIKTOK", "broken").await;
+    let instagram = app.connect(&app.admin_key, "INSTAGRAM", "brokenig").await;
+    age(&app, &instagram, 25).await;
+    for (platform, id) in [
+        (SandboxPlatform::Tiktok, &tiktok),
+        (SandboxPlatform::Instagram, &instagram),
+    ] {
+        for (kind, code) in [
+            (FaultKind::HtmlServerError, "PROVIDER_UNAVAILABLE"),
+            (FaultKind::ConnectionReset, "PROVIDER_UNAVAILABLE"),
+            (FaultKind::MalformedBody, "PROVIDER_UNAVAILABLE"),
+            (FaultKind::ThrottledApp, "RATE_LIMITED"),
+        ] {
+            app.sandbox.set_faults(platform, kind, 1);
+            let out = refresh(&app, id).await;
+            assert_eq!(out["error"]["code"], code, "{platform:?} {kind:?}: {out}");
+            assert_eq!(out["account"]["status"], "REFRESH_FAILING", "{kind:?}");
+        }
+        let out = refresh(&app, id).await;
+        assert_eq!(out["refreshed"], true, "{platform:?} recovers: {out}");
+        assert_eq!(out["account"]["status"], "ACTIVE");
+    }
+    assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
+}
+
+/// Meta's throttling codes 4, 17, 32 and 613: RATE_LIMITED, never a reconnect, retried when
+/// Meta says (`estimated_time_to_regain_access`, in minutes); until then tokenwarden does
+/// not call Meta at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_throttling_codes_wait_as_meta_says() {
+    for (kind, wait, blocks) in [
+        (FaultKind::ThrottledApp, 60, false),
+        (FaultKind::ThrottledUser, 5 * 60, true),
+        (FaultKind::ThrottledPage, 10 * 60, true),
+        (FaultKind::ThrottledCustom, 15 * 60, true),
+    ] {
+        let app = TestApp::spawn(Backend::Sqlite).await;
+        let id = app.connect(&app.admin_key, "INSTAGRAM", "busy").await;
+        age(&app, &id, 25).await;
+        app.sandbox.set_faults(SandboxPlatform::Instagram, kind, 1);
+        let out = refresh(&app, &id).await;
+        assert_eq!(out["error"]["code"], "RATE_LIMITED", "{kind:?}: {out}");
+        assert_eq!(out["error"]["retryAfterSeconds"], wait, "{kind:?}: {out}");
+        assert_eq!(out["account"]["status"], "REFRESH_FAILING");
+        let calls = app.sandbox.stats().instagram.refresh_calls;
+        let out = refresh(&app, &id).await;
+        let after = app.sandbox.stats().instagram.refresh_calls;
+        if blocks {
+            assert_eq!(out["error"]["code"], "RATE_LIMITED", "{kind:?}: {out}");
+            assert_eq!(after, calls, "{kind:?}: no call while Meta throttles");
+        } else {
+            assert_eq!(out["refreshed"], true, "{kind:?}: {out}");
+        }
+    }
+}
+
+/// Faults on the authorize page, the user-info call of the callback, the code exchange
+/// (Instagram's legacy error shape) and the revoke call of a disconnect.
+async fn faults_on_every_endpoint_of_a_connection(app: TestApp) {
+    use sandbox::FaultEndpoint;
+    for (platform, name, kind, endpoint, code) in [
+        (
+            SandboxPlatform::Tiktok,
+            "TIKTOK",
+            FaultKind::ServerError,
+            FaultEndpoint::Authorize,
+            "PROVIDER_UNAVAILABLE",
+        ),
+        (
+            SandboxPlatform::Instagram,
+            "INSTAGRAM",
+            FaultKind::TemporarilyBlocked,
+            FaultEndpoint::Authorize,
+            "PROVIDER_UNAVAILABLE",
+        ),
+        (
+            SandboxPlatform::Tiktok,
+            "TIKTOK",
+            FaultKind::HtmlServerError,
+            FaultEndpoint::UserInfo,
+            "PROVIDER_UNAVAILABLE",
+        ),
+        (
+            SandboxPlatform::Instagram,
+            "INSTAGRAM",
+            FaultKind::MalformedBody,
+            FaultEndpoint::UserInfo,
+            "PROVIDER_UNAVAILABLE",
+        ),
+        (
+            SandboxPlatform::Instagram,
+            "INSTAGRAM",
+            FaultKind::LegacyError,
+            FaultEndpoint::Exchange,
+            "RECONNECT_REQUIRED",
+        ),
+    ] {
+        app.sandbox.set_faults_at(platform, Some(endpoint), kind, 1);
+        let params = app.connect_flow(&app.admin_key, name, "faulty", "").await;
+        assert_eq!(
+            params["status"], "error",
+            "{kind:?} at {endpoint:?}: {params:?}"
+        );
+        assert_eq!(
+            params["error"], code,
+            "{kind:?} at {endpoint:?}: {params:?}"
+        );
+    }
+    let accounts = app
+        .gql_ok(&app.admin_key, "{ accounts { totalCount } }", json!({}))
+        .await;
+    assert_eq!(
+        accounts["accounts"]["totalCount"], 0,
+        "no half-connected account"
+    );
+
+    // The revoke call of a disconnect fails: the account is disconnected anyway and the
+    // revocation recorded as unconfirmed.
+    let id = app.connect(&app.admin_key, "TIKTOK", "leaving").await;
+    app.sandbox.set_faults_at(
+        SandboxPlatform::Tiktok,
+        Some(FaultEndpoint::Revoke),
+        FaultKind::ConnectionReset,
+        1,
+    );
+    let out = app
+        .gql_ok(
+            &app.admin_key,
+            "mutation($id: ID!) { disconnectAccount(accountId: $id) { status } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(out["disconnectAccount"]["status"], "DISCONNECTED");
+    let audit = app
+        .gql_ok(
+            &app.admin_key,
+            "{ auditLog(filter: {actions: [ACCOUNT_DISCONNECTED]}) { nodes { details } } }",
+            json!({}),
+        )
+        .await;
+    let revocation = &audit["auditLog"]["nodes"][0]["details"]["providerRevocation"];
     assert_eq!(revocation["unconfirmed"], true, "{revocation}");
 }

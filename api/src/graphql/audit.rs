@@ -37,6 +37,9 @@ pub enum AuditAction {
     TokenRefreshed,
     TokenRefreshFailed,
     AccessTokenRead,
+    /// An integrator reported that the platform refused a token; details say what
+    /// tokenwarden found and did.
+    TokenRejected,
     EncryptionKeyRotated,
     WebhookRegistered,
     WebhookDeleted,

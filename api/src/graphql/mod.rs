@@ -25,6 +25,8 @@ pub mod maintenance;
 pub mod node;
 /// Relay connection plumbing shared by every list.
 pub mod paging;
+/// `reportTokenRejected`: integrators report tokens the platform refused.
+pub mod rejections;
 /// Schema assembly and limits.
 pub mod schema;
 /// Dashboard users (ADMIN).

@@ -14,6 +14,7 @@ use crate::{
         health::HealthQuery,
         maintenance::{MaintenanceMutation, MaintenanceQuery},
         node::NodeQuery,
+        rejections::RejectionsMutation,
         users::UsersQuery,
         viewer::ViewerQuery,
         webhooks::{WebhooksMutation, WebhooksQuery},
@@ -42,6 +43,7 @@ pub struct Query(
 pub struct Mutation(
     AccountsMutation,
     ConnectionsMutation,
+    RejectionsMutation,
     AdminMutation,
     MaintenanceMutation,
     NotificationsMutation,

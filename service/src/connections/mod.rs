@@ -5,6 +5,8 @@
 pub mod accounts;
 /// Inbound platform callbacks: TikTok's webhook, Meta's deauthorize and data deletion.
 pub mod callbacks;
+/// Token-rejected feedback from integrators (`reportTokenRejected`).
+pub mod rejected;
 
 use chrono::{Duration, Utc};
 use entity::{oauth_state, social_account};
@@ -102,7 +104,7 @@ where
     D: ConnectionTrait + TransactionTrait,
 {
     caller.require(Role::Integrator)?;
-    let provider = engine.providers.get_fail_fast(platform).map_err(|_| {
+    let provider = engine.providers.get_interactive(platform).map_err(|_| {
         ServiceError::bad_input(format!(
             "{} is not configured on this server",
             platform.display_name()
@@ -323,15 +325,21 @@ where
                     description.map(|d| format!(" ({d})")).unwrap_or_default()
                 )
             };
+            // RFC 6749 §4.1.2.1: `server_error` and `temporarily_unavailable` are the
+            // platform's own trouble; the user can simply try again.
+            let class = match error.as_str() {
+                "server_error" | "temporarily_unavailable" => ErrorClass::Transient,
+                _ => ErrorClass::InvalidInput,
+            };
             return Err(ServiceError::Provider(
                 state_platform,
-                ProviderError::new(ErrorClass::InvalidInput, error, message),
+                ProviderError::new(class, error, message),
             ));
         }
     };
     let provider = engine
         .providers
-        .get_fail_fast(state_platform)
+        .get_interactive(state_platform)
         .map_err(|e| ServiceError::Provider(state_platform, e))?;
     let vault = engine.vault();
     let verifier: Option<SecretString> = row
@@ -468,7 +476,7 @@ where
     let _guard = slot.lock().await;
     let token = tokens::find_by_account(db, account.id).await?;
     let mut revoke = json!(null);
-    if let (Some(token), Ok(provider)) = (&token, engine.providers.get_fail_fast(platform))
+    if let (Some(token), Ok(provider)) = (&token, engine.providers.get_interactive(platform))
         && provider.supports_revoke()
     {
         revoke = revoke_at_provider(engine, provider.as_ref(), &account, token).await;

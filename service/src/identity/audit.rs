@@ -51,6 +51,7 @@ audit_actions! {
     TokenRefreshed => "TOKEN_REFRESHED": "A token was refreshed at the provider.",
     TokenRefreshFailed => "TOKEN_REFRESH_FAILED": "A token refresh failed.",
     AccessTokenRead => "ACCESS_TOKEN_READ": "An access token was read through the API.",
+    TokenRejected => "TOKEN_REJECTED": "An integrator reported that the platform refused a token; details say what tokenwarden found and did.",
     EncryptionKeyRotated => "ENCRYPTION_KEY_ROTATED": "A new encryption key became active.",
     WebhookRegistered => "WEBHOOK_REGISTERED": "A webhook was registered.",
     WebhookDeleted => "WEBHOOK_DELETED": "A webhook was deleted.",

@@ -1,18 +1,16 @@
 //! Shared HTTP plumbing of the providers: rate limiting, call recording, usage tracking.
 
-use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::HeaderMap;
 use tokio::sync::mpsc;
 
 use super::Platform;
 use super::error::{ErrorClass, ProviderError, USAGE_WARN_PERCENT, UsageReport};
+use super::limits::{AppLimiter, Endpoint, Priority};
 
 /// One HTTP call to a provider, for the call log (written in batches by a background task).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,84 +112,12 @@ impl CallSink {
     }
 }
 
-/// How a provider call waits for local rate-limit capacity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AcquireMode {
-    /// Wait until the token bucket has capacity (background jobs).
-    Wait,
-    /// Fail at once with `Transient` / `rate_limited_local` (request path).
-    FailFast,
-}
-
-/// Local token bucket for one platform + app (client id), shared by all calls of that app.
-pub struct AppRateLimiter {
-    platform: Platform,
-    limiter: Option<DefaultDirectRateLimiter>,
-    per_second: u32,
-}
-
-impl std::fmt::Debug for AppRateLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppRateLimiter")
-            .field("platform", &self.platform)
-            .field("per_second", &self.per_second)
-            .finish()
-    }
-}
-
-impl AppRateLimiter {
-    /// A bucket of `per_second` calls per second (burst = one second); 0 = unlimited.
-    pub fn new(platform: Platform, per_second: u32) -> Self {
-        let limiter =
-            NonZeroU32::new(per_second).map(|n| RateLimiter::direct(Quota::per_second(n)));
-        Self {
-            platform,
-            limiter,
-            per_second,
-        }
-    }
-
-    /// Configured calls per second (0 = unlimited).
-    pub fn per_second(&self) -> u32 {
-        self.per_second
-    }
-
-    /// Waits until the bucket has capacity, then takes one call.
-    pub async fn acquire(&self) {
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
-        }
-    }
-
-    /// Takes one call if the bucket has capacity, else fails with `Transient`
-    /// `rate_limited_local` and the wait as `retry_after`.
-    pub fn try_acquire(&self) -> Result<(), ProviderError> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        limiter.check().map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ProviderError::new(
-                ErrorClass::Transient,
-                "rate_limited_local",
-                format!(
-                    "local {} rate limit reached; retry shortly",
-                    self.platform.as_str()
-                ),
-            )
-            .with_retry_after(Some(wait.max(Duration::from_millis(1))))
-        })
-    }
-
-    /// Acquires according to `mode`.
-    pub async fn acquire_with(&self, mode: AcquireMode) -> Result<(), ProviderError> {
-        match mode {
-            AcquireMode::Wait => {
-                self.acquire().await;
-                Ok(())
-            }
-            AcquireMode::FailFast => self.try_acquire(),
-        }
+/// The rate-limited endpoint of an operation.
+pub(crate) fn endpoint_of(operation: &str) -> Endpoint {
+    match operation {
+        "user_info" => Endpoint::UserInfo,
+        "revoke" => Endpoint::Revoke,
+        _ => Endpoint::Token,
     }
 }
 
@@ -211,14 +137,13 @@ impl RawResponse {
     }
 }
 
-/// State shared by all handles of one provider: HTTP client, limiter, sink, usage.
+/// State shared by all handles of one provider: HTTP client, limiter (with the usage), sink.
 #[derive(Debug)]
 pub(crate) struct HttpCore {
     pub(crate) platform: Platform,
     pub(crate) http: reqwest::Client,
-    pub(crate) limiter: Arc<AppRateLimiter>,
+    pub(crate) limiter: Arc<AppLimiter>,
     pub(crate) sink: CallSink,
-    last_usage: Mutex<Option<UsageReport>>,
 }
 
 impl HttpCore {
@@ -226,7 +151,7 @@ impl HttpCore {
     pub(crate) fn new(
         platform: Platform,
         http: reqwest::Client,
-        limiter: Arc<AppRateLimiter>,
+        limiter: Arc<AppLimiter>,
         sink: CallSink,
     ) -> Self {
         Self {
@@ -234,23 +159,20 @@ impl HttpCore {
             http,
             limiter,
             sink,
-            last_usage: Mutex::new(None),
         }
     }
 
     /// Latest usage report seen in any response.
     pub(crate) fn last_usage(&self) -> Option<UsageReport> {
-        *self
-            .last_usage
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.limiter.last_usage()
     }
 
-    /// Acquires rate-limit capacity, sends the request, reads the body, hands it to
-    /// `handle`, and records the call. Transport failures become `Transient` errors.
+    /// Acquires rate-limit capacity for the operation's endpoint as `priority` allows,
+    /// sends the request, reads the body, hands it to `handle`, and records the call.
+    /// Transport failures become `Transient` errors.
     pub(crate) async fn execute<T>(
         &self,
-        mode: AcquireMode,
+        priority: Priority,
         operation: &'static str,
         request: reqwest::RequestBuilder,
         handle: impl FnOnce(&RawResponse) -> Result<T, ProviderError>,
@@ -263,7 +185,9 @@ impl HttpCore {
             )
         })?;
         let url = redact_url(request.url());
-        self.limiter.acquire_with(mode).await?;
+        self.limiter
+            .acquire(endpoint_of(operation), priority)
+            .await?;
         let at = Utc::now();
         let started = Instant::now();
         let raw = match self.http.execute(request).await {
@@ -344,10 +268,7 @@ impl HttpCore {
                 "provider app usage is high"
             );
         }
-        *self
-            .last_usage
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(usage);
+        self.limiter.note_usage(usage);
     }
 }
 
@@ -394,24 +315,5 @@ mod tests {
         sink.record(call());
         assert_eq!(sink.dropped(), 2);
         CallSink::noop().record(call());
-    }
-
-    #[tokio::test]
-    async fn limiter_modes() {
-        let limiter = AppRateLimiter::new(Platform::Instagram, 2);
-        limiter.try_acquire().unwrap();
-        limiter.try_acquire().unwrap();
-        let err = limiter.try_acquire().unwrap_err();
-        assert_eq!(err.class, ErrorClass::Transient);
-        assert_eq!(err.code, "rate_limited_local");
-        assert!(err.retry_after.is_some_and(|d| d <= Duration::from_secs(1)));
-        // Waiting mode gets through once capacity is back.
-        tokio::time::timeout(Duration::from_secs(2), limiter.acquire())
-            .await
-            .unwrap();
-        let unlimited = AppRateLimiter::new(Platform::TikTok, 0);
-        for _ in 0..100 {
-            unlimited.try_acquire().unwrap();
-        }
     }
 }

@@ -22,7 +22,8 @@ use super::error::{
     DEFAULT_RATE_LIMIT_WAIT, TEMPORARILY_BLOCKED_WAIT, class_from_status, code_from_status,
     permission_in,
 };
-use super::http::{AcquireMode, HttpCore, RawResponse};
+use super::http::{HttpCore, RawResponse};
+use super::limits::Priority;
 use super::{
     AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, PkceEncoding, Platform,
     ProviderEndpoints, ProviderError, ProviderProfile, RefreshRequest, TokenSet, UsageReport,
@@ -63,7 +64,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct InstagramProvider {
     inner: Arc<Inner>,
-    mode: AcquireMode,
+    priority: Priority,
 }
 
 impl std::fmt::Debug for InstagramProvider {
@@ -71,7 +72,7 @@ impl std::fmt::Debug for InstagramProvider {
         f.debug_struct("InstagramProvider")
             .field("client_id", &self.inner.creds.client_id)
             .field("graph_base", &self.inner.graph_base)
-            .field("mode", &self.mode)
+            .field("priority", &self.priority)
             .finish_non_exhaustive()
     }
 }
@@ -107,15 +108,15 @@ impl InstagramProvider {
                 graph_base: endpoints.instagram_graph_base.clone(),
                 graph_version: graph_version.to_owned(),
             }),
-            mode: AcquireMode::Wait,
+            priority: Priority::Background,
         }
     }
 
-    /// The same provider with another rate-limit acquire mode.
-    pub fn with_mode(&self, mode: AcquireMode) -> Self {
+    /// The same provider with calls made at another priority.
+    pub fn with_priority(&self, priority: Priority) -> Self {
         Self {
             inner: self.inner.clone(),
-            mode,
+            priority,
         }
     }
 
@@ -123,7 +124,7 @@ impl InstagramProvider {
     /// (ig_refresh_token).
     async fn long_lived_call(
         &self,
-        mode: AcquireMode,
+        priority: Priority,
         operation: &'static str,
         token: &SecretString,
         refresh: bool,
@@ -150,7 +151,7 @@ impl InstagramProvider {
         let request = self.inner.core.http.get(url);
         self.inner
             .core
-            .execute(mode, operation, request, parse_long_lived)
+            .execute(priority, operation, request, parse_long_lived)
             .await
     }
 }
@@ -200,7 +201,7 @@ impl OAuthProvider for InstagramProvider {
     }
 
     /// Exchanges the code (after [`clean_code`]) for a short-lived token, then at once for
-    /// the long-lived one. The second call always waits for rate capacity, so a fail-fast
+    /// the long-lived one. The second call always waits for rate capacity, so an interactive
     /// handle never loses a consumed code.
     async fn exchange_code(
         &self,
@@ -221,11 +222,11 @@ impl OAuthProvider for InstagramProvider {
         let short = self
             .inner
             .core
-            .execute(self.mode, "exchange_code", request, parse_short_lived)
+            .execute(self.priority, "exchange_code", request, parse_short_lived)
             .await?;
         let long = self
             .long_lived_call(
-                AcquireMode::Wait,
+                Priority::Background,
                 "exchange_long_lived",
                 &short.access_token,
                 false,
@@ -248,7 +249,7 @@ impl OAuthProvider for InstagramProvider {
     async fn refresh(&self, current: &RefreshRequest<'_>) -> Result<TokenSet, ProviderError> {
         check_refreshable(current, Utc::now())?;
         let long = self
-            .long_lived_call(self.mode, "refresh", current.token, true)
+            .long_lived_call(self.priority, "refresh", current.token, true)
             .await?;
         Ok(TokenSet {
             access_token: long.access_token,
@@ -284,7 +285,7 @@ impl OAuthProvider for InstagramProvider {
         let request = self.inner.core.http.get(url);
         self.inner
             .core
-            .execute(self.mode, "user_info", request, parse_me)
+            .execute(self.priority, "user_info", request, parse_me)
             .await
             // `/me` needs instagram_business_basic.
             .map_err(|e| e.or_missing_permission(DEFAULT_SCOPES[0]))
@@ -851,7 +852,12 @@ mod tests {
         let core = Arc::new(HttpCore::new(
             Platform::Instagram,
             reqwest::Client::new(),
-            Arc::new(super::super::AppRateLimiter::new(Platform::Instagram, 0)),
+            Arc::new(super::super::AppLimiter::new(
+                Arc::new(super::super::RateLimits::local(std::time::Duration::ZERO)),
+                Platform::Instagram,
+                "test-app",
+                super::super::RateQuota::unlimited(),
+            )),
             super::super::CallSink::noop(),
         ));
         InstagramProvider::new(

@@ -3,10 +3,12 @@
 //! [`Providers`] is the registry the API and the jobs use. Every provider HTTP call:
 //! - goes through one shared `reqwest::Client` (timeout from [`ProviderSettings`], no
 //!   redirects followed);
-//! - takes one permit of a local token bucket per platform + app ([`AppRateLimiter`]).
-//!   Handles from [`Providers::get`] wait for capacity (jobs); handles from
-//!   [`Providers::get_fail_fast`] fail at once with `Transient` / `rate_limited_local` and a
-//!   `retry_after` (request path). Both share the same bucket;
+//! - takes capacity from the app's rate limits ([`AppLimiter`], see [`limits`]): one budget
+//!   per platform + app shared by every process (Redis) plus the per-endpoint limits the
+//!   platform documents. Handles from [`Providers::get`] are background work and wait as
+//!   long as it takes; handles from [`Providers::get_interactive`] (a person is waiting)
+//!   wait up to [`RateLimits::interactive_wait`], then fail with `Transient` /
+//!   `rate_limited_local` and a `retry_after` before any HTTP request;
 //! - is recorded as a [`ProviderCall`] on the [`CallSink`] with `try_send` (never blocks;
 //!   drops are counted);
 //! - fails with a classified [`ProviderError`] whose message never contains secrets.
@@ -22,6 +24,8 @@ mod error;
 mod fuzz;
 mod http;
 pub mod instagram;
+/// Rate limits per app and endpoint, shared through Redis in production.
+pub mod limits;
 pub mod tiktok;
 
 use std::sync::Arc;
@@ -37,8 +41,9 @@ pub use self::error::{
     USAGE_WARN_PERCENT, UsageReport, describe_reason, permission_in, retry_after_header,
     sanitize_message,
 };
-pub use self::http::{AcquireMode, AppRateLimiter, CallSink, ProviderCall, call_sink, redact_url};
+pub use self::http::{CallSink, ProviderCall, call_sink, redact_url};
 pub use self::instagram::InstagramProvider;
+pub use self::limits::{AppLimiter, Endpoint, Priority, RateLimits, RateQuota};
 pub use self::tiktok::TikTokProvider;
 pub use crate::domain::Platform;
 
@@ -162,10 +167,11 @@ pub const DEFAULT_INSTAGRAM_GRAPH_VERSION: &str = "v26.0";
 pub struct ProviderSettings {
     /// Total timeout of one provider HTTP call.
     pub timeout: Duration,
-    /// Local TikTok calls per second per app (0 = unlimited).
-    pub tiktok_rate_limit_per_s: u32,
-    /// Local Instagram calls per second per app (0 = unlimited).
-    pub instagram_rate_limit_per_s: u32,
+    /// The TikTok app's budget, for the whole deployment (0 = unlimited, which also switches
+    /// off the documented per-endpoint limits).
+    pub tiktok_rate_limit: RateQuota,
+    /// The Instagram app's budget, for the whole deployment (0 = unlimited).
+    pub instagram_rate_limit: RateQuota,
     /// How the TikTok app is registered (decides PKCE).
     pub tiktok_app_type: TikTokAppType,
     /// Graph API version of versioned Instagram calls (`v26.0`).
@@ -176,8 +182,8 @@ impl Default for ProviderSettings {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(10),
-            tiktok_rate_limit_per_s: 10,
-            instagram_rate_limit_per_s: 5,
+            tiktok_rate_limit: RateQuota::per_second(10),
+            instagram_rate_limit: RateQuota::per_second(5),
             tiktok_app_type: TikTokAppType::Web,
             instagram_graph_version: DEFAULT_INSTAGRAM_GRAPH_VERSION.to_owned(),
         }
@@ -185,11 +191,11 @@ impl Default for ProviderSettings {
 }
 
 impl ProviderSettings {
-    /// Local rate limit of one platform.
-    pub fn rate_limit_per_s(&self, platform: Platform) -> u32 {
+    /// The app budget of one platform.
+    pub fn rate_limit(&self, platform: Platform) -> RateQuota {
         match platform {
-            Platform::TikTok => self.tiktok_rate_limit_per_s,
-            Platform::Instagram => self.instagram_rate_limit_per_s,
+            Platform::TikTok => self.tiktok_rate_limit,
+            Platform::Instagram => self.instagram_rate_limit,
         }
     }
 }
@@ -371,9 +377,9 @@ pub trait OAuthProvider: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 struct Registered {
     creds: ClientCredentials,
-    waiting: Arc<dyn OAuthProvider>,
-    fail_fast: Arc<dyn OAuthProvider>,
-    limiter: Arc<AppRateLimiter>,
+    background: Arc<dyn OAuthProvider>,
+    interactive: Arc<dyn OAuthProvider>,
+    limiter: Arc<AppLimiter>,
 }
 
 /// Registry of the configured providers.
@@ -386,13 +392,28 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Builds the providers of the platforms that have credentials, sharing one HTTP client.
+    /// Builds the providers of the platforms that have credentials, sharing one HTTP client,
+    /// with rate limits counted in this process (interactive calls wait up to 10 s).
     pub fn new(
         settings: ProviderSettings,
         endpoints: ProviderEndpoints,
         tiktok: Option<ClientCredentials>,
         instagram: Option<ClientCredentials>,
         sink: CallSink,
+    ) -> Result<Self, ProviderError> {
+        let limits = Arc::new(RateLimits::local(Duration::from_secs(10)));
+        Self::with_limits(settings, endpoints, tiktok, instagram, sink, limits)
+    }
+
+    /// Like [`Providers::new`], with the rate limits counted in `limits` (shared through
+    /// Redis in production).
+    pub fn with_limits(
+        settings: ProviderSettings,
+        endpoints: ProviderEndpoints,
+        tiktok: Option<ClientCredentials>,
+        instagram: Option<ClientCredentials>,
+        sink: CallSink,
+        limits: Arc<RateLimits>,
     ) -> Result<Self, ProviderError> {
         endpoints.validate()?;
         let version = settings.instagram_graph_version.as_str();
@@ -423,10 +444,12 @@ impl Providers {
             .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|_| ProviderError::config("http_client", "cannot build the HTTP client"))?;
-        let core = |platform: Platform| {
-            let limiter = Arc::new(AppRateLimiter::new(
+        let core = |platform: Platform, creds: &ClientCredentials| {
+            let limiter = Arc::new(AppLimiter::new(
+                limits.clone(),
                 platform,
-                settings.rate_limit_per_s(platform),
+                &creds.client_id,
+                settings.rate_limit(platform),
             ));
             let core = Arc::new(http::HttpCore::new(
                 platform,
@@ -437,17 +460,17 @@ impl Providers {
             (core, limiter)
         };
         let tiktok = tiktok.map(|creds| {
-            let (core, limiter) = core(Platform::TikTok);
+            let (core, limiter) = core(Platform::TikTok, &creds);
             let p = TikTokProvider::new(core, creds.clone(), &endpoints, settings.tiktok_app_type);
             Registered {
                 creds,
-                fail_fast: Arc::new(p.with_mode(AcquireMode::FailFast)),
-                waiting: Arc::new(p),
+                interactive: Arc::new(p.with_priority(Priority::Interactive)),
+                background: Arc::new(p),
                 limiter,
             }
         });
         let instagram = instagram.map(|creds| {
-            let (core, limiter) = core(Platform::Instagram);
+            let (core, limiter) = core(Platform::Instagram, &creds);
             let p = InstagramProvider::new(
                 core,
                 creds.clone(),
@@ -456,8 +479,8 @@ impl Providers {
             );
             Registered {
                 creds,
-                fail_fast: Arc::new(p.with_mode(AcquireMode::FailFast)),
-                waiting: Arc::new(p),
+                interactive: Arc::new(p.with_priority(Priority::Interactive)),
+                background: Arc::new(p),
                 limiter,
             }
         });
@@ -485,22 +508,36 @@ impl Providers {
         })
     }
 
-    /// The provider of `platform`; its calls wait for local rate-limit capacity (jobs).
+    /// The provider of `platform` for background work: its calls wait for rate-limit
+    /// capacity as long as it takes, and yield to on-demand work when Meta's usage is high.
     pub fn get(&self, platform: Platform) -> Result<Arc<dyn OAuthProvider>, ProviderError> {
-        self.registered(platform).map(|r| r.waiting.clone())
+        self.registered(platform).map(|r| r.background.clone())
     }
 
-    /// The provider of `platform`; its calls fail at once with `rate_limited_local` when
-    /// the local bucket is empty (request path).
-    pub fn get_fail_fast(
+    /// The provider of `platform` for a person waiting (OAuth callback, `accessToken`):
+    /// its calls wait up to [`RateLimits::interactive_wait`] for capacity, then fail with
+    /// `rate_limited_local` before any HTTP request.
+    pub fn get_interactive(
         &self,
         platform: Platform,
     ) -> Result<Arc<dyn OAuthProvider>, ProviderError> {
-        self.registered(platform).map(|r| r.fail_fast.clone())
+        self.registered(platform).map(|r| r.interactive.clone())
     }
 
-    /// The local rate limiter of `platform` (shared by both handles).
-    pub fn rate_limiter(&self, platform: Platform) -> Result<Arc<AppRateLimiter>, ProviderError> {
+    /// The provider of `platform` at `priority`.
+    pub fn get_at(
+        &self,
+        platform: Platform,
+        priority: Priority,
+    ) -> Result<Arc<dyn OAuthProvider>, ProviderError> {
+        match priority {
+            Priority::Interactive => self.get_interactive(platform),
+            Priority::Background => self.get(platform),
+        }
+    }
+
+    /// The rate limiter of `platform`'s app (shared by both handles).
+    pub fn rate_limiter(&self, platform: Platform) -> Result<Arc<AppLimiter>, ProviderError> {
         self.registered(platform).map(|r| r.limiter.clone())
     }
 
@@ -704,15 +741,15 @@ mod tests {
             (err.class, err.code.as_str()),
             (ErrorClass::Config, "not_configured")
         );
-        let ig = providers.get_fail_fast(Platform::Instagram).unwrap();
+        let ig = providers.get_interactive(Platform::Instagram).unwrap();
         assert_eq!(ig.platform(), Platform::Instagram);
         assert!(!ig.supports_revoke());
         assert_eq!(
             providers
                 .rate_limiter(Platform::Instagram)
                 .unwrap()
-                .per_second(),
-            5
+                .app_quota(),
+            Some(RateQuota::per_second(5))
         );
         assert!(
             Providers::new(

@@ -14,7 +14,8 @@ use serde_json::Value;
 use url::Url;
 
 use super::error::{DEFAULT_RATE_LIMIT_WAIT, class_from_status, code_from_status};
-use super::http::{AcquireMode, HttpCore, RawResponse};
+use super::http::{HttpCore, RawResponse};
+use super::limits::Priority;
 use super::{
     AuthorizeRequest, ClientCredentials, ErrorClass, OAuthProvider, PkceEncoding, Platform,
     ProviderEndpoints, ProviderError, ProviderProfile, RefreshRequest, TikTokAppType, TokenSet,
@@ -48,7 +49,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct TikTokProvider {
     inner: Arc<Inner>,
-    mode: AcquireMode,
+    priority: Priority,
 }
 
 impl std::fmt::Debug for TikTokProvider {
@@ -56,7 +57,7 @@ impl std::fmt::Debug for TikTokProvider {
         f.debug_struct("TikTokProvider")
             .field("client_key", &self.inner.creds.client_id)
             .field("api_base", &self.inner.api_base)
-            .field("mode", &self.mode)
+            .field("priority", &self.priority)
             .finish_non_exhaustive()
     }
 }
@@ -77,15 +78,15 @@ impl TikTokProvider {
                 api_base: endpoints.tiktok_api_base.clone(),
                 app_type,
             }),
-            mode: AcquireMode::Wait,
+            priority: Priority::Background,
         }
     }
 
-    /// The same provider with another rate-limit acquire mode.
-    pub fn with_mode(&self, mode: AcquireMode) -> Self {
+    /// The same provider with calls made at another priority.
+    pub fn with_priority(&self, priority: Priority) -> Self {
         Self {
             inner: self.inner.clone(),
-            mode,
+            priority,
         }
     }
 
@@ -106,7 +107,7 @@ impl TikTokProvider {
             .form(form);
         self.inner
             .core
-            .execute(self.mode, operation, request, |raw| {
+            .execute(self.priority, operation, request, |raw| {
                 parse_token_response(raw, previous)
             })
             .await
@@ -128,7 +129,7 @@ impl TikTokProvider {
             .bearer_auth(access_token.expose_secret());
         self.inner
             .core
-            .execute(self.mode, "user_info", request, parse_user_info)
+            .execute(self.priority, "user_info", request, parse_user_info)
             .await
     }
 }
@@ -232,7 +233,7 @@ impl OAuthProvider for TikTokProvider {
             .inner
             .core
             .execute(
-                self.mode,
+                self.priority,
                 "revoke",
                 request,
                 |raw| match serde_json::from_str::<Value>(&raw.body) {
@@ -734,7 +735,12 @@ mod tests {
         let core = Arc::new(HttpCore::new(
             Platform::TikTok,
             reqwest::Client::new(),
-            Arc::new(super::super::AppRateLimiter::new(Platform::TikTok, 0)),
+            Arc::new(super::super::AppLimiter::new(
+                Arc::new(super::super::RateLimits::local(std::time::Duration::ZERO)),
+                Platform::TikTok,
+                "test-app",
+                super::super::RateQuota::unlimited(),
+            )),
             super::super::CallSink::noop(),
         ));
         TikTokProvider::new(

@@ -205,7 +205,7 @@ where
 
     let provider = match options.lane {
         Lane::Background => engine.providers.get(platform),
-        Lane::OnDemand => engine.providers.get_fail_fast(platform),
+        Lane::OnDemand => engine.providers.get_interactive(platform),
     }
     .map_err(|e| ServiceError::Provider(platform, e))?;
     if options.lane == Lane::Background {
@@ -571,7 +571,7 @@ pub async fn replay_journal(
 /// Applies a failed refresh to the account: transient failures mark it REFRESH_FAILING
 /// (retried later), dead grants RECONNECT_REQUIRED (or EXPIRED), configuration problems
 /// leave the status alone (the operator must act, not the user). Audited.
-async fn record_failure<D>(
+pub(crate) async fn record_failure<D>(
     db: &D,
     engine: &Engine,
     account: social_account::Model,
