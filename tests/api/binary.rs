@@ -18,6 +18,8 @@ pub(crate) struct Running {
     pub(crate) child: Child,
     pub(crate) addr: String,
     stdout: Vec<String>,
+    /// The log lines (stderr) printed before the address.
+    startup_logs: Vec<Value>,
     /// Everything printed later: (is stdout, line).
     rest: Option<mpsc::Receiver<(bool, String)>>,
 }
@@ -91,10 +93,13 @@ pub(crate) fn start_until(
         }
     });
     let mut printed = Vec::new();
+    let mut startup_logs = Vec::new();
     loop {
         let (is_stdout, line) = rx
             .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no address logged; stdout so far: {printed:?}"));
+            .unwrap_or_else(|_| {
+                panic!("no address logged; stdout so far: {printed:?}; logs: {startup_logs:?}")
+            });
         if is_stdout {
             printed.push(line);
             continue;
@@ -102,19 +107,22 @@ pub(crate) fn start_until(
         let Ok(log) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        if log["message"] == message {
-            let addr = log["addr"].as_str().expect("addr field").to_owned();
-            // Drain anything already printed on stdout (the generated key comes first).
-            while let Ok((true, line)) = rx.try_recv() {
-                printed.push(line);
-            }
-            return Running {
-                child,
-                addr,
-                stdout: printed,
-                rest: Some(rx),
-            };
+        if log["message"] != message {
+            startup_logs.push(log);
+            continue;
         }
+        let addr = log["addr"].as_str().expect("addr field").to_owned();
+        // Drain anything already printed on stdout (the generated key comes first).
+        while let Ok((true, line)) = rx.try_recv() {
+            printed.push(line);
+        }
+        return Running {
+            child,
+            addr,
+            stdout: printed,
+            startup_logs,
+            rest: Some(rx),
+        };
     }
 }
 
@@ -322,6 +330,7 @@ async fn worker_serves_probes() {
         child,
         addr,
         stdout: Vec::new(),
+        startup_logs: Vec::new(),
         rest: None,
     };
     assert!(terminate(running).success());
@@ -348,6 +357,18 @@ async fn demo_mode_connects_and_keeps_tokens_off_disk_and_out_of_logs() {
         dir.path(),
         &[("RUST_LOG", "debug,hyper=info,h2=info,rustls=info")],
         &[],
+    );
+    // No credentials: the binary says at start that the sandbox stands in for the platforms.
+    let demo = running
+        .startup_logs
+        .iter()
+        .find(|log| log["message"] == tokenwarden::compose::DEMO_MODE)
+        .unwrap_or_else(|| panic!("no demo mode line in {:?}", running.startup_logs));
+    assert_eq!(demo["level"], "WARN");
+    assert!(
+        demo["sandbox"]
+            .as_str()
+            .is_some_and(|url| url.ends_with("/sandbox"))
     );
     let key = running
         .stdout
@@ -489,4 +510,111 @@ fn a_bad_cron_schedule_is_a_clear_startup_error() {
         stderr.contains("invalid sweep schedule \"every now and then\""),
         "the error names the schedule: {stderr}"
     );
+}
+
+/// A new encryption key from `tokenwarden keygen`, as `id:base64`.
+fn keygen() -> String {
+    let output = Command::new(BIN)
+        .arg("keygen")
+        .output()
+        .expect("keygen runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn production_mode_refuses_the_sandbox_a_generated_key_and_introspection() {
+    for command in [&[][..], &["serve"], &["worker"]] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(BIN)
+            .args(command)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TOKENWARDEN_LISTEN", "127.0.0.1:0")
+            .env("TOKENWARDEN_PRODUCTION", "true")
+            .env("TOKENWARDEN_INTROSPECTION", "true")
+            .output()
+            .expect("binary runs");
+        assert!(!output.status.success(), "{command:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for expected in [
+            "production mode (TOKENWARDEN_PRODUCTION=true) refuses to start",
+            "no platform credentials: the sandbox simulator would stand in",
+            "a new key would be generated",
+            "TOKENWARDEN_INTROSPECTION=true",
+        ] {
+            assert!(
+                stderr.contains(expected),
+                "{command:?}: {expected:?} in {stderr}"
+            );
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert!(left.is_empty(), "{command:?}: nothing is created: {left:?}");
+    }
+
+    // Credentials do not make an explicit sandbox acceptable.
+    let keys = keygen();
+    let output = run_to_exit(
+        &[
+            ("TOKENWARDEN_PRODUCTION", "true"),
+            ("TOKENWARDEN_KEYS", &keys),
+            ("TIKTOK_CLIENT_KEY", "tiktok-app"),
+            ("TIKTOK_CLIENT_SECRET", "tiktok-secret"),
+            ("TOKENWARDEN_SANDBOX_URL", "http://127.0.0.1:1/sandbox"),
+        ],
+        &[],
+    );
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("TOKENWARDEN_SANDBOX_URL is set"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("key would be generated"), "{stderr}");
+}
+
+#[tokio::test]
+async fn production_mode_starts_with_platform_credentials_and_configured_keys() {
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = keygen();
+    // Nothing listens on port 1: the platforms are never called while starting.
+    let running = start(
+        dir.path(),
+        &[
+            ("TOKENWARDEN_PRODUCTION", "true"),
+            ("TOKENWARDEN_KEYS", &keys),
+            ("TIKTOK_CLIENT_KEY", "tiktok-app"),
+            ("TIKTOK_CLIENT_SECRET", "tiktok-secret"),
+            ("TOKENWARDEN_TIKTOK_AUTH_URL", "http://127.0.0.1:1"),
+            ("TOKENWARDEN_TIKTOK_API_URL", "http://127.0.0.1:1"),
+        ],
+        &[],
+    );
+    assert!(
+        !running.startup_logs.iter().any(|log| log["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("demo mode"))),
+        "no demo mode: {:?}",
+        running.startup_logs
+    );
+    assert!(
+        !dir.path().join("tokenwarden.keys").exists(),
+        "no key file is generated"
+    );
+    let graphiql = reqwest::get(format!("http://{}/graphiql", running.addr))
+        .await
+        .expect("sent");
+    assert_eq!(graphiql.status(), 404, "no GraphiQL in production");
+    assert_eq!(
+        viewer_role(&running.addr, None).await["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+    assert!(terminate(running).success());
 }
