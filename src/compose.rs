@@ -84,11 +84,12 @@ pub struct WorkerApp {
 }
 
 impl WorkerApp {
-    /// Connects (no migrations: API processes run them) and starts the engine.
+    /// Connects, runs migrations (as `serve` does, so either may start first on a fresh
+    /// database) and starts the engine.
     pub async fn build(config: &Config) -> anyhow::Result<WorkerApp> {
         check_production(config)?;
         api::telemetry::metrics_handle();
-        let db = service::db::connect(config.database.url.expose())
+        let db = service::db::connect_and_migrate(config.database.url.expose())
             .await
             .with_context(|| {
                 format!(

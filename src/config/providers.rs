@@ -89,7 +89,8 @@ pub struct TikTokConfig {
         long = "tiktok-app-type", env = "TOKENWARDEN_TIKTOK_APP_TYPE", value_enum, default_value_t = TikTokAppTypeArg::Web, global = true)]
     pub app_type: TikTokAppTypeArg,
 
-    /// TikTok calls per second this deployment allows itself (0 = unlimited).
+    /// TikTok calls per second each process allows itself (0 = unlimited); every `serve`
+    /// and `worker` process counts its own calls.
     #[arg(
         id = "tiktok_rate_limit",
         long = "tiktok-rate-limit",
@@ -140,7 +141,8 @@ pub struct InstagramConfig {
     )]
     pub client_secret: Option<SecretString>,
 
-    /// Instagram calls per second this deployment allows itself (0 = unlimited).
+    /// Instagram calls per second each process allows itself (0 = unlimited); every
+    /// `serve` and `worker` process counts its own calls.
     #[arg(
         id = "instagram_rate_limit",
         long = "instagram-rate-limit",

@@ -56,16 +56,21 @@ pub(crate) fn start(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str])
 }
 
 /// Starts the binary and waits for the JSON log line `message` that carries `addr`.
-#[allow(
-    clippy::zombie_processes,
-    reason = "the child moves into `Running`, whose Drop kills and waits"
-)]
 pub(crate) fn start_until(
     dir: &std::path::Path,
     envs: &[(&str, &str)],
     args: &[&str],
     message: &str,
 ) -> Running {
+    spawn(dir, envs, args).wait_for(message)
+}
+
+/// Starts the binary in `dir` with JSON logs on port 0, without waiting for it to serve.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child moves into `Running`, whose Drop kills and waits"
+)]
+pub(crate) fn spawn(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Running {
     let mut child = Command::new(BIN)
         .args(args)
         .current_dir(dir)
@@ -92,37 +97,46 @@ pub(crate) fn start_until(
             let _ = tx2.send((false, line));
         }
     });
-    let mut printed = Vec::new();
-    let mut startup_logs = Vec::new();
-    loop {
-        let (is_stdout, line) = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                panic!("no address logged; stdout so far: {printed:?}; logs: {startup_logs:?}")
-            });
-        if is_stdout {
-            printed.push(line);
-            continue;
+    Running {
+        child,
+        addr: String::new(),
+        stdout: Vec::new(),
+        startup_logs: Vec::new(),
+        rest: Some(rx),
+    }
+}
+
+impl Running {
+    /// Waits for the JSON log line `message` that carries `addr`.
+    pub(crate) fn wait_for(mut self, message: &str) -> Running {
+        let rx = self.rest.as_ref().expect("output not consumed yet");
+        loop {
+            let (is_stdout, line) = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no {message:?} logged; stdout so far: {:?}; logs: {:?}",
+                        self.stdout, self.startup_logs
+                    )
+                });
+            if is_stdout {
+                self.stdout.push(line);
+                continue;
+            }
+            let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if log["message"] != message {
+                self.startup_logs.push(log);
+                continue;
+            }
+            self.addr = log["addr"].as_str().expect("addr field").to_owned();
+            // Drain anything already printed on stdout (the generated key comes first).
+            while let Ok((true, line)) = rx.try_recv() {
+                self.stdout.push(line);
+            }
+            return self;
         }
-        let Ok(log) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if log["message"] != message {
-            startup_logs.push(log);
-            continue;
-        }
-        let addr = log["addr"].as_str().expect("addr field").to_owned();
-        // Drain anything already printed on stdout (the generated key comes first).
-        while let Ok((true, line)) = rx.try_recv() {
-            printed.push(line);
-        }
-        return Running {
-            child,
-            addr,
-            stdout: printed,
-            startup_logs,
-            rest: Some(rx),
-        };
     }
 }
 
@@ -288,52 +302,55 @@ async fn postgres_with_bootstrap_key_and_cli_key_management() {
     terminate(running);
 }
 
-#[tokio::test]
-async fn worker_serves_probes() {
-    let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("w.db");
-    let url = format!("sqlite://{}", db.display());
-    let migrate = Command::new(BIN)
-        .args(["migrate"])
-        .env("DATABASE_URL", &url)
-        .output()
-        .expect("migrate runs");
-    assert!(migrate.status.success(), "{migrate:?}");
-
-    #[allow(
-        clippy::zombie_processes,
-        reason = "the child moves into `Running`, whose Drop kills and waits"
-    )]
-    let mut child = Command::new(BIN)
-        .args(["worker"])
-        .env("DATABASE_URL", &url)
-        .env("TOKENWARDEN_LISTEN", "127.0.0.1:0")
-        .env("TOKENWARDEN_LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("worker starts");
-    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let addr = stderr
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
-        .find(|l| l["message"] == "serving /healthz and /readyz")
-        .and_then(|l| l["addr"].as_str().map(str::to_owned))
-        .expect("worker logs its address");
+/// Both probes of a process answer 200.
+async fn probes_ready(addr: &str) {
     for path in ["/healthz", "/readyz"] {
         let response = reqwest::get(format!("http://{addr}{path}"))
             .await
             .expect("sent");
         assert_eq!(response.status(), 200, "{path}");
     }
-    let running = Running {
-        child,
-        addr,
-        stdout: Vec::new(),
-        startup_logs: Vec::new(),
-        rest: None,
-    };
-    assert!(terminate(running).success());
+}
+
+#[tokio::test]
+async fn a_worker_on_a_fresh_database_migrates_it_and_serves_probes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("w.db").display());
+    // No `migrate` and no `serve` first: the worker migrates like `serve` does.
+    let worker = start_until(
+        dir.path(),
+        &[("DATABASE_URL", &url)],
+        &["worker"],
+        "serving /healthz and /readyz",
+    );
+    probes_ready(&worker.addr).await;
+    assert!(terminate(worker).success());
+}
+
+#[tokio::test]
+async fn serve_and_worker_started_together_on_a_fresh_postgres_database_both_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = fresh_database(Backend::Postgres, &dir).await;
+    let keys = keygen();
+    // Separate processes share Redis (the production layout); `redis_args` also checks that
+    // Redis is up and picks a key prefix of this test's own.
+    let redis = crate::helpers::redis_args();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("TOKENWARDEN_KEYS", &keys),
+        ("REDIS_URL", &redis[1]),
+        ("TOKENWARDEN_REDIS_PREFIX", &redis[3]),
+    ];
+    // Both migrate the empty database and store its canary at once: the migration lock
+    // makes one wait, and the one that stores its canary second checks it against the first.
+    let serve = spawn(dir.path(), &env, &["serve"]);
+    let worker = spawn(dir.path(), &env, &["worker"]);
+    let serve = serve.wait_for("serving GraphQL at /graphql");
+    let worker = worker.wait_for("serving /healthz and /readyz");
+    probes_ready(&serve.addr).await;
+    probes_ready(&worker.addr).await;
+    assert!(terminate(worker).success());
+    assert!(terminate(serve).success());
 }
 
 /// GraphQL as a key, through the binary.
