@@ -2,7 +2,7 @@
 //! the provider clients (real platforms or the sandbox), the token engine and the job queue,
 //! then the API server ([`build_app`]) or a worker ([`WorkerApp`]).
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::{Context as _, bail};
 use api::App;
@@ -21,16 +21,77 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, providers::TikTokAppTypeArg};
 
+/// The message of the log line that announces demo mode (the sandbox stands in for the
+/// platforms).
+pub const DEMO_MODE: &str = "demo mode: using the sandbox simulator instead of TikTok and \
+     Instagram, so no real account can connect; set TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET \
+     or INSTAGRAM_CLIENT_ID and INSTAGRAM_CLIENT_SECRET for the real platforms \
+     (TOKENWARDEN_PRODUCTION=true refuses demo mode)";
+
+/// Whether the provider clients talk to the sandbox: with `TOKENWARDEN_SANDBOX_URL`, or when
+/// no platform credentials are configured at all.
+pub fn uses_sandbox(config: &Config) -> bool {
+    config.providers.sandbox_url.is_some() || !config.providers.has_platform_credentials()
+}
+
+/// In production mode, refuses what only a demo or a test may run with, naming every
+/// problem at once: the sandbox instead of the platforms, an encryption key generated at
+/// start (it would live only on this host), introspection switched on.
+pub fn check_production(config: &Config) -> anyhow::Result<()> {
+    if !config.server.production {
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    if config.providers.sandbox_url.is_some() {
+        problems.push(
+            "TOKENWARDEN_SANDBOX_URL is set: the sandbox simulator would stand in for the \
+             platforms (unset it)"
+                .to_owned(),
+        );
+    } else if !config.providers.has_platform_credentials() {
+        problems.push(
+            "no platform credentials: the sandbox simulator would stand in for the platforms \
+             (set TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET, or INSTAGRAM_CLIENT_ID and \
+             INSTAGRAM_CLIENT_SECRET)"
+                .to_owned(),
+        );
+    }
+    if let KeySource::File(path) = key_source(config)
+        && !path.exists()
+    {
+        problems.push(format!(
+            "TOKENWARDEN_KEYS is unset and the key file {} does not exist, so a new key \
+             would be generated (set TOKENWARDEN_KEYS; `tokenwarden keygen` prints a key)",
+            path.display()
+        ));
+    }
+    if config.server.introspection == Some(true) {
+        problems.push(
+            "TOKENWARDEN_INTROSPECTION=true: production mode serves no introspection (unset it)"
+                .to_owned(),
+        );
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "production mode (TOKENWARDEN_PRODUCTION=true) refuses to start:\n  - {}",
+        problems.join("\n  - ")
+    )
+}
+
 /// A worker process: database, engine and queue, without the API.
 pub struct WorkerApp {
     pub context: Arc<JobContext>,
 }
 
 impl WorkerApp {
-    /// Connects (no migrations: API processes run them) and starts the engine.
+    /// Connects, runs migrations (as `serve` does, so either may start first on a fresh
+    /// database) and starts the engine.
     pub async fn build(config: &Config) -> anyhow::Result<WorkerApp> {
+        check_production(config)?;
         api::telemetry::metrics_handle();
-        let db = service::db::connect(config.database.url.expose())
+        let db = service::db::connect_and_migrate(config.database.url.expose())
             .await
             .with_context(|| {
                 format!(
@@ -60,30 +121,59 @@ impl WorkerApp {
     }
 }
 
-/// Loads the key ring: `TOKENWARDEN_KEYS`, else the key file (created next to a SQLite
-/// database when missing). PostgreSQL deployments must configure keys explicitly.
-pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, Option<std::path::PathBuf>)> {
+/// Where the encryption keys come from.
+enum KeySource<'a> {
+    /// `TOKENWARDEN_KEYS`.
+    Listed(&'a str),
+    /// A key file: `TOKENWARDEN_KEY_FILE`, else `tokenwarden.keys` next to a SQLite database.
+    File(PathBuf),
+    /// Neither (PostgreSQL without keys).
+    None,
+}
+
+fn key_source(config: &Config) -> KeySource<'_> {
     let keys = config
         .security
         .keys
         .as_ref()
         .map(ExposeSecret::expose_secret);
     if let Some(keys) = keys.filter(|k| !k.trim().is_empty()) {
-        let ring = KeyRing::from_config(keys, config.security.active_key.as_deref())
-            .context("TOKENWARDEN_KEYS is invalid")?;
-        return Ok((ring, None));
+        return KeySource::Listed(keys);
     }
-    let path = match (&config.security.key_file, config.database.sqlite_path()) {
-        (Some(path), _) => path.clone(),
-        (None, Some(db)) => db
-            .parent()
-            .map(|dir| dir.join("tokenwarden.keys"))
-            .unwrap_or_else(|| "tokenwarden.keys".into()),
-        (None, None) => bail!(
+    match (&config.security.key_file, config.database.sqlite_path()) {
+        (Some(path), _) => KeySource::File(path.clone()),
+        (None, Some(db)) => KeySource::File(
+            db.parent()
+                .map(|dir| dir.join("tokenwarden.keys"))
+                .unwrap_or_else(|| "tokenwarden.keys".into()),
+        ),
+        (None, None) => KeySource::None,
+    }
+}
+
+/// Loads the key ring: `TOKENWARDEN_KEYS`, else the key file (created next to a SQLite
+/// database when missing, except in production mode). PostgreSQL deployments must configure
+/// keys explicitly.
+pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, Option<PathBuf>)> {
+    let path = match key_source(config) {
+        KeySource::Listed(keys) => {
+            let ring = KeyRing::from_config(keys, config.security.active_key.as_deref())
+                .context("TOKENWARDEN_KEYS is invalid")?;
+            return Ok((ring, None));
+        }
+        KeySource::File(path) => path,
+        KeySource::None => bail!(
             "no encryption keys: set TOKENWARDEN_KEYS (comma-separated id:base64 pairs; \
              `tokenwarden keygen` prints one) or TOKENWARDEN_KEY_FILE"
         ),
     };
+    if config.server.production && !path.exists() {
+        bail!(
+            "production mode does not generate encryption keys: the key file {} does not \
+             exist; set TOKENWARDEN_KEYS (`tokenwarden keygen` prints a key)",
+            path.display()
+        );
+    }
     let (ring, created) = KeyRing::load_or_create_file(&path)
         .with_context(|| format!("could not load the key file {}", path.display()))?;
     if created {
@@ -96,8 +186,8 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, Option<std::pa
     Ok((ring, Some(path)))
 }
 
-/// Builds the provider clients. With no platform credentials at all, both platforms use
-/// the sandbox: the one at `TOKENWARDEN_SANDBOX_URL`, or one started here.
+/// Builds the provider clients. In demo mode ([`uses_sandbox`]) both platforms use the
+/// sandbox: the one at `TOKENWARDEN_SANDBOX_URL`, or one started here; the log says so.
 async fn build_providers(
     config: &Config,
 ) -> anyhow::Result<(
@@ -121,7 +211,7 @@ async fn build_providers(
             .map_err(|err| anyhow::anyhow!("{err}"))?,
         None => RateLimits::local(wait),
     });
-    let providers = if providers.sandbox_url.is_some() || !providers.has_platform_credentials() {
+    let providers = if uses_sandbox(config) {
         let base = match &providers.sandbox_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => {
@@ -152,10 +242,7 @@ async fn build_providers(
                 format!("http://{addr}/sandbox")
             }
         };
-        tracing::warn!(
-            sandbox = %base,
-            "no TikTok/Instagram credentials configured: using the sandbox simulator (demo mode)"
-        );
+        tracing::warn!(sandbox = %base, "{DEMO_MODE}");
         Providers::with_limits(
             settings,
             ProviderEndpoints::sandbox(&base),
@@ -311,6 +398,7 @@ pub async fn build_queue(config: &Config) -> anyhow::Result<Queue> {
 /// admin key and starts the token engine. A generated key is printed to stdout once (never
 /// logged).
 pub async fn build_app(config: &Config) -> anyhow::Result<App> {
+    check_production(config)?;
     api::telemetry::metrics_handle();
     let db = service::db::connect_and_migrate(config.database.url.expose())
         .await

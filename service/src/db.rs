@@ -50,10 +50,22 @@ pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, DbErr>
     Ok(db)
 }
 
-/// Applies pending migrations.
+/// Applies pending migrations, one process at a time: `serve` and `worker` processes that
+/// start together on a fresh database would otherwise create the same tables at once. The
+/// whole run is one transaction holding a lock: a PostgreSQL advisory lock, SQLite's write
+/// lock (`BEGIN IMMEDIATE`). Whoever waited then finds nothing left to apply.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    let txn = begin(db).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await?;
+    }
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
 }
+
+/// The PostgreSQL advisory lock key of migrations ("tokenwar" in ASCII).
+const MIGRATION_LOCK: i64 = 0x746f_6b65_6e77_6172;
 
 /// Whether the URL names a SQLite database.
 pub fn is_sqlite(url: &str) -> bool {

@@ -115,9 +115,9 @@ impl Config {
             .to_owned()
     }
 
-    /// Whether introspection is served.
+    /// Whether introspection is served: as configured, never in production mode.
     pub fn introspection_enabled(&self) -> bool {
-        self.server.introspection && !self.server.production
+        self.server.introspection.unwrap_or(true) && !self.server.production
     }
 
     /// Whether GraphiQL is served at `/graphiql`.

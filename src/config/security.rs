@@ -38,7 +38,8 @@ pub struct SecurityConfig {
     )]
     pub allowed_redirects: Vec<String>,
 
-    /// Allow webhooks to private, loopback and link-local addresses (off in production).
+    /// Allow webhooks to private, loopback and link-local addresses (keep it off in
+    /// production).
     #[arg(long, env = "TOKENWARDEN_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub webhook_allow_private: bool,
 }

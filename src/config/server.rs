@@ -32,11 +32,14 @@ pub struct ServerConfig {
     #[arg(long, env = "TOKENWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
-    /// Allow schema introspection (`false` hides the schema from clients).
-    #[arg(long, env = "TOKENWARDEN_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
-    pub introspection: bool,
+    /// Allow schema introspection (`false` hides the schema from clients). Default: on,
+    /// off in production mode, where `true` refuses to start.
+    #[arg(long, env = "TOKENWARDEN_INTROSPECTION", action = clap::ArgAction::Set, global = true)]
+    pub introspection: Option<bool>,
 
-    /// Production hardening: no introspection, no GraphiQL, no "did you mean" suggestions.
+    /// Production mode: refuses to start with the sandbox (no platform credentials, or
+    /// TOKENWARDEN_SANDBOX_URL), with a generated encryption key, or with introspection on;
+    /// serves no introspection, GraphiQL or "did you mean" suggestions.
     #[arg(long, env = "TOKENWARDEN_PRODUCTION", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub production: bool,
 }

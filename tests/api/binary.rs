@@ -18,6 +18,8 @@ pub(crate) struct Running {
     pub(crate) child: Child,
     pub(crate) addr: String,
     stdout: Vec<String>,
+    /// The log lines (stderr) printed before the address.
+    startup_logs: Vec<Value>,
     /// Everything printed later: (is stdout, line).
     rest: Option<mpsc::Receiver<(bool, String)>>,
 }
@@ -54,16 +56,21 @@ pub(crate) fn start(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str])
 }
 
 /// Starts the binary and waits for the JSON log line `message` that carries `addr`.
-#[allow(
-    clippy::zombie_processes,
-    reason = "the child moves into `Running`, whose Drop kills and waits"
-)]
 pub(crate) fn start_until(
     dir: &std::path::Path,
     envs: &[(&str, &str)],
     args: &[&str],
     message: &str,
 ) -> Running {
+    spawn(dir, envs, args).wait_for(message)
+}
+
+/// Starts the binary in `dir` with JSON logs on port 0, without waiting for it to serve.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child moves into `Running`, whose Drop kills and waits"
+)]
+pub(crate) fn spawn(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Running {
     let mut child = Command::new(BIN)
         .args(args)
         .current_dir(dir)
@@ -90,30 +97,45 @@ pub(crate) fn start_until(
             let _ = tx2.send((false, line));
         }
     });
-    let mut printed = Vec::new();
-    loop {
-        let (is_stdout, line) = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no address logged; stdout so far: {printed:?}"));
-        if is_stdout {
-            printed.push(line);
-            continue;
-        }
-        let Ok(log) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if log["message"] == message {
-            let addr = log["addr"].as_str().expect("addr field").to_owned();
+    Running {
+        child,
+        addr: String::new(),
+        stdout: Vec::new(),
+        startup_logs: Vec::new(),
+        rest: Some(rx),
+    }
+}
+
+impl Running {
+    /// Waits for the JSON log line `message` that carries `addr`.
+    pub(crate) fn wait_for(mut self, message: &str) -> Running {
+        let rx = self.rest.as_ref().expect("output not consumed yet");
+        loop {
+            let (is_stdout, line) = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no {message:?} logged; stdout so far: {:?}; logs: {:?}",
+                        self.stdout, self.startup_logs
+                    )
+                });
+            if is_stdout {
+                self.stdout.push(line);
+                continue;
+            }
+            let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if log["message"] != message {
+                self.startup_logs.push(log);
+                continue;
+            }
+            self.addr = log["addr"].as_str().expect("addr field").to_owned();
             // Drain anything already printed on stdout (the generated key comes first).
             while let Ok((true, line)) = rx.try_recv() {
-                printed.push(line);
+                self.stdout.push(line);
             }
-            return Running {
-                child,
-                addr,
-                stdout: printed,
-                rest: Some(rx),
-            };
+            return self;
         }
     }
 }
@@ -280,51 +302,55 @@ async fn postgres_with_bootstrap_key_and_cli_key_management() {
     terminate(running);
 }
 
-#[tokio::test]
-async fn worker_serves_probes() {
-    let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("w.db");
-    let url = format!("sqlite://{}", db.display());
-    let migrate = Command::new(BIN)
-        .args(["migrate"])
-        .env("DATABASE_URL", &url)
-        .output()
-        .expect("migrate runs");
-    assert!(migrate.status.success(), "{migrate:?}");
-
-    #[allow(
-        clippy::zombie_processes,
-        reason = "the child moves into `Running`, whose Drop kills and waits"
-    )]
-    let mut child = Command::new(BIN)
-        .args(["worker"])
-        .env("DATABASE_URL", &url)
-        .env("TOKENWARDEN_LISTEN", "127.0.0.1:0")
-        .env("TOKENWARDEN_LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("worker starts");
-    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let addr = stderr
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
-        .find(|l| l["message"] == "serving /healthz and /readyz")
-        .and_then(|l| l["addr"].as_str().map(str::to_owned))
-        .expect("worker logs its address");
+/// Both probes of a process answer 200.
+async fn probes_ready(addr: &str) {
     for path in ["/healthz", "/readyz"] {
         let response = reqwest::get(format!("http://{addr}{path}"))
             .await
             .expect("sent");
         assert_eq!(response.status(), 200, "{path}");
     }
-    let running = Running {
-        child,
-        addr,
-        stdout: Vec::new(),
-        rest: None,
-    };
-    assert!(terminate(running).success());
+}
+
+#[tokio::test]
+async fn a_worker_on_a_fresh_database_migrates_it_and_serves_probes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("w.db").display());
+    // No `migrate` and no `serve` first: the worker migrates like `serve` does.
+    let worker = start_until(
+        dir.path(),
+        &[("DATABASE_URL", &url)],
+        &["worker"],
+        "serving /healthz and /readyz",
+    );
+    probes_ready(&worker.addr).await;
+    assert!(terminate(worker).success());
+}
+
+#[tokio::test]
+async fn serve_and_worker_started_together_on_a_fresh_postgres_database_both_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = fresh_database(Backend::Postgres, &dir).await;
+    let keys = keygen();
+    // Separate processes share Redis (the production layout); `redis_args` also checks that
+    // Redis is up and picks a key prefix of this test's own.
+    let redis = crate::helpers::redis_args();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("TOKENWARDEN_KEYS", &keys),
+        ("REDIS_URL", &redis[1]),
+        ("TOKENWARDEN_REDIS_PREFIX", &redis[3]),
+    ];
+    // Both migrate the empty database and store its canary at once: the migration lock
+    // makes one wait, and the one that stores its canary second checks it against the first.
+    let serve = spawn(dir.path(), &env, &["serve"]);
+    let worker = spawn(dir.path(), &env, &["worker"]);
+    let serve = serve.wait_for("serving GraphQL at /graphql");
+    let worker = worker.wait_for("serving /healthz and /readyz");
+    probes_ready(&serve.addr).await;
+    probes_ready(&worker.addr).await;
+    assert!(terminate(worker).success());
+    assert!(terminate(serve).success());
 }
 
 /// GraphQL as a key, through the binary.
@@ -348,6 +374,18 @@ async fn demo_mode_connects_and_keeps_tokens_off_disk_and_out_of_logs() {
         dir.path(),
         &[("RUST_LOG", "debug,hyper=info,h2=info,rustls=info")],
         &[],
+    );
+    // No credentials: the binary says at start that the sandbox stands in for the platforms.
+    let demo = running
+        .startup_logs
+        .iter()
+        .find(|log| log["message"] == tokenwarden::compose::DEMO_MODE)
+        .unwrap_or_else(|| panic!("no demo mode line in {:?}", running.startup_logs));
+    assert_eq!(demo["level"], "WARN");
+    assert!(
+        demo["sandbox"]
+            .as_str()
+            .is_some_and(|url| url.ends_with("/sandbox"))
     );
     let key = running
         .stdout
@@ -489,4 +527,111 @@ fn a_bad_cron_schedule_is_a_clear_startup_error() {
         stderr.contains("invalid sweep schedule \"every now and then\""),
         "the error names the schedule: {stderr}"
     );
+}
+
+/// A new encryption key from `tokenwarden keygen`, as `id:base64`.
+fn keygen() -> String {
+    let output = Command::new(BIN)
+        .arg("keygen")
+        .output()
+        .expect("keygen runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn production_mode_refuses_the_sandbox_a_generated_key_and_introspection() {
+    for command in [&[][..], &["serve"], &["worker"]] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(BIN)
+            .args(command)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TOKENWARDEN_LISTEN", "127.0.0.1:0")
+            .env("TOKENWARDEN_PRODUCTION", "true")
+            .env("TOKENWARDEN_INTROSPECTION", "true")
+            .output()
+            .expect("binary runs");
+        assert!(!output.status.success(), "{command:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for expected in [
+            "production mode (TOKENWARDEN_PRODUCTION=true) refuses to start",
+            "no platform credentials: the sandbox simulator would stand in",
+            "a new key would be generated",
+            "TOKENWARDEN_INTROSPECTION=true",
+        ] {
+            assert!(
+                stderr.contains(expected),
+                "{command:?}: {expected:?} in {stderr}"
+            );
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert!(left.is_empty(), "{command:?}: nothing is created: {left:?}");
+    }
+
+    // Credentials do not make an explicit sandbox acceptable.
+    let keys = keygen();
+    let output = run_to_exit(
+        &[
+            ("TOKENWARDEN_PRODUCTION", "true"),
+            ("TOKENWARDEN_KEYS", &keys),
+            ("TIKTOK_CLIENT_KEY", "tiktok-app"),
+            ("TIKTOK_CLIENT_SECRET", "tiktok-secret"),
+            ("TOKENWARDEN_SANDBOX_URL", "http://127.0.0.1:1/sandbox"),
+        ],
+        &[],
+    );
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("TOKENWARDEN_SANDBOX_URL is set"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("key would be generated"), "{stderr}");
+}
+
+#[tokio::test]
+async fn production_mode_starts_with_platform_credentials_and_configured_keys() {
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = keygen();
+    // Nothing listens on port 1: the platforms are never called while starting.
+    let running = start(
+        dir.path(),
+        &[
+            ("TOKENWARDEN_PRODUCTION", "true"),
+            ("TOKENWARDEN_KEYS", &keys),
+            ("TIKTOK_CLIENT_KEY", "tiktok-app"),
+            ("TIKTOK_CLIENT_SECRET", "tiktok-secret"),
+            ("TOKENWARDEN_TIKTOK_AUTH_URL", "http://127.0.0.1:1"),
+            ("TOKENWARDEN_TIKTOK_API_URL", "http://127.0.0.1:1"),
+        ],
+        &[],
+    );
+    assert!(
+        !running.startup_logs.iter().any(|log| log["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("demo mode"))),
+        "no demo mode: {:?}",
+        running.startup_logs
+    );
+    assert!(
+        !dir.path().join("tokenwarden.keys").exists(),
+        "no key file is generated"
+    );
+    let graphiql = reqwest::get(format!("http://{}/graphiql", running.addr))
+        .await
+        .expect("sent");
+    assert_eq!(graphiql.status(), 404, "no GraphiQL in production");
+    assert_eq!(
+        viewer_role(&running.addr, None).await["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+    assert!(terminate(running).success());
 }

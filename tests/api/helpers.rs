@@ -246,7 +246,11 @@ impl TestApp {
         let admin_key = format!("tw_test_admin_{}", unique_name("k"));
         let sandbox = sandbox::Sandbox::new(sandbox::SandboxConfig::default());
         let sandbox_addr = sandbox.spawn(0).await.expect("sandbox starts");
-        let sandbox_url = format!("http://{sandbox_addr}/sandbox");
+        // The sandbox plays the platforms, configured the way real ones are (credentials and
+        // hosts), so the server runs as in production, where demo mode is refused.
+        let endpoints = service::providers::ProviderEndpoints::sandbox(&format!(
+            "http://{sandbox_addr}/sandbox"
+        ));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let public_url = format!("http://{addr}");
@@ -255,7 +259,9 @@ impl TestApp {
             callback_base_url: Some(public_url.clone()),
             ..Default::default()
         });
+        // The key exists before the start, as production mode requires.
         let key_file = dir.path().join("tokenwarden.keys");
+        service::tokens::vault::KeyRing::load_or_create_file(&key_file).expect("key file");
         let key_file = key_file.to_str().expect("utf8 path").to_owned();
         let queue_file = dir.path().join("jobs.db");
         let queue_file = queue_file.to_str().expect("utf8 path").to_owned();
@@ -271,8 +277,22 @@ impl TestApp {
             public_url.as_str(),
             "--bootstrap-admin-key",
             admin_key.as_str(),
-            "--sandbox-url",
-            sandbox_url.as_str(),
+            "--tiktok-client-key",
+            sandbox::TIKTOK_CLIENT_KEY,
+            "--tiktok-client-secret",
+            sandbox::TIKTOK_CLIENT_SECRET,
+            "--tiktok-auth-url",
+            endpoints.tiktok_auth_base.as_str(),
+            "--tiktok-api-url",
+            endpoints.tiktok_api_base.as_str(),
+            "--instagram-client-id",
+            sandbox::INSTAGRAM_CLIENT_ID,
+            "--instagram-client-secret",
+            sandbox::INSTAGRAM_CLIENT_SECRET,
+            "--instagram-auth-url",
+            endpoints.instagram_auth_base.as_str(),
+            "--instagram-graph-url",
+            endpoints.instagram_graph_base.as_str(),
             "--key-file",
             key_file.as_str(),
             "--queue-file",

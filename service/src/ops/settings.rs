@@ -69,18 +69,24 @@ pub async fn deployment_id(db: &impl ConnectionTrait) -> ServiceResult<String> {
 /// Stores the canary on first start, then checks that the configured keys decrypt it: a
 /// missing or wrong key is reported at startup, not at the first refresh.
 pub async fn ensure_canary(db: &impl ConnectionTrait, vault: &KeyRing) -> ServiceResult<()> {
-    match get(db, CANARY).await? {
-        Some(stored) => vault.verify_canary(&stored).map_err(|err| {
-            ServiceError::Internal(format!(
-                "the configured encryption keys cannot decrypt this database's canary ({err}); \
-                 check TOKENWARDEN_KEYS / the key file"
-            ))
-        }),
+    let stored = match get(db, CANARY).await? {
+        Some(stored) => stored,
         None => {
             let canary = vault.encrypt_canary().map_err(ServiceError::vault)?;
-            put(db, CANARY, canary).await
+            match put(db, CANARY, canary).await {
+                Ok(()) => return Ok(()),
+                // Another process started at the same moment and stored its canary first:
+                // ours must decrypt that one.
+                Err(err) => get(db, CANARY).await?.ok_or(err)?,
+            }
         }
-    }
+    };
+    vault.verify_canary(&stored).map_err(|err| {
+        ServiceError::Internal(format!(
+            "the configured encryption keys cannot decrypt this database's canary ({err}); \
+             check TOKENWARDEN_KEYS / the key file"
+        ))
+    })
 }
 
 /// Decrypts the canary now (readiness and `systemHealth`).
