@@ -11,6 +11,7 @@ mod m20261124_000005_notifications;
 mod m20261124_000006_webhooks;
 mod m20261201_000020_users;
 mod m20261201_000050_sweep_indexes;
+mod m20261202_000130_token_reads;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000006_webhooks::Migration),
             Box::new(m20261201_000020_users::Migration),
             Box::new(m20261201_000050_sweep_indexes::Migration),
+            Box::new(m20261202_000130_token_reads::Migration),
         ]
     }
 }
