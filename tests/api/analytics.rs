@@ -20,6 +20,7 @@ on_both_backends!(
     token_reads_per_account_and_reader_per_day,
     analytics_arguments_are_bounded,
     prune_drops_old_read_counters_and_stale_sign_in_throttles,
+    manual_refreshes_are_counted_with_their_failure_reason,
 );
 
 async fn attempt(
@@ -568,5 +569,100 @@ async fn prune_drops_old_read_counters_and_stale_sign_in_throttles(app: TestApp)
     assert_eq!(
         subjects,
         ["email:locked@example.com", "email:recent@example.com"]
+    );
+}
+
+async fn manual_refreshes_are_counted_with_their_failure_reason(app: TestApp) {
+    let key = app.admin_key.clone();
+    let refresh =
+        "mutation($id: ID!) { refreshAccountToken(accountId: $id) { refreshed error { code } } }";
+    let history = |id: String| {
+        let (app, key) = (&app, key.clone());
+        async move {
+            let data = app
+                .gql_ok(
+                    &key,
+                    "query($id: ID!) { account(id: $id) { refreshHistory(first: 10) { nodes { trigger outcome errorCode } } } }",
+                    json!({ "id": id }),
+                )
+                .await;
+            data["account"]["refreshHistory"]["nodes"].clone()
+        }
+    };
+    let fine = app.connect(&key, "TIKTOK", "fine").await;
+    let ok = app.gql_ok(&key, refresh, json!({ "id": fine })).await;
+    assert_eq!(ok["refreshAccountToken"]["refreshed"], true);
+    assert_eq!(
+        history(fine.clone()).await,
+        json!([{ "trigger": "manual", "outcome": "SUCCEEDED", "errorCode": null }])
+    );
+
+    // Revoked at the platform: a manual refresh fails for good.
+    let dead = app.connect(&key, "TIKTOK", "dead").await;
+    let account = app
+        .gql_ok(
+            &key,
+            "query($id: ID!) { account(id: $id) { providerAccountId } }",
+            json!({ "id": dead }),
+        )
+        .await;
+    let revoked = app
+        .client
+        .post(format!(
+            "http://{}/sandbox/control/revoke",
+            app.sandbox_addr
+        ))
+        .json(&json!({
+            "platform": "tiktok",
+            "providerAccountId": account["account"]["providerAccountId"],
+        }))
+        .send()
+        .await
+        .expect("sandbox answers");
+    assert!(revoked.status().is_success());
+    let failed = app.gql_ok(&key, refresh, json!({ "id": dead })).await;
+    assert_eq!(
+        failed["refreshAccountToken"]["error"]["code"],
+        "RECONNECT_REQUIRED"
+    );
+    let nodes = history(dead).await;
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
+    assert_eq!(nodes[0]["trigger"], "manual");
+    assert_eq!(nodes[0]["outcome"], "FAILED_PERMANENT");
+    let code = nodes[0]["errorCode"]
+        .as_str()
+        .expect("a recorded code")
+        .to_owned();
+
+    let data = app
+        .gql_ok(
+            &key,
+            "{ refreshAttemptsPerHour { platform outcome count }
+               failureReasons { nodes { platform code class count } } }",
+            json!({}),
+        )
+        .await;
+    let mut outcomes: Vec<(String, u64)> = data["refreshAttemptsPerHour"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|b| {
+            (
+                b["outcome"].as_str().expect("outcome").to_owned(),
+                b["count"].as_u64().expect("count"),
+            )
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            ("FAILED_PERMANENT".to_owned(), 1),
+            ("SUCCEEDED".to_owned(), 1)
+        ]
+    );
+    assert_eq!(
+        data["failureReasons"]["nodes"],
+        json!([{ "platform": "TIKTOK", "code": code, "class": "grant_dead", "count": 1 }])
     );
 }
