@@ -12,6 +12,7 @@ pub mod sign_in_throttle;
 pub mod social_account;
 pub mod tenant;
 pub mod token_event;
+pub mod token_read;
 pub mod user;
 pub mod user_recovery_code;
 pub mod user_session;
@@ -32,6 +33,7 @@ pub mod prelude {
     pub use super::social_account::Entity as SocialAccount;
     pub use super::tenant::Entity as Tenant;
     pub use super::token_event::Entity as TokenEvent;
+    pub use super::token_read::Entity as TokenRead;
     pub use super::user::Entity as User;
     pub use super::user_recovery_code::Entity as UserRecoveryCode;
     pub use super::user_session::Entity as UserSession;

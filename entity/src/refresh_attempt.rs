@@ -3,7 +3,8 @@
 use sea_orm::entity::prelude::*;
 
 /// An attempt. `outcome` is SUCCEEDED, FAILED_TRANSIENT, FAILED_PERMANENT or SKIPPED;
-/// `trigger` is `sweep`, `retry`, `manual` or `bulk`.
+/// `trigger` is `sweep`, `retry`, `bulk` (jobs) or `manual` (`refreshAccountToken`, or
+/// `accessToken` refreshing a token about to expire).
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "refresh_attempts")]
 pub struct Model {

@@ -10,10 +10,7 @@ use crate::worker::JobContext;
 pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
     match run(&ctx).await {
         Ok(deleted) => {
-            tracing::info!(
-                deleted,
-                "pruned old provider call records and refresh attempts"
-            );
+            tracing::info!(deleted, "pruned old records");
             Ok(())
         }
         Err(err) => {
@@ -23,12 +20,15 @@ pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDy
     }
 }
 
-/// Deletes provider call records and refresh attempts older than the retention period.
+/// Deletes provider call records, refresh attempts and token-read counters older than the
+/// retention period, and sign-in throttle rows that no longer count.
 pub async fn run(ctx: &JobContext) -> anyhow::Result<u64> {
     let before = Utc::now()
         - chrono::Duration::from_std(ctx.settings.retention)
             .unwrap_or_else(|_| chrono::Duration::days(30));
     let calls = service::providers::calls::prune(&ctx.db, before).await?;
     let attempts = service::tokens::attempts::prune(&ctx.db, before).await?;
-    Ok(calls + attempts)
+    let reads = service::tokens::analytics::prune(&ctx.db, before).await?;
+    let throttles = service::identity::sessions::prune_throttle(&ctx.db, Utc::now()).await?;
+    Ok(calls + attempts + reads + throttles)
 }

@@ -11,7 +11,7 @@ use service::{
     tokens,
     tokens::attempts::{self, NewAttempt, Outcome},
     tokens::queue::QueuedRefresh,
-    tokens::refresh::{self, RefreshKind, RefreshOptions},
+    tokens::refresh::{self, RefreshOptions},
     tokens::sweep,
 };
 
@@ -125,18 +125,7 @@ pub async fn run(job: &RefreshToken, ctx: &JobContext) -> anyhow::Result<Ran> {
             }
             Err(err) => return Err(err.into()),
         };
-    let outcome = match (&report.kind, &report.error) {
-        (RefreshKind::Refreshed, _) => Outcome::Succeeded,
-        (RefreshKind::AlreadyFresh, _) => Outcome::Skipped,
-        (RefreshKind::Failed, Some(error)) => match error.class {
-            ErrorClass::Transient => Outcome::FailedTransient,
-            ErrorClass::NotRefreshableYet => Outcome::Skipped,
-            ErrorClass::GrantDead | ErrorClass::Config | ErrorClass::InvalidInput => {
-                Outcome::FailedPermanent
-            }
-        },
-        (RefreshKind::Failed, None) => Outcome::FailedTransient,
-    };
+    let outcome = attempts::outcome_of(&report.kind, report.error.as_ref());
     let error = report.error.as_ref();
     metrics::counter!(
         "tokenwarden_refresh_attempts_total",

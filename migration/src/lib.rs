@@ -12,6 +12,7 @@ mod m20261124_000006_webhooks;
 mod m20261201_000020_users;
 mod m20261201_000050_sweep_indexes;
 mod m20261202_000070_event_order;
+mod m20261202_000130_token_reads;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000020_users::Migration),
             Box::new(m20261201_000050_sweep_indexes::Migration),
             Box::new(m20261202_000070_event_order::Migration),
+            Box::new(m20261202_000130_token_reads::Migration),
         ]
     }
 }

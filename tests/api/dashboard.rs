@@ -1,9 +1,11 @@
 //! The dashboard: embedded assets with their headers, GraphiQL offline and behind the
 //! production switch, and the whole UI driven in Debian's Chromium by
-//! `tests/browser/dashboard.mjs` (Playwright, no browser download).
+//! `tests/browser/dashboard.mjs` (Playwright, no browser download), signed in as a user with
+//! password + TOTP.
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp};
@@ -153,6 +155,34 @@ async fn the_dashboard_works_in_chromium() {
     app.seed_account("default", "instagram", "fred", "DEACTIVATED", None)
         .await;
 
+    // Token reads for the overview's analytics (as an integration posting would).
+    for account in accounts.iter().skip(2) {
+        app.gql_ok(
+            &key,
+            "query($id: ID!) { accessToken(accountId: $id) { expiresAt } }",
+            json!({ "id": account["id"] }),
+        )
+        .await;
+    }
+    // The operator signs in as a user with password + TOTP, created as the CLI does.
+    let password = "correct horse battery staple";
+    let created = service::identity::users::create(
+        &app.db,
+        &app.jobs.engine.vault(),
+        "default",
+        "operator@example.com",
+        service::Role::Admin,
+        SecretString::from(password),
+    )
+    .await
+    .expect("user created");
+    let uri = created.otpauth_uri.expose_secret().to_owned();
+    let totp_secret = uri
+        .split(['?', '&'])
+        .find_map(|part| part.strip_prefix("secret="))
+        .expect("the otpauth URI carries the secret")
+        .to_owned();
+
     let shots = repo().join("target/screenshots");
     let script = browser.join("dashboard.mjs");
     let base = app.url("");
@@ -164,6 +194,9 @@ async fn the_dashboard_works_in_chromium() {
             .arg(&base)
             .env("TW_SANDBOX_URL", sandbox)
             .env("TW_ADMIN_KEY", key)
+            .env("TW_EMAIL", &created.user.email)
+            .env("TW_PASSWORD", password)
+            .env("TW_TOTP_SECRET", totp_secret)
             .env("TW_ACCOUNTS", accounts)
             .env("TW_SCREENSHOTS", &shots)
             .output()

@@ -1,4 +1,5 @@
-// The dashboard end to end in Debian's Chromium (no browser download): sign in, overview,
+// The dashboard end to end in Debian's Chromium (no browser download): sign in with password
+// + TOTP (a wrong code first), overview with its analytics,
 // accounts and a bulk refresh, a RECONNECT_REQUIRED arriving in the live feed after a
 // sandbox revoke (and again after a dropped socket, exactly once), every other page, phone
 // width, GraphiQL offline; no request may leave 127.0.0.1. Saves a screenshot per page.
@@ -112,7 +113,7 @@ try {
   const shot = async (name) => {
     const text = await page.locator('body').innerText();
     check(!/\b(null|undefined|NaN|\[object Object\])\b/.test(text), `${name} shows no placeholder junk: ${text.slice(0, 2000)}`);
-    await page.screenshot({ path: path.join(shots, `${name}.png`), animations: 'disabled' });
+    await page.screenshot({ path: path.join(shots, `${name}.png`), animations: 'disabled', fullPage: true });
   };
   const heading = (text) => page.getByRole('heading', { level: 1, name: text }).waitFor();
 
@@ -154,7 +155,17 @@ try {
   await page.getByRole('heading', { name: 'Accounts by status' }).waitFor();
   await page.getByRole('heading', { name: 'Tokens expiring over the next 7 days' }).waitFor();
   await page.getByRole('heading', { name: 'System health' }).waitFor();
-  await shot('overview');
+  await page.getByRole('heading', { name: 'Refreshes per platform' }).waitFor();
+  await page.getByRole('heading', { name: 'Refresh attempts per hour' }).waitFor();
+  await page.getByRole('heading', { name: 'Failure reasons, last 7 days' }).waitFor();
+  await page.getByRole('heading', { name: 'Encryption key' }).waitFor();
+  // The reads the Rust test made as an integration, per account and per key.
+  const reads = page.getByRole('region', { name: 'Most read accounts, last 7 days' });
+  for (const a of accounts.slice(2)) await reads.getByRole('link', { name: new RegExp(`@${a.username}\\b`) }).waitFor();
+  await page.getByRole('region', { name: 'Most active readers, last 7 days' }).getByText(/API key/).first().waitFor();
+  // Status by icon and words, not colour alone.
+  await page.getByRole('region', { name: 'Accounts by status and platform' }).getByText('Reconnect required').waitFor();
+  await shot('overview-before');
 
   step('live feed: RECONNECT_REQUIRED after a sandbox revoke, without reloading');
   const [first, second, ...rest] = accounts;
@@ -180,6 +191,15 @@ try {
   const ids = await page.locator('#feed-rows tr[data-id]').evaluateAll((trs) => trs.map((tr) => tr.dataset.id));
   check(new Set(ids).size === ids.length, `no event shown twice: ${ids}`);
   check(await secondRow.count() === 1, 'the missed event arrived once');
+
+  step('overview after the failures: ranked reasons and hourly attempts');
+  await page.getByRole('link', { name: 'Overview', exact: true }).click();
+  await heading('Overview');
+  const reasons = page.getByRole('region', { name: 'Failure reasons, most frequent first' });
+  await reasons.getByRole('row').filter({ hasText: 'TikTok' }).first().waitFor();
+  const hourly = await page.locator('#hourly-total').textContent();
+  check(/[1-9]\d* failed/.test(hourly), `the hourly chart counts the failures: ${hourly}`);
+  await shot('overview');
 
   step('accounts and a bulk refresh');
   await page.getByRole('link', { name: 'Accounts', exact: true }).click();

@@ -32,7 +32,7 @@ pub struct RefreshAttempt {
     pub id: ID,
     /// 1 for the first try after a success, then 2, 3... while failures last.
     pub attempt: i32,
-    /// `sweep`, `retry` or `bulk`.
+    /// `sweep`, `retry`, `bulk` (jobs) or `manual` (requests).
     pub trigger: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,

@@ -5,6 +5,8 @@
 pub mod accounts;
 /// API keys (ADMIN).
 pub mod admin;
+/// Analytics: refresh attempts per hour, failure reasons, expiries, token reads.
+pub mod analytics;
 /// The audit log.
 pub mod audit;
 /// Connecting, refreshing and disconnecting accounts; access tokens; provider stats.

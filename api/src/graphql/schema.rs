@@ -8,6 +8,7 @@ use crate::{
     graphql::{
         accounts::{AccountsMutation, AccountsQuery},
         admin::{AdminMutation, AdminQuery},
+        analytics::AnalyticsQuery,
         audit::AuditQuery,
         connections::{ConnectionsMutation, ConnectionsQuery},
         events::{EventsSubscription, NotificationsMutation, NotificationsQuery},
@@ -33,6 +34,7 @@ pub struct Query(
     AdminQuery,
     HealthQuery,
     MaintenanceQuery,
+    AnalyticsQuery,
     NotificationsQuery,
     WebhooksQuery,
     UsersQuery,

@@ -626,6 +626,7 @@ pub async fn access_token(
         json!({ "expiresAt": token.expires_at, "refreshed": token.last_refreshed_at.is_some_and(|t| Utc::now() - t < margin) }),
     )
     .await?;
+    tokens::analytics::record_read(db, caller, account.id, Utc::now()).await?;
     Ok(IssuedToken {
         token: plain,
         expires_at: token.expires_at,

@@ -137,6 +137,21 @@ fn ip_subject(ip: &str) -> String {
     format!("ip:{ip}")
 }
 
+/// Deletes throttle rows that no longer count: the last failure is older than the failure
+/// window and no lockout is running (the prune job; sign-in would reset them anyway).
+pub async fn prune_throttle(db: &impl ConnectionTrait, now: DateTime<Utc>) -> ServiceResult<u64> {
+    Ok(sign_in_throttle::Entity::delete_many()
+        .filter(sign_in_throttle::Column::LastFailureAt.lt(now - FAILURE_WINDOW))
+        .filter(
+            sign_in_throttle::Column::LockedUntil
+                .is_null()
+                .or(sign_in_throttle::Column::LockedUntil.lt(now)),
+        )
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
 /// Seconds left of a running lockout of any of `subjects`.
 async fn locked_for(
     db: &impl ConnectionTrait,

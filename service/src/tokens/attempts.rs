@@ -14,6 +14,8 @@ use crate::{
     error::ServiceResult,
     identity::caller::Caller,
     pagination::{self, Direction, Page, PageArgs},
+    providers::{ErrorClass, ProviderError},
+    tokens::refresh::RefreshKind,
 };
 
 /// How an attempt ended.
@@ -54,6 +56,24 @@ impl std::str::FromStr for Outcome {
         .into_iter()
         .find(|o| o.as_str() == s)
         .ok_or_else(|| crate::ServiceError::Internal(format!("unknown outcome {s:?}")))
+    }
+}
+
+/// The outcome of a finished refresh, as recorded: failures that no retry will mend
+/// (dead grant, configuration, bad input) are permanent; a refresh the platform does not
+/// allow yet (Instagram's first day) or that was not needed is skipped.
+pub fn outcome_of(kind: &RefreshKind, error: Option<&ProviderError>) -> Outcome {
+    match (kind, error) {
+        (RefreshKind::Refreshed, _) => Outcome::Succeeded,
+        (RefreshKind::AlreadyFresh, _) => Outcome::Skipped,
+        (RefreshKind::Failed, Some(error)) => match error.class {
+            ErrorClass::Transient => Outcome::FailedTransient,
+            ErrorClass::NotRefreshableYet => Outcome::Skipped,
+            ErrorClass::GrantDead | ErrorClass::Config | ErrorClass::InvalidInput => {
+                Outcome::FailedPermanent
+            }
+        },
+        (RefreshKind::Failed, None) => Outcome::FailedTransient,
     }
 }
 
@@ -163,6 +183,48 @@ pub async fn prune(db: &impl ConnectionTrait, before: DateTime<Utc>) -> ServiceR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_follow_the_error_class() {
+        let failed = |class| Some(ProviderError::new(class, "c", "m"));
+        let table = [
+            (RefreshKind::Refreshed, None, Outcome::Succeeded),
+            (RefreshKind::AlreadyFresh, None, Outcome::Skipped),
+            (
+                RefreshKind::Failed,
+                failed(ErrorClass::Transient),
+                Outcome::FailedTransient,
+            ),
+            (
+                RefreshKind::Failed,
+                failed(ErrorClass::NotRefreshableYet),
+                Outcome::Skipped,
+            ),
+            (
+                RefreshKind::Failed,
+                failed(ErrorClass::GrantDead),
+                Outcome::FailedPermanent,
+            ),
+            (
+                RefreshKind::Failed,
+                failed(ErrorClass::Config),
+                Outcome::FailedPermanent,
+            ),
+            (
+                RefreshKind::Failed,
+                failed(ErrorClass::InvalidInput),
+                Outcome::FailedPermanent,
+            ),
+            (RefreshKind::Failed, None, Outcome::FailedTransient),
+        ];
+        for (kind, error, expected) in table {
+            assert_eq!(
+                outcome_of(&kind, error.as_ref()),
+                expected,
+                "{kind:?} {error:?}"
+            );
+        }
+    }
 
     #[test]
     fn backoff_grows_is_capped_jittered_and_honours_retry_after() {

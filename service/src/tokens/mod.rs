@@ -1,3 +1,5 @@
+/// Token analytics: refresh attempts per hour, failure reasons, expiries, token reads.
+pub mod analytics;
 /// Refresh attempts and retry scheduling.
 pub mod attempts;
 /// Provider failures in words: code, message, action.

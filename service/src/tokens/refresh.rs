@@ -35,6 +35,9 @@ pub struct RefreshOptions {
     /// On demand (a caller waits: goes first, fails fast when rate limited) or background
     /// (admitted below the rate limit, waits for capacity). See [`tokens::lanes`].
     pub lane: Lane,
+    /// Record the attempt in `refresh_attempts` with this trigger. Requests set `manual`;
+    /// jobs record their own attempts (with their retry schedule) and set none.
+    pub record_as: Option<&'static str>,
 }
 
 impl RefreshOptions {
@@ -43,6 +46,7 @@ impl RefreshOptions {
         Self {
             actor,
             lane: Lane::OnDemand,
+            record_as: Some("manual"),
         }
     }
 
@@ -52,6 +56,7 @@ impl RefreshOptions {
         Self {
             actor,
             lane: Lane::Background,
+            record_as: None,
         }
     }
 }
@@ -148,11 +153,39 @@ async fn refresh_detached(
             error: outcome.error.clone(),
         });
     }
+    let attempt = match options.record_as {
+        Some(_) => tokens::find_by_account(db, account_id)
+            .await?
+            .map(|t| t.failure_count + 1),
+        None => None,
+    };
+    let started_at = Utc::now();
     let report = refresh_locked(db, engine, account, &options).await?;
     *last = Some(LastOutcome {
         at: Instant::now(),
         error: report.error.clone(),
     });
+    if let (Some(trigger), Some(attempt)) = (options.record_as, attempt) {
+        let error = report.error.as_ref();
+        let recorded = tokens::attempts::record(
+            db,
+            tokens::attempts::NewAttempt {
+                tenant_id,
+                account_id,
+                attempt,
+                trigger,
+                started_at,
+                outcome: tokens::attempts::outcome_of(&report.kind, error),
+                error_class: error.map(|e| e.class.as_str().to_owned()),
+                error_code: error.map(|e| e.code.clone()),
+            },
+        )
+        .await;
+        // The tokens are stored; a lost history row must not fail the refresh.
+        if let Err(err) = recorded {
+            tracing::warn!(account_id, error = %err, "could not record the refresh attempt");
+        }
+    }
     Ok(report)
 }
 

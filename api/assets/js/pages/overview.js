@@ -1,5 +1,8 @@
-// Overview: token health by status, what expires over the next 7 days (inline SVG chart),
-// refresh outcomes per platform over 24 h and 7 days, queue, system health, sweep, keys.
+// Overview: token health by status (colour, icon and text), what expires over the next 7
+// days (inline SVG chart), refresh successes and failures per platform over 24 h and 7 days,
+// refresh attempts per hour, failure reasons, queue depth, system health, last sweep, key
+// rotation, token reads per account and reader. Analytics come from the GraphQL analytics
+// queries (SQL aggregates over bounded windows).
 
 import { h, svg, render, badge, notice, when, table, platformName, statusLabel, PLATFORMS } from '../dom.js';
 import { gql, gqlRaw, session } from '../gql.js';
@@ -22,27 +25,29 @@ const ADMIN = `query OverviewAdmin {
 /** Deployment-wide details: FORBIDDEN below the OPERATOR role. */
 const OPERATOR = `query OverviewOperator {
   systemHealth { encryptionError keyRotation { activeKeyId activatedAt remaining due } }
-  day: providerStats(window: "24h") { platform operation requests errors }
-  week: providerStats(window: "7d") { platform operation requests errors }
 }`;
 
-const EXPIRING = `query Expiring($after: String) {
-  accounts(first: 100, after: $after, filter: { statuses: [ACTIVE, REFRESH_FAILING] }) {
-    pageInfo { hasNextPage endCursor }
-    nodes { platform tokenHealth { expiresAt } }
+const ANALYTICS = `query Analytics {
+  expiringTokens(days: 7) { day platform count }
+  day: refreshAttemptsPerHour(window: LAST_24_HOURS) { hour platform outcome count }
+  week: refreshAttemptsPerHour(window: LAST_7_DAYS) { platform outcome count }
+  failureReasons(window: LAST_7_DAYS, first: 10) { nodes { platform code class count lastSeenAt } }
+  byAccount: tokenReads(by: ACCOUNT, days: 7, perDay: false, first: 5) {
+    nodes { reads account { id username platform } }
   }
+  byReader: tokenReads(by: READER, days: 7, perDay: false, first: 5) { nodes { reads reader apiKeyName } }
+  today: tokenReads(by: ACCOUNT, days: 1, perDay: false, first: 100) { pageInfo { hasNextPage } nodes { reads } }
 }`;
 
 const STATUSES = ['ACTIVE', 'REFRESH_FAILING', 'RECONNECT_REQUIRED', 'EXPIRED', 'DISCONNECTED', 'DEACTIVATED'];
-/** The expiry chart reads at most this many accounts (5 pages). */
-const EXPIRY_SAMPLE = 500;
 
 export async function show(main) {
   render(main, 'Overview', h('p', { class: 'muted' }, 'Loading…'));
-  const [summary, admin, operator, expiring] = await Promise.all([
-    gql(SUMMARY), gqlRaw(ADMIN), session.role === 'OPERATOR' ? gqlRaw(OPERATOR) : null, expiries(),
+  const [summary, admin, operator, analytics] = await Promise.all([
+    gql(SUMMARY), gqlRaw(ADMIN), session.role === 'OPERATOR' ? gqlRaw(OPERATOR) : null, gql(ANALYTICS),
   ]);
   const health = summary.tokenHealth;
+  const failed = (o) => o.startsWith('FAILED');
   render(main, 'Overview',
     h('div', { class: 'grid' },
       statusCard(health),
@@ -58,10 +63,13 @@ export async function show(main) {
           stat('Pending', health.queue.pending),
           stat('Running', health.queue.running),
           stat('Failed', health.queue.failed)))),
-    expiryCard(expiring),
-    adminCards(admin, operator && operator.data));
-  const analytics = await analyticsSection();
-  if (analytics) main.append(analytics);
+    expiryCard(expiries(analytics.expiringTokens)),
+    h('div', { class: 'grid' },
+      perPlatformCard(analytics.day, analytics.week, failed),
+      reasonsCard(analytics.failureReasons.nodes)),
+    hourlyCard(analytics.day, failed),
+    adminCards(admin, operator && operator.data),
+    readsCard(analytics));
 }
 
 function stat(label, value) {
@@ -85,41 +93,19 @@ function statusCard(health) {
     table('Accounts by status and platform', ['Status', 'TikTok', 'Instagram'], rows));
 }
 
-async function expiries() {
+/** The server's per-UTC-day counts as seven days from today. */
+function expiries(buckets) {
   const byDay = Array.from({ length: 7 }, () => ({ TIKTOK: 0, INSTAGRAM: 0 }));
-  // The server's per-day counts (UTC days), when it has them.
-  const buckets = await gqlRaw('query ExpiringTokens { expiringTokens(days: 7) { day platform count } }').catch(() => null);
-  if (buckets && !buckets.errors.length && buckets.data) {
-    const now = new Date();
-    const start = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
-    for (const b of buckets.data.expiringTokens) {
-      const day = Math.round((Date.parse(`${b.day}T00:00:00Z`) - start) / 86400000);
-      if (day >= 0 && day < 7 && byDay[day][b.platform] !== undefined) byDay[day][b.platform] += b.count;
-    }
-    return { byDay, start, complete: true, read: 0, utc: true };
+  const now = new Date();
+  const start = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
+  for (const b of buckets) {
+    const day = Math.round((Date.parse(`${b.day}T00:00:00Z`) - start) / 86400000);
+    if (day >= 0 && day < 7 && byDay[day][b.platform] !== undefined) byDay[day][b.platform] += b.count;
   }
-  const start = new Date();
-  start.setHours(0, 0, 0, 0);
-  let after = null;
-  let read = 0;
-  let complete = true;
-  for (;;) {
-    const data = await gql(EXPIRING, { after });
-    for (const node of data.accounts.nodes) {
-      read += 1;
-      const at = node.tokenHealth.expiresAt && new Date(node.tokenHealth.expiresAt);
-      if (!at) continue;
-      const day = Math.floor((at - start) / 86400000);
-      if (day >= 0 && day < 7) byDay[day][node.platform] += 1;
-    }
-    if (!data.accounts.pageInfo.hasNextPage) break;
-    if (read >= EXPIRY_SAMPLE) { complete = false; break; }
-    after = data.accounts.pageInfo.endCursor;
-  }
-  return { byDay, start, complete, read };
+  return { byDay, start };
 }
 
-function expiryCard({ byDay, start, complete, read, utc = false }) {
+function expiryCard({ byDay, start }) {
   const width = 640;
   const height = 200;
   const left = 32;
@@ -129,7 +115,7 @@ function expiryCard({ byDay, start, complete, read, utc = false }) {
   const scale = (height - bottom - 10) / max;
   const label = (i) => {
     const d = new Date(start.getTime() + i * 86400000);
-    return i === 0 ? 'Today' : d.toLocaleDateString(undefined, { weekday: 'short', day: 'numeric', ...(utc ? { timeZone: 'UTC' } : {}) });
+    return i === 0 ? 'Today' : d.toLocaleDateString(undefined, { weekday: 'short', day: 'numeric', timeZone: 'UTC' });
   };
   const bars = byDay.flatMap((d, i) => {
     const x = left + i * step + step * 0.2;
@@ -165,7 +151,7 @@ function expiryCard({ byDay, start, complete, read, utc = false }) {
     chart,
     h('ul', { class: 'legend' },
       Object.entries(PLATFORMS).map(([key, name]) => h('li', {}, h('span', { class: `swatch ${key.toLowerCase()}`, 'aria-hidden': 'true' }), name))),
-    complete ? null : h('p', { class: 'muted' }, `Counted over the first ${read} refreshable accounts.`),
+    h('p', { class: 'muted small' }, 'Refreshable accounts by the UTC day their access token expires.'),
     details);
 }
 
@@ -194,12 +180,13 @@ function adminCards({ data, errors }, ops) {
       checks.map(([name, value]) => h('tr', {}, h('th', { scope: 'row' }, name), h('td', {}, value)))));
   if (!ops) {
     return h('div', { class: 'grid' }, system,
-      notice('Refresh statistics and the encryption key are deployment-wide: they need the OPERATOR role.', 'info'));
+      h('section', { class: 'card', 'aria-labelledby': 'h-keys' },
+        h('h2', { id: 'h-keys' }, 'Encryption key'),
+        notice('The encryption key and its rotation are deployment-wide: they need the OPERATOR role.', 'info')));
   }
   const rot = ops.systemHealth.keyRotation;
   return h('div', { class: 'grid' },
     system,
-    refreshCard(ops.day, ops.week),
     h('section', { class: 'card', 'aria-labelledby': 'h-keys' },
       h('h2', { id: 'h-keys' }, 'Encryption key'),
       h('p', {}, rot.due ? badge('KEY_ROTATION_DUE', 'Rotation due') : badge('SUCCEEDED', 'Rotation not due')),
@@ -209,82 +196,53 @@ function adminCards({ data, errors }, ops) {
         stat('Tokens on older keys', rot.remaining))));
 }
 
-function refreshCard(day, week) {
-  const pick = (stats, platform) => {
-    const row = stats.find((s) => s.platform === platform && s.operation === 'refresh');
-    return row ? { ok: row.requests - row.errors, failed: row.errors } : { ok: 0, failed: 0 };
-  };
-  const rows = [['24 hours', day], ['7 days', week]].flatMap(([window, stats]) => Object.keys(PLATFORMS).map((p) => {
-    const n = pick(stats, p);
-    return h('tr', {}, h('th', { scope: 'row' }, platformName(p), h('div', { class: 'muted' }, window)),
-      h('td', {}, String(n.ok)), h('td', {}, failedCell(n.failed)));
-  }));
-  return h('section', { class: 'card', 'aria-labelledby': 'h-refresh' },
-    h('h2', { id: 'h-refresh' }, 'Refreshes per platform'),
-    table('Refresh calls per platform over 24 hours and 7 days', ['Platform', 'Succeeded', 'Failed'], rows));
-}
-
 function failedCell(n) {
   return n ? badge('FAILED', String(n)) : '0';
 }
 
-const ANALYTICS = `query Analytics {
-  hourly: refreshAnalytics(hours: 24) { hour platform outcome count }
-  weekly: refreshAnalytics(hours: 168) { platform outcome count }
-  failureReasons(days: 7, first: 10) { code platform count }
-  tokenReadAnalytics(days: 7) { byAccount { accountId count } byReader { actor count } }
-}`;
+/** Successes and failures per platform over 24 hours and 7 days (refresh attempts). */
+function perPlatformCard(day, week, failed) {
+  const sum = (rows, platform) => rows.filter((r) => r.platform === platform && r.outcome !== 'SKIPPED')
+    .reduce((acc, r) => { acc[failed(r.outcome) ? 'bad' : 'ok'] += r.count; return acc; }, { ok: 0, bad: 0 });
+  const rows = [['24 hours', day], ['7 days', week]].flatMap(([w, list]) => Object.keys(PLATFORMS).map((p) => {
+    const n = sum(list, p);
+    return h('tr', {}, h('th', { scope: 'row' }, platformName(p), h('div', { class: 'muted' }, w)),
+      h('td', {}, String(n.ok)), h('td', {}, failedCell(n.bad)));
+  }));
+  return h('section', { class: 'card', 'aria-labelledby': 'h-attempts' },
+    h('h2', { id: 'h-attempts' }, 'Refreshes per platform'),
+    table('Refresh attempts per platform over 24 hours and 7 days', ['Platform', 'Succeeded', 'Failed'], rows));
+}
 
-/** Refresh attempts per hour, failure reasons and token reads, when the server has them. */
-async function analyticsSection() {
-  let res;
-  try {
-    res = await gqlRaw(ANALYTICS);
-  } catch (_) {
-    return null;
-  }
-  if (!res.data) return null; // an older server without the analytics fields
-  const d = res.data;
-  const failed = (o) => o.startsWith('FAILED');
-  const cards = [];
-  if (d.hourly) cards.push(hourlyCard(d.hourly, failed));
-  if (d.hourly && d.weekly) {
-    const sum = (rows, platform) => rows.filter((r) => r.platform === platform && r.outcome !== 'SKIPPED')
-      .reduce((acc, r) => { acc[failed(r.outcome) ? 'bad' : 'ok'] += r.count; return acc; }, { ok: 0, bad: 0 });
-    const rows = [['24 hours', d.hourly], ['7 days', d.weekly]].flatMap(([w, list]) => Object.keys(PLATFORMS).map((p) => {
-      const n = sum(list, p);
-      return h('tr', {}, h('th', { scope: 'row' }, platformName(p), h('div', { class: 'muted' }, w)),
-        h('td', {}, String(n.ok)), h('td', {}, failedCell(n.bad)));
-    }));
-    cards.push(h('section', { class: 'card', 'aria-labelledby': 'h-attempts' },
-      h('h2', { id: 'h-attempts' }, 'Refresh attempts per platform'),
-      table('Refresh attempts per platform over 24 hours and 7 days', ['Platform', 'Succeeded', 'Failed'], rows)));
-  }
-  if (d.failureReasons) {
-    cards.push(h('section', { class: 'card', 'aria-labelledby': 'h-reasons' },
-      h('h2', { id: 'h-reasons' }, 'Failure reasons, last 7 days'),
-      table('Failure reasons, most frequent first', ['Reason', 'Platform', 'Failures'],
-        d.failureReasons.map((r) => h('tr', {}, h('th', { scope: 'row', class: 'mono' }, r.code),
-          h('td', {}, platformName(r.platform)), h('td', {}, String(r.count)))),
-        { empty: 'No failures in the last 7 days.' })));
-  }
-  if (d.tokenReadAnalytics) {
-    const top = (rows, key) => [...rows.reduce((m, r) => m.set(r[key], (m.get(r[key]) || 0) + r.count), new Map())]
-      .sort((a, b) => b[1] - a[1]).slice(0, 5);
-    const accounts = top(d.tokenReadAnalytics.byAccount, 'accountId');
-    const readers = top(d.tokenReadAnalytics.byReader, 'actor');
-    cards.push(h('section', { class: 'card', 'aria-labelledby': 'h-reads' },
-      h('h2', { id: 'h-reads' }, 'Token reads, last 7 days'),
-      table('Most read accounts', ['Account', 'Reads'], accounts.map(([id, n]) => h('tr', {},
-        h('td', {}, h('a', { href: `#/accounts/${encodeURIComponent(id)}` }, 'Account')), h('td', {}, String(n)))),
-      { empty: 'No access token was read.' }),
-      table('Most active readers', ['Reader', 'Reads'], readers.map(([actor, n]) => h('tr', {},
-        h('td', { class: 'mono' }, actor), h('td', {}, String(n)))), { empty: 'No reader.' })));
-  }
-  if (!cards.length) return null;
-  return h('section', { 'aria-labelledby': 'h-analytics' },
-    h('h2', { id: 'h-analytics' }, 'Analytics'),
-    h('div', { class: 'grid' }, cards));
+function reasonsCard(reasons) {
+  return h('section', { class: 'card', 'aria-labelledby': 'h-reasons' },
+    h('h2', { id: 'h-reasons' }, 'Failure reasons, last 7 days'),
+    table('Failure reasons, most frequent first', ['Reason', 'Platform', 'Failures', 'Last seen'],
+      reasons.map((r) => h('tr', {},
+        h('th', { scope: 'row' }, h('span', { class: 'mono' }, r.code), r.class ? h('div', { class: 'muted' }, r.class.replace(/_/g, ' ')) : null),
+        h('td', {}, platformName(r.platform)), h('td', {}, failedCell(r.count)), h('td', { class: 'small' }, when(r.lastSeenAt)))),
+      { empty: 'No failed refreshes in the last 7 days.' }));
+}
+
+/** Who read access tokens, and which, over 7 days. */
+function readsCard(d) {
+  const today = d.today.nodes.reduce((n, r) => n + r.reads, 0);
+  const accountCell = (a) => (a
+    ? h('a', { href: `#/accounts/${encodeURIComponent(a.id)}` }, `@${a.username || a.id}`, h('span', { class: 'muted' }, ` ${platformName(a.platform)}`))
+    : h('span', { class: 'muted' }, 'Removed account'));
+  return h('section', { class: 'card', 'aria-labelledby': 'h-reads' },
+    h('h2', { id: 'h-reads' }, 'Token reads, last 7 days'),
+    h('p', {}, `${today}${d.today.pageInfo.hasNextPage ? '+' : ''} access token ${today === 1 ? 'read' : 'reads'} today.`),
+    h('div', { class: 'grid' },
+      table('Most read accounts, last 7 days', ['Account', 'Reads'],
+        d.byAccount.nodes.map((r) => h('tr', {}, h('td', {}, accountCell(r.account)), h('td', {}, String(r.reads)))),
+        { empty: 'No access token was read.' }),
+      table('Most active readers, last 7 days', ['Reader', 'Reads'],
+        d.byReader.nodes.map((r) => h('tr', {},
+          h('td', {}, r.apiKeyName ? `API key “${r.apiKeyName}”` : r.reader.replace(/^user:/, ''),
+            h('div', { class: 'muted mono small' }, r.reader)),
+          h('td', {}, String(r.reads)))),
+        { empty: 'No reader.' })));
 }
 
 function hourlyCard(rows, failed) {
