@@ -71,16 +71,11 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, Option<std::pa
             .context("TOKENWARDEN_KEYS is invalid")?;
         return Ok((ring, None));
     }
-    let path = match (&config.security.key_file, config.database.sqlite_path()) {
-        (Some(path), _) => path.clone(),
-        (None, Some(db)) => db
-            .parent()
-            .map(|dir| dir.join("tokenwarden.keys"))
-            .unwrap_or_else(|| "tokenwarden.keys".into()),
-        (None, None) => bail!(
+    let Some(path) = key_file_path(config) else {
+        bail!(
             "no encryption keys: set TOKENWARDEN_KEYS (comma-separated id:base64 pairs; \
              `tokenwarden keygen` prints one) or TOKENWARDEN_KEY_FILE"
-        ),
+        )
     };
     let (ring, created) = KeyRing::load_or_create_file(&path)
         .with_context(|| format!("could not load the key file {}", path.display()))?;
@@ -92,6 +87,47 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, Option<std::pa
         );
     }
     Ok((ring, Some(path)))
+}
+
+/// The key file used when `TOKENWARDEN_KEYS` is unset: `TOKENWARDEN_KEY_FILE`, else
+/// `tokenwarden.keys` next to a SQLite database; None for PostgreSQL without a key file.
+pub fn key_file_path(config: &Config) -> Option<std::path::PathBuf> {
+    match (&config.security.key_file, config.database.sqlite_path()) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(db)) => Some(
+            db.parent()
+                .map(|dir| dir.join("tokenwarden.keys"))
+                .unwrap_or_else(|| "tokenwarden.keys".into()),
+        ),
+        (None, None) => None,
+    }
+}
+
+/// Loads the configured keys without ever creating a key file (backup verify and restore:
+/// a fresh key could decrypt nothing).
+pub fn load_existing_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
+    let keys = config
+        .security
+        .keys
+        .as_ref()
+        .map(ExposeSecret::expose_secret);
+    if let Some(keys) = keys.filter(|k| !k.trim().is_empty()) {
+        return KeyRing::from_config(keys, config.security.active_key.as_deref())
+            .context("TOKENWARDEN_KEYS is invalid");
+    }
+    let path = key_file_path(config).filter(|p| p.exists()).with_context(|| {
+        format!(
+            "no encryption keys: set TOKENWARDEN_KEYS or put the backed-up key file at {} \
+             (TOKENWARDEN_KEY_FILE)",
+            key_file_path(config)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "TOKENWARDEN_KEY_FILE".into())
+        )
+    })?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("could not read the key file {}", path.display()))?;
+    KeyRing::parse_key_file(&text)
+        .with_context(|| format!("the key file {} is invalid", path.display()))
 }
 
 /// Builds the provider clients. With no platform credentials at all, both platforms use

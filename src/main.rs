@@ -10,6 +10,9 @@ use service::Role;
 use tokenwarden::{Config, WorkerApp, compose};
 use tokio::net::TcpListener;
 
+/// `backup create|verify|restore`.
+mod backup_cli;
+
 /// Keeps TikTok and Instagram OAuth connections alive, behind a GraphQL API.
 ///
 /// Without a subcommand it runs everything in one process (embedded mode): migrations,
@@ -46,6 +49,11 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Back up, verify and restore the database (docs/backups.md).
+    Backup {
+        #[command(subcommand)]
+        command: backup_cli::BackupCommand,
     },
 }
 
@@ -130,6 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Sandbox) => sandbox(config).await,
         Some(Command::Apikey { command }) => apikey(config, command).await,
         Some(Command::User { command }) => user(config, command).await,
+        Some(Command::Backup { command }) => backup_cli::run(config, command).await,
     }
 }
 

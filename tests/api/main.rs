@@ -7,6 +7,7 @@ mod accounts;
 mod api_keys;
 mod audit;
 mod auth;
+mod backups;
 mod binary;
 mod callbacks;
 mod classification;

@@ -1,9 +1,11 @@
 //! Operations: what keeps the deployment itself healthy. Owns the recurring health check's
-//! findings, the purge of long-deactivated accounts, encryption key rotation and the
-//! deployment-wide settings (including the vault canary).
+//! findings, the purge of long-deactivated accounts, encryption key rotation, backups and
+//! the deployment-wide settings (including the vault canary).
 //!
 //! May call: `identity`, `tokens` (the vault and token rows), `events`.
 
+/// Backups: create, verify and restore.
+pub mod backup;
 /// Purging long-deactivated accounts.
 pub mod cleanup;
 /// Health check snapshots shared across processes.
