@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use tokenwarden::{Config, compose};
 use clap::Subcommand;
 use service::ops::backup::{self, Manifest};
+use tokenwarden::{Config, compose};
 
 #[derive(Subcommand)]
 pub(crate) enum BackupCommand {
@@ -46,7 +46,10 @@ pub(crate) async fn run(config: Config, command: BackupCommand) -> anyhow::Resul
             let db = service::db::connect(config.database.url.expose())
                 .await
                 .with_context(|| {
-                    format!("could not open the database at {}", config.database.redacted())
+                    format!(
+                        "could not open the database at {}",
+                        config.database.redacted()
+                    )
                 })?;
             let created = backup::create(&db, &to).await?;
             println!(
@@ -105,7 +108,10 @@ pub(crate) async fn run(config: Config, command: BackupCommand) -> anyhow::Resul
             let db = service::db::connect_and_migrate(config.database.url.expose())
                 .await
                 .with_context(|| {
-                    format!("could not open the database at {}", config.database.redacted())
+                    format!(
+                        "could not open the database at {}",
+                        config.database.redacted()
+                    )
                 })?;
             let restored = backup::restore(&db, &file, &vault, force).await?;
             db.close().await?;

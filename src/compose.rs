@@ -28,14 +28,15 @@ impl WorkerApp {
     /// Connects (no migrations: API processes run them) and starts the engine.
     pub async fn build(config: &Config) -> anyhow::Result<WorkerApp> {
         api::telemetry::metrics_handle();
-        let db = service::db::connect(config.database.url.expose())
-            .await
-            .with_context(|| {
-                format!(
-                    "could not open the database at {}",
-                    config.database.redacted()
-                )
-            })?;
+        let db =
+            service::db::connect_with(config.database.url.expose(), &config.database.options())
+                .await
+                .with_context(|| {
+                    format!(
+                        "could not open the database at {}",
+                        config.database.redacted()
+                    )
+                })?;
         let engine = build_engine(&db, config).await?;
         let queue = build_queue(config).await?;
         Ok(WorkerApp {
@@ -115,15 +116,17 @@ pub fn load_existing_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
         return KeyRing::from_config(keys, config.security.active_key.as_deref())
             .context("TOKENWARDEN_KEYS is invalid");
     }
-    let path = key_file_path(config).filter(|p| p.exists()).with_context(|| {
-        format!(
-            "no encryption keys: set TOKENWARDEN_KEYS or put the backed-up key file at {} \
+    let path = key_file_path(config)
+        .filter(|p| p.exists())
+        .with_context(|| {
+            format!(
+                "no encryption keys: set TOKENWARDEN_KEYS or put the backed-up key file at {} \
              (TOKENWARDEN_KEY_FILE)",
-            key_file_path(config)
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "TOKENWARDEN_KEY_FILE".into())
-        )
-    })?;
+                key_file_path(config)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "TOKENWARDEN_KEY_FILE".into())
+            )
+        })?;
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("could not read the key file {}", path.display()))?;
     KeyRing::parse_key_file(&text)
@@ -334,14 +337,17 @@ pub async fn build_queue(config: &Config) -> anyhow::Result<Queue> {
 /// logged).
 pub async fn build_app(config: &Config) -> anyhow::Result<App> {
     api::telemetry::metrics_handle();
-    let db = service::db::connect_and_migrate(config.database.url.expose())
-        .await
-        .with_context(|| {
-            format!(
-                "could not open the database at {}",
-                config.database.redacted()
-            )
-        })?;
+    let db = service::db::connect_and_migrate_with(
+        config.database.url.expose(),
+        &config.database.options(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "could not open the database at {}",
+            config.database.redacted()
+        )
+    })?;
     bootstrap(&db, config).await?;
     let engine = build_engine(&db, config).await?;
     let queue = build_queue(config).await?;

@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 
 /// `backup create|verify|restore`.
 mod backup_cli;
+/// `config export|check`.
+mod config_cli;
 
 /// Keeps TikTok and Instagram OAuth connections alive, behind a GraphQL API.
 ///
@@ -54,6 +56,11 @@ enum Command {
     Backup {
         #[command(subcommand)]
         command: backup_cli::BackupCommand,
+    },
+    /// Export the OAuth app configuration, or check it against a running instance.
+    Config {
+        #[command(subcommand)]
+        command: config_cli::ConfigCommand,
     },
 }
 
@@ -139,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Apikey { command }) => apikey(config, command).await,
         Some(Command::User { command }) => user(config, command).await,
         Some(Command::Backup { command }) => backup_cli::run(config, command).await,
+        Some(Command::Config { command }) => config_cli::run(config, command).await,
     }
 }
 
@@ -159,7 +167,7 @@ async fn serve(mut config: Config, with_workers: bool) -> anyhow::Result<()> {
     );
     if with_workers {
         // A bad schedule must stop the start, not only the workers.
-        config.jobs.schedules().validate()?;
+        config.job_settings().validate()?;
     }
     let drain = config.jobs.refresh_drain;
     let app = compose::build_app(&config).await?;

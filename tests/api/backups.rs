@@ -72,7 +72,11 @@ fn source_env(app: &TestApp) -> Vec<(&'static str, String)> {
 }
 
 fn key_file(app: &TestApp) -> PathBuf {
-    app.config.security.key_file.clone().expect("tests use a key file")
+    app.config
+        .security
+        .key_file
+        .clone()
+        .expect("tests use a key file")
 }
 
 fn as_refs<'a>(envs: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
@@ -416,5 +420,375 @@ async fn verify_refuses_damaged_files_and_wrong_keys() {
             &["backup", "restore", file.to_str().expect("utf8")],
         ),
         "restore with the right keys",
+    );
+}
+
+const BACKUP_HEALTH: &str = "{ systemHealth { lastHealthCheckAt backup { scheduled lastAttemptAt lastKind \
+    lastFile lastSizeBytes lastVerified lastTokens lastTokensDecrypted lastError lastSuccessAt overdue } } }";
+
+async fn backup_health(app: &TestApp) -> Value {
+    app.gql_ok(&app.admin_key, BACKUP_HEALTH, json!({})).await["systemHealth"].clone()
+}
+
+async fn events_of(app: &TestApp, kind: &str) -> Vec<entity::token_event::Model> {
+    entity::token_event::Entity::find()
+        .filter(entity::token_event::Column::Kind.eq(kind))
+        .all(&app.db)
+        .await
+        .expect("events")
+}
+
+fn hourly_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n.starts_with("tokenwarden-hourly-") && n.ends_with(".twb")
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// A short hourly schedule: each backup is written, verified with the running keys, shown in
+/// `systemHealth` and `/metrics`, and old ones are pruned to the retention.
+async fn scheduled_backups_are_verified_reported_and_pruned(backend: Backend) {
+    let backups = tempfile::tempdir().expect("dir");
+    let dir = backups.path().to_str().expect("utf8").to_owned();
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            "--backup-dir",
+            &dir,
+            "--backup-daily-schedule",
+            "off",
+            "--backup-hourly-schedule",
+            "*/1 * * * * *",
+            "--backup-keep-hourly",
+            "2",
+        ],
+    )
+    .await;
+    app.seed_connected("default", "sched", 3).await;
+    let before = backup_health(&app).await;
+    assert_eq!(before["backup"]["scheduled"], true);
+    assert_eq!(before["backup"]["lastAttemptAt"], Value::Null);
+
+    let stop = app.start_workers();
+    let mut seen = BTreeSet::new();
+    app.wait_for(60, "three verified scheduled backups", || {
+        let files = hourly_files(backups.path());
+        seen.extend(files);
+        let done = seen.len() >= 3;
+        async move { done }
+    })
+    .await;
+    app.wait_for(30, "a verified backup in systemHealth", || async {
+        backup_health(&app).await["backup"]["lastVerified"] == true
+    })
+    .await;
+    let _ = stop.send(());
+
+    let health = backup_health(&app).await;
+    let backup = &health["backup"];
+    assert_eq!(backup["lastKind"], "hourly");
+    assert_eq!(backup["lastError"], Value::Null, "{health}");
+    assert_eq!(backup["lastTokens"], 6);
+    assert_eq!(backup["lastTokensDecrypted"], 6);
+    assert_eq!(backup["overdue"], false);
+    assert!(backup["lastSizeBytes"].as_u64().is_some_and(|b| b > 0));
+    assert!(backup["lastSuccessAt"].is_string());
+    assert!(events_of(&app, "BACKUP_FAILED").await.is_empty());
+
+    // Retention: the tier keeps its newest two (the newest may still be in flight).
+    app.wait_for(30, "the tier pruned to its retention", || {
+        let n = hourly_files(backups.path()).len();
+        async move { n <= 3 }
+    })
+    .await;
+    let last = backup["lastFile"].as_str().expect("file").to_owned();
+    let env = source_env(&app);
+    let verified = cli(backups.path(), &as_refs(&env), &["backup", "verify", &last]);
+    assert_ok(
+        &verified,
+        "the scheduled backup verifies from the command line too",
+    );
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for gauge in [
+        "tokenwarden_backup_last_success_timestamp_seconds",
+        "tokenwarden_backup_last_verified 1",
+        "tokenwarden_backup_last_success_size_bytes",
+    ] {
+        assert!(metrics.contains(gauge), "{gauge} in {metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_sqlite() {
+    scheduled_backups_are_verified_reported_and_pruned(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_postgres() {
+    scheduled_backups_are_verified_reported_and_pruned(Backend::Postgres).await;
+}
+
+/// A backup directory that cannot be created: every run raises BACKUP_FAILED, and with no
+/// verified backup for longer than the overdue period, BACKUP_OVERDUE is raised once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_overdue_backups_raise_events() {
+    let work = tempfile::tempdir().expect("dir");
+    let blocked = work.path().join("not-a-directory");
+    std::fs::write(&blocked, b"a file where the backup directory should be").expect("write");
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            "--backup-dir",
+            blocked.to_str().expect("utf8"),
+            "--backup-daily-schedule",
+            "off",
+            "--backup-hourly-schedule",
+            "*/2 * * * * *",
+            "--backup-overdue",
+            "1s",
+            "--health-schedule",
+            "*/1 * * * * *",
+        ],
+    )
+    .await;
+    let stop = app.start_workers();
+    app.wait_for(60, "BACKUP_FAILED and BACKUP_OVERDUE", || async {
+        !events_of(&app, "BACKUP_FAILED").await.is_empty()
+            && !events_of(&app, "BACKUP_OVERDUE").await.is_empty()
+    })
+    .await;
+    // Later health checks do not raise it again while nothing changes.
+    for _ in 0..2 {
+        let checked = backup_health(&app).await["lastHealthCheckAt"].clone();
+        let app_ref = &app;
+        app.wait_for(30, "another health check", move || {
+            let checked = checked.clone();
+            async move { backup_health(app_ref).await["lastHealthCheckAt"] != checked }
+        })
+        .await;
+    }
+    let _ = stop.send(());
+    assert_eq!(
+        events_of(&app, "BACKUP_OVERDUE").await.len(),
+        1,
+        "raised once"
+    );
+    let failed = &events_of(&app, "BACKUP_FAILED").await[0];
+    assert_eq!(failed.error_code.as_deref(), Some("BACKUP_FAILED"));
+    assert!(failed.tenant_id.is_none(), "deployment-wide");
+    let message = failed.error_message.clone().unwrap_or_default();
+    assert!(message.contains("backup directory"), "{message}");
+
+    let health = backup_health(&app).await;
+    assert_eq!(health["backup"]["lastVerified"], false);
+    assert_eq!(health["backup"]["overdue"], true);
+    assert!(health["backup"]["lastError"].is_string(), "{health}");
+    assert_eq!(health["backup"]["lastSuccessAt"], Value::Null);
+}
+
+const SIZE_HEALTH: &str = "{ systemHealth { databaseSize { measuredAt totalBytes rowsEstimated growthBytes \
+    growthOverSeconds tables { name rows bytes } } } }";
+
+async fn database_size(app: &TestApp) -> Value {
+    app.gql_ok(&app.admin_key, SIZE_HEALTH, json!({})).await["systemHealth"]["databaseSize"].clone()
+}
+
+/// Size and rows per table in `systemHealth` and `/metrics`; DATABASE_GROWTH once when the
+/// database grew more than the threshold within the window.
+async fn database_size_and_growth_alert(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            "--db-size-schedule",
+            "*/1 * * * * *",
+            "--db-growth-alert",
+            "64KiB",
+            "--db-growth-window",
+            "1h",
+        ],
+    )
+    .await;
+    app.seed_connected("default", "size", 5).await;
+    assert_eq!(database_size(&app).await, Value::Null, "not measured yet");
+    let stop = app.start_workers();
+    app.wait_for(30, "a first measurement", || async {
+        database_size(&app).await.is_object()
+    })
+    .await;
+    let first = database_size(&app).await;
+    assert!(
+        first["totalBytes"].as_u64().is_some_and(|b| b > 0),
+        "{first}"
+    );
+    let accounts = first["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["name"] == "social_accounts")
+        .cloned()
+        .expect("social_accounts listed");
+    if backend == Backend::Sqlite {
+        assert_eq!(first["rowsEstimated"], false);
+        assert_eq!(accounts["rows"], 5, "exact on SQLite");
+    } else {
+        assert_eq!(first["rowsEstimated"], true);
+    }
+    assert!(events_of(&app, "DATABASE_GROWTH").await.is_empty());
+
+    // A megabyte of incompressible data: more than the threshold.
+    let mut ballast = vec![0u8; 1024 * 1024];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut ballast).expect("random");
+    service::ops::settings::put(
+        &app.db,
+        "test_ballast",
+        base64::engine::general_purpose::STANDARD.encode(&ballast),
+    )
+    .await
+    .expect("ballast stored");
+    app.wait_for(30, "DATABASE_GROWTH", || async {
+        !events_of(&app, "DATABASE_GROWTH").await.is_empty()
+    })
+    .await;
+    // Later measurements within the window do not raise it again.
+    for _ in 0..2 {
+        let measured = database_size(&app).await["measuredAt"].clone();
+        let app_ref = &app;
+        app.wait_for(30, "another measurement", move || {
+            let measured = measured.clone();
+            async move { database_size(app_ref).await["measuredAt"] != measured }
+        })
+        .await;
+    }
+    let _ = stop.send(());
+    let raised = events_of(&app, "DATABASE_GROWTH").await;
+    assert_eq!(raised.len(), 1, "once per window");
+    assert_eq!(raised[0].error_code.as_deref(), Some("DATABASE_GROWTH"));
+    let size = database_size(&app).await;
+    assert!(
+        size["growthBytes"].as_i64().is_some_and(|g| g > 64 * 1024),
+        "{size}"
+    );
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for gauge in [
+        "tokenwarden_database_size_bytes ",
+        "tokenwarden_database_rows{table=\"social_accounts\"}",
+        "tokenwarden_database_growth_bytes ",
+    ] {
+        assert!(metrics.contains(gauge), "{gauge} in {metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_size_and_growth_sqlite() {
+    database_size_and_growth_alert(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_size_and_growth_postgres() {
+    database_size_and_growth_alert(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_export_and_check_against_a_running_instance() {
+    let dir = tempfile::tempdir().expect("dir");
+    let exported = cli(
+        dir.path(),
+        &[
+            ("TOKENWARDEN_PUBLIC_URL", "https://tw.example.test/"),
+            ("TOKENWARDEN_TIKTOK_APP_TYPE", "desktop"),
+            ("TIKTOK_CLIENT_KEY", "awtestclientkey"),
+            ("TIKTOK_CLIENT_SECRET", "tt-secret-never-shown"),
+        ],
+        &["config", "export"],
+    );
+    let printed = assert_ok(&exported, "config export");
+    assert!(!printed.contains("tt-secret-never-shown"), "{printed}");
+    let config: Value = serde_json::from_str(&printed).expect("json");
+    assert_eq!(config["sandbox"], false);
+    assert_eq!(config["tiktok"]["clientKey"], "awtestclientkey");
+    assert_eq!(config["tiktok"]["clientSecretConfigured"], true);
+    assert_eq!(config["tiktok"]["appType"], "desktop");
+    assert_eq!(config["tiktok"]["pkce"], "S256-hex");
+    assert_eq!(
+        config["tiktok"]["redirectUri"],
+        "https://tw.example.test/oauth/callback/tiktok"
+    );
+    assert_eq!(
+        config["tiktok"]["webhookCallbackUrl"],
+        "https://tw.example.test/providers/tiktok/webhook"
+    );
+    assert_eq!(
+        config["instagram"]["deauthorizeCallbackUrl"],
+        "https://tw.example.test/providers/instagram/deauthorize"
+    );
+    assert_eq!(
+        config["instagram"]["dataDeletionRequestUrl"],
+        "https://tw.example.test/providers/instagram/data-deletion"
+    );
+    assert!(
+        config["tiktok"]["scopes"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+
+    // The running instance answers the same for the same settings, and check says so.
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--tiktok-app-type", "desktop"]).await;
+    let viewer = app.create_key(&app.admin_key, "viewer", "VIEWER").await;
+    let refused = app
+        .gql(Some(&viewer), "{ oauthAppConfig { publicUrl } }", json!({}))
+        .await;
+    assert_eq!(crate::helpers::error_code(&refused), Some("FORBIDDEN"));
+    let public = format!("http://{}", app.addr);
+    let sandbox = format!("http://{}/sandbox", app.sandbox_addr);
+    let check = |app_type: &'static str| {
+        cli(
+            dir.path(),
+            &[
+                ("TOKENWARDEN_PUBLIC_URL", public.as_str()),
+                ("TOKENWARDEN_SANDBOX_URL", sandbox.as_str()),
+                ("TOKENWARDEN_TIKTOK_APP_TYPE", app_type),
+                ("TOKENWARDEN_API_KEY", app.admin_key.as_str()),
+            ],
+            &["config", "check", "--url", public.as_str()],
+        )
+    };
+    let same = tokio::task::block_in_place(|| check("desktop"));
+    let printed = assert_ok(&same, "config check");
+    assert!(printed.contains("matches"), "{printed}");
+    let differs = tokio::task::block_in_place(|| check("web"));
+    assert_fails(&differs, "config check with another app type", "differ");
+    let table = text(&differs.stdout);
+    assert!(
+        table.contains("tiktok.appType") && table.contains("tiktok.pkce"),
+        "{table}"
     );
 }

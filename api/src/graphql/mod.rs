@@ -5,12 +5,18 @@
 pub mod accounts;
 /// API keys (ADMIN).
 pub mod admin;
+/// `oauthAppConfig`: the OAuth app configuration the portals need.
+pub mod app_config;
 /// The audit log.
 pub mod audit;
+/// Backup status in `systemHealth`.
+pub mod backups;
 /// Connecting, refreshing and disconnecting accounts; access tokens; provider stats.
 pub mod connections;
 /// Per-request context: database, caller, data loaders.
 pub mod context;
+/// Database size in `systemHealth`.
+pub mod database_size;
 /// Token events: the `tokenEvents` subscription.
 pub mod events;
 /// `systemHealth`.

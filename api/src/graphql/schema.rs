@@ -8,6 +8,7 @@ use crate::{
     graphql::{
         accounts::{AccountsMutation, AccountsQuery},
         admin::{AdminMutation, AdminQuery},
+        app_config::AppConfigQuery,
         audit::AuditQuery,
         connections::{ConnectionsMutation, ConnectionsQuery},
         events::{EventsSubscription, NotificationsMutation, NotificationsQuery},
@@ -35,6 +36,7 @@ pub struct Query(
     NotificationsQuery,
     WebhooksQuery,
     UsersQuery,
+    AppConfigQuery,
 );
 
 /// Every mutation, merged from the domain files.
@@ -67,6 +69,7 @@ pub fn build_schema(
         .data(engine)
         .data(queue)
         .data(config.jobs.clone())
+        .data(config.oauth_app.clone())
         .data(config.session)
         .limit_depth(config.limits.max_query_depth)
         .extension(crate::graphql::limits::CostLimits {

@@ -4,6 +4,8 @@
 //!
 //! May call: `identity`, `tokens` (the vault and token rows), `events`.
 
+/// The OAuth app configuration the platform portals need (no secrets).
+pub mod app_config;
 /// Backups: create, verify and restore.
 pub mod backup;
 /// Purging long-deactivated accounts.
@@ -14,3 +16,5 @@ pub mod health;
 pub mod rotation;
 /// Deployment settings and the vault canary.
 pub mod settings;
+/// Database size, rows per table and growth alerts.
+pub mod size;

@@ -12,9 +12,11 @@
 //! the row counts and that the configured keys decrypt every ciphertext, and commits only
 //! then: a damaged file or the wrong keys leave the target as it was.
 //!
-//! May call: `tokens::vault`, `ops::settings`, `db`.
+//! May call: `tokens::vault`, `ops::settings`, `events`, `db`.
 
 pub mod format;
+/// The scheduled backups' outcome and their events.
+pub mod status;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
