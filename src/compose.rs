@@ -91,14 +91,17 @@ impl WorkerApp {
     pub async fn build(config: &Config) -> anyhow::Result<WorkerApp> {
         check_production(config)?;
         api::telemetry::metrics_handle();
-        let db = service::db::connect_and_migrate(config.database.url.expose())
-            .await
-            .with_context(|| {
-                format!(
-                    "could not open the database at {}",
-                    config.database.redacted()
-                )
-            })?;
+        let db = service::db::connect_and_migrate_with(
+            config.database.url.expose(),
+            &config.database.options(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "could not open the database at {}",
+                config.database.redacted()
+            )
+        })?;
         let engine = build_engine(&db, config).await?;
         let queue = build_queue(config).await?;
         Ok(WorkerApp {
@@ -165,7 +168,7 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, Option<PathBuf
         KeySource::None => bail!(
             "no encryption keys: set TOKENWARDEN_KEYS (comma-separated id:base64 pairs; \
              `tokenwarden keygen` prints one) or TOKENWARDEN_KEY_FILE"
-        ),
+        )
     };
     if config.server.production && !path.exists() {
         bail!(
@@ -184,6 +187,49 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, Option<PathBuf
         );
     }
     Ok((ring, Some(path)))
+}
+
+/// The key file used when `TOKENWARDEN_KEYS` is unset: `TOKENWARDEN_KEY_FILE`, else
+/// `tokenwarden.keys` next to a SQLite database; None for PostgreSQL without a key file.
+pub fn key_file_path(config: &Config) -> Option<std::path::PathBuf> {
+    match (&config.security.key_file, config.database.sqlite_path()) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(db)) => Some(
+            db.parent()
+                .map(|dir| dir.join("tokenwarden.keys"))
+                .unwrap_or_else(|| "tokenwarden.keys".into()),
+        ),
+        (None, None) => None,
+    }
+}
+
+/// Loads the configured keys without ever creating a key file (backup verify and restore:
+/// a fresh key could decrypt nothing).
+pub fn load_existing_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
+    let keys = config
+        .security
+        .keys
+        .as_ref()
+        .map(ExposeSecret::expose_secret);
+    if let Some(keys) = keys.filter(|k| !k.trim().is_empty()) {
+        return KeyRing::from_config(keys, config.security.active_key.as_deref())
+            .context("TOKENWARDEN_KEYS is invalid");
+    }
+    let path = key_file_path(config)
+        .filter(|p| p.exists())
+        .with_context(|| {
+            format!(
+                "no encryption keys: set TOKENWARDEN_KEYS or put the backed-up key file at {} \
+             (TOKENWARDEN_KEY_FILE)",
+                key_file_path(config)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "TOKENWARDEN_KEY_FILE".into())
+            )
+        })?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("could not read the key file {}", path.display()))?;
+    KeyRing::parse_key_file(&text)
+        .with_context(|| format!("the key file {} is invalid", path.display()))
 }
 
 /// Builds the provider clients. In demo mode ([`uses_sandbox`]) both platforms use the
@@ -400,14 +446,17 @@ pub async fn build_queue(config: &Config) -> anyhow::Result<Queue> {
 pub async fn build_app(config: &Config) -> anyhow::Result<App> {
     check_production(config)?;
     api::telemetry::metrics_handle();
-    let db = service::db::connect_and_migrate(config.database.url.expose())
-        .await
-        .with_context(|| {
-            format!(
-                "could not open the database at {}",
-                config.database.redacted()
-            )
-        })?;
+    let db = service::db::connect_and_migrate_with(
+        config.database.url.expose(),
+        &config.database.options(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "could not open the database at {}",
+            config.database.redacted()
+        )
+    })?;
     bootstrap(&db, config).await?;
     let engine = build_engine(&db, config).await?;
     let queue = build_queue(config).await?;

@@ -10,6 +10,11 @@ use service::Role;
 use tokenwarden::{Config, WorkerApp, compose};
 use tokio::net::TcpListener;
 
+/// `backup create|verify|restore`.
+mod backup_cli;
+/// `config export|check`.
+mod config_cli;
+
 /// Keeps TikTok and Instagram OAuth connections alive, behind a GraphQL API.
 ///
 /// Without a subcommand it runs everything in one process (embedded mode): migrations,
@@ -46,6 +51,16 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Back up, verify and restore the database (docs/backups.md).
+    Backup {
+        #[command(subcommand)]
+        command: backup_cli::BackupCommand,
+    },
+    /// Export the OAuth app configuration, or check it against a running instance.
+    Config {
+        #[command(subcommand)]
+        command: config_cli::ConfigCommand,
     },
 }
 
@@ -130,6 +145,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Sandbox) => sandbox(config).await,
         Some(Command::Apikey { command }) => apikey(config, command).await,
         Some(Command::User { command }) => user(config, command).await,
+        Some(Command::Backup { command }) => backup_cli::run(config, command).await,
+        Some(Command::Config { command }) => config_cli::run(config, command).await,
     }
 }
 
@@ -150,7 +167,7 @@ async fn serve(mut config: Config, with_workers: bool) -> anyhow::Result<()> {
     );
     if with_workers {
         // A bad schedule must stop the start, not only the workers.
-        config.jobs.schedules().validate()?;
+        config.job_settings().validate()?;
     }
     let drain = config.jobs.refresh_drain;
     let app = compose::build_app(&config).await?;

@@ -23,6 +23,8 @@ pub struct ApiConfig {
     /// The job settings resolvers report (next sweep, key rotation period) and the
     /// all-in-one process's workers run with.
     pub jobs: jobs::JobSettings,
+    /// The OAuth app configuration this instance runs with (`oauthAppConfig`).
+    pub oauth_app: service::ops::app_config::OAuthAppConfig,
 }
 
 impl ApiConfig {

@@ -78,6 +78,7 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<HealthSnapshot> {
         health::save(&ctx.db, &snapshot).await?;
         service::events::alerts::evaluate(&ctx.db, &ctx.engine.events, &ctx.settings.alerts)
             .await?;
+        crate::backup::check_overdue(ctx).await?;
     }
     Ok(snapshot)
 }

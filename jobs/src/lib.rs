@@ -6,8 +6,12 @@
 //! retried by scheduling (not by apalis' own retries), and a sweep finds every due token
 //! again if the queue loses its contents.
 
+/// Scheduled backups (embedded mode), verified after writing.
+pub mod backup;
 /// Purges accounts deactivated longer than the retention period.
 pub mod cleanup_deactivated;
+/// Measures the database size and raises DATABASE_GROWTH.
+pub mod database_size;
 /// Sends due webhook deliveries (signed, retried with backoff).
 pub mod deliver_webhooks;
 /// The recurring health check (database, Redis, encryption, providers).

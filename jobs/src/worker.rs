@@ -6,8 +6,8 @@ use sea_orm::DatabaseConnection;
 use service::{engine::Engine, tokens::sweep::SweepSettings};
 
 use crate::{
-    cleanup_deactivated, deliver_webhooks, health_check, prune, queue::Queue, refresh_token,
-    rotate_keys, sweep_expiring,
+    backup, cleanup_deactivated, database_size, deliver_webhooks, health_check, prune,
+    queue::Queue, refresh_token, rotate_keys, sweep_expiring,
 };
 
 /// Cron expressions (with seconds) of the recurring jobs.
@@ -74,6 +74,25 @@ pub struct JobSettings {
     pub retention: Duration,
     /// Error-rate alert thresholds.
     pub alerts: service::events::alerts::AlertSettings,
+    /// Scheduled backups (embedded mode); None when they are off.
+    pub backups: Option<backup::BackupSettings>,
+    /// When the database size is measured (cron with seconds).
+    pub database_size_schedule: String,
+    /// When DATABASE_GROWTH is raised.
+    pub database_growth: service::ops::size::GrowthSettings,
+}
+
+impl JobSettings {
+    /// Checks every schedule, naming the bad one.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.schedules.validate()?;
+        schedule(&self.database_size_schedule)
+            .map_err(|e| anyhow::anyhow!("database size: {e}"))?;
+        if let Some(backups) = &self.backups {
+            backups.validate()?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for JobSettings {
@@ -86,6 +105,9 @@ impl Default for JobSettings {
             rotation_period: Duration::from_secs(90 * 24 * 3600),
             retention: Duration::from_secs(30 * 24 * 3600),
             alerts: service::events::alerts::AlertSettings::default(),
+            backups: None,
+            database_size_schedule: "0 */15 * * * *".into(),
+            database_growth: service::ops::size::GrowthSettings::default(),
         }
     }
 }
@@ -109,7 +131,7 @@ pub async fn run_workers(
     ctx: Arc<JobContext>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    ctx.settings.schedules.validate()?;
+    ctx.settings.validate()?;
     let id = format!(
         "{}-{}",
         std::process::id(),
@@ -174,6 +196,25 @@ pub async fn run_workers(
     );
     cron_worker!("prune", &schedules.prune, prune::handle);
     cron_worker!("webhooks", &schedules.webhooks, deliver_webhooks::handle);
+    cron_worker!(
+        "database-size",
+        &ctx.settings.database_size_schedule,
+        database_size::handle
+    );
+    if let Some(backups) = ctx.settings.backups.clone() {
+        if let Some(daily) = &backups.daily {
+            cron_worker!("backup-daily", daily, backup::handle_daily);
+        }
+        if let Some(hourly) = &backups.hourly {
+            cron_worker!("backup-hourly", hourly, backup::handle_hourly);
+        }
+        tracing::info!(
+            dir = %backups.dir.display(),
+            daily = backups.daily.as_deref().unwrap_or("off"),
+            hourly = backups.hourly.as_deref().unwrap_or("off"),
+            "scheduled backups on"
+        );
+    }
 
     tracing::info!(
         queue = ctx.queue.backend().as_str(),

@@ -10,9 +10,21 @@ use sea_orm::{
 /// created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://tokenwarden.db?mode=rwc";
 
+/// How connections are opened, beyond the URL.
+#[derive(Clone, Debug, Default)]
+pub struct DbOptions {
+    /// Log statements slower than this at WARN (sqlx's slow-statement log); None = off.
+    pub slow_statement: Option<Duration>,
+}
+
 /// Opens a pool to SQLite or PostgreSQL. For SQLite, `mode=rwc` is added when missing so a
 /// fresh file is created, and foreign keys plus WAL are switched on.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    connect_with(url, &DbOptions::default()).await
+}
+
+/// [`connect`] with options.
+pub async fn connect_with(url: &str, db_options: &DbOptions) -> Result<DatabaseConnection, DbErr> {
     let url = normalize_url(url);
     let mut options = ConnectOptions::new(url.clone());
     options
@@ -22,6 +34,13 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .sqlx_logging(false)
         // Per connection, so every pooled connection waits for a writer instead of failing.
         .map_sqlx_sqlite_opts(|opts| opts.busy_timeout(Duration::from_secs(10)));
+    if let Some(threshold) = db_options.slow_statement {
+        // Only slow statements: every other statement stays unlogged.
+        options
+            .sqlx_logging(true)
+            .sqlx_logging_level(log::LevelFilter::Off)
+            .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, threshold);
+    }
     let db = Database::connect(options).await?;
     if db.get_database_backend() == DbBackend::Sqlite {
         db.execute_unprepared("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL;")
@@ -46,6 +65,16 @@ pub async fn begin<D: TransactionTrait>(db: &D) -> Result<D::Transaction, DbErr>
 /// Connects and brings the schema up to date.
 pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, DbErr> {
     let db = connect(url).await?;
+    migrate(&db).await?;
+    Ok(db)
+}
+
+/// [`connect_and_migrate`] with options.
+pub async fn connect_and_migrate_with(
+    url: &str,
+    options: &DbOptions,
+) -> Result<DatabaseConnection, DbErr> {
+    let db = connect_with(url, options).await?;
     migrate(&db).await?;
     Ok(db)
 }

@@ -11,6 +11,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 /// Alert thresholds of the health check.
 pub mod alerts;
+/// Scheduled backups.
+pub mod backups;
 /// The database URL.
 pub mod database;
 /// Schedules, refresh windows and worker bounds.
@@ -59,6 +61,9 @@ pub struct Config {
 
     #[command(flatten, next_help_heading = "Alerts")]
     pub alerts: alerts::AlertsConfig,
+
+    #[command(flatten, next_help_heading = "Backups")]
+    pub backups: backups::BackupConfig,
 }
 
 /// A connection URL that may carry a password (`postgres://user:password@host/db`): a
@@ -164,7 +169,28 @@ impl Config {
             rotation_period: jobs.key_rotation_period,
             retention: jobs.retention,
             alerts: self.alerts.settings(),
+            backups: self.backups.job_settings(self),
+            database_size_schedule: self.database.db_size_schedule.clone(),
+            database_growth: self.database.growth(),
         }
+    }
+
+    /// The OAuth app configuration these settings need in the TikTok and Meta portals (no
+    /// secrets): `config export`, `oauthAppConfig`.
+    pub fn oauth_app_config(&self) -> service::ops::app_config::OAuthAppConfig {
+        let providers = &self.providers;
+        service::ops::app_config::OAuthAppConfig::describe(
+            &service::ops::app_config::AppConfigInput {
+                public_url: &self.public_url(),
+                sandbox: providers.sandbox_url.is_some() || !providers.has_platform_credentials(),
+                tiktok_client_key: providers.tiktok.client_key.as_deref(),
+                tiktok_client_secret_configured: providers.tiktok.client_secret.is_some(),
+                tiktok_app_type: providers.tiktok.app_type.into(),
+                instagram_client_id: providers.instagram.client_id.as_deref(),
+                instagram_client_secret_configured: providers.instagram.client_secret.is_some(),
+                instagram_graph_version: &providers.instagram.graph_version,
+            },
+        )
     }
 
     /// The settings of the API server.
@@ -177,6 +203,7 @@ impl Config {
             suggestions: !self.server.production,
             session: self.session.settings(),
             jobs: self.job_settings(),
+            oauth_app: self.oauth_app_config(),
         }
     }
 }

@@ -8,6 +8,7 @@ mod analytics;
 mod api_keys;
 mod audit;
 mod auth;
+mod backups;
 mod binary;
 mod callbacks;
 mod classification;

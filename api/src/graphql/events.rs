@@ -34,6 +34,13 @@ pub enum TokenEventKind {
     KeyRotationDue,
     ProviderDegraded,
     ProviderRecovered,
+    /// A scheduled backup failed or did not verify (deployment-wide).
+    BackupFailed,
+    /// No backup was verified for longer than TOKENWARDEN_BACKUP_OVERDUE (deployment-wide).
+    BackupOverdue,
+    /// The database grew more than TOKENWARDEN_DB_GROWTH_ALERT within the growth window
+    /// (deployment-wide).
+    DatabaseGrowth,
 }
 
 /// One token event.

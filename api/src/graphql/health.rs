@@ -6,7 +6,10 @@ use service::{Role, domain, ops::health, ops::rotation, ops::settings, providers
 
 use crate::{
     error::{ApiError, ApiResult},
-    graphql::{accounts::Platform, context::ContextExt, maintenance::KeyRotation},
+    graphql::{
+        accounts::Platform, backups::BackupHealth, context::ContextExt,
+        database_size::DatabaseSize, maintenance::KeyRotation,
+    },
 };
 
 /// One platform as this deployment sees it.
@@ -41,6 +44,10 @@ pub struct SystemHealth {
     pub last_health_check_at: Option<DateTime<Utc>>,
     #[graphql(skip)]
     pub details: Result<OperatorDetails, ApiError>,
+    /// Scheduled backups and the last one.
+    pub backup: BackupHealth,
+    /// Size and rows per table at the last measurement; null before the first one.
+    pub database_size: Option<DatabaseSize>,
 }
 
 /// What only an OPERATOR sees.
@@ -139,6 +146,8 @@ impl HealthQuery {
             last_sweep_at,
             last_health_check_at: snapshot.map(|s| s.checked_at),
             details,
+            backup: crate::graphql::backups::backup_health(ctx).await?,
+            database_size: service::ops::size::load(db).await?.map(Into::into),
         })
     }
 }

@@ -7,12 +7,18 @@ pub mod accounts;
 pub mod admin;
 /// Analytics: refresh attempts per hour, failure reasons, expiries, token reads.
 pub mod analytics;
+/// `oauthAppConfig`: the OAuth app configuration the portals need.
+pub mod app_config;
 /// The audit log.
 pub mod audit;
+/// Backup status in `systemHealth`.
+pub mod backups;
 /// Connecting, refreshing and disconnecting accounts; access tokens; provider stats.
 pub mod connections;
 /// Per-request context: database, caller, data loaders.
 pub mod context;
+/// Database size in `systemHealth`.
+pub mod database_size;
 /// Token events: the `tokenEvents` subscription.
 pub mod events;
 /// `systemHealth`.

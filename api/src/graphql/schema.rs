@@ -9,6 +9,7 @@ use crate::{
         accounts::{AccountsMutation, AccountsQuery},
         admin::{AdminMutation, AdminQuery},
         analytics::AnalyticsQuery,
+        app_config::AppConfigQuery,
         audit::AuditQuery,
         connections::{ConnectionsMutation, ConnectionsQuery},
         events::{EventsSubscription, NotificationsMutation, NotificationsQuery},
@@ -38,6 +39,7 @@ pub struct Query(
     NotificationsQuery,
     WebhooksQuery,
     UsersQuery,
+    AppConfigQuery,
 );
 
 /// Every mutation, merged from the domain files.
@@ -71,6 +73,7 @@ pub fn build_schema(
         .data(engine)
         .data(queue)
         .data(config.jobs.clone())
+        .data(config.oauth_app.clone())
         .data(config.session)
         .limit_depth(config.limits.max_query_depth)
         .extension(crate::graphql::limits::CostLimits {

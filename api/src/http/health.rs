@@ -31,8 +31,11 @@ impl axum::extract::FromRef<AppState> for Probes {
     }
 }
 
-/// Prometheus metrics of this process (refresh outcomes, sweeps, provider calls).
-pub async fn metrics() -> impl IntoResponse {
+/// Prometheus metrics of this process (refresh outcomes, sweeps, provider calls), plus the
+/// deployment-wide gauges read from the database at each scrape (backups, database size), so every
+/// process reports them.
+pub async fn metrics(State(probes): State<Probes>) -> impl IntoResponse {
+    stored_gauges(&probes.db).await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -40,6 +43,49 @@ pub async fn metrics() -> impl IntoResponse {
         )],
         crate::telemetry::render_metrics(),
     )
+}
+
+/// Sets the gauges whose values live in the database. A failing read leaves them as they
+/// were (the scrape still answers).
+async fn stored_gauges(db: &DatabaseConnection) {
+    let seconds = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as f64 / 1000.0;
+    match service::ops::backup::status::load(db).await {
+        Ok(status) => {
+            if let Some(run) = &status.last_attempt {
+                metrics::gauge!("tokenwarden_backup_last_attempt_timestamp_seconds")
+                    .set(seconds(run.finished_at));
+                metrics::gauge!("tokenwarden_backup_last_verified").set(if run.succeeded() {
+                    1.0
+                } else {
+                    0.0
+                });
+            }
+            if let Some(run) = &status.last_success {
+                metrics::gauge!("tokenwarden_backup_last_success_timestamp_seconds")
+                    .set(seconds(run.finished_at));
+                if let Some(bytes) = run.size_bytes {
+                    metrics::gauge!("tokenwarden_backup_last_success_size_bytes").set(bytes as f64);
+                }
+            }
+        }
+        Err(err) => tracing::debug!(error = %err, "metrics: could not read the backup status"),
+    }
+    match service::ops::size::load(db).await {
+        Ok(Some(size)) => {
+            metrics::gauge!("tokenwarden_database_size_bytes").set(size.total_bytes as f64);
+            metrics::gauge!("tokenwarden_database_growth_bytes").set(size.growth_bytes as f64);
+            for table in &size.tables {
+                metrics::gauge!("tokenwarden_database_rows", "table" => table.name.clone())
+                    .set(table.rows as f64);
+                if let Some(bytes) = table.bytes {
+                    metrics::gauge!("tokenwarden_database_table_bytes", "table" => table.name.clone())
+                        .set(bytes as f64);
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(err) => tracing::debug!(error = %err, "metrics: could not read the database size"),
+    }
 }
 
 /// Liveness: the process is up and serving.

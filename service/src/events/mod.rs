@@ -47,11 +47,17 @@ pub enum EventKind {
     KeyRotationDue,
     ProviderDegraded,
     ProviderRecovered,
+    /// A scheduled backup failed or did not verify.
+    BackupFailed,
+    /// No backup was verified for longer than the overdue period.
+    BackupOverdue,
+    /// The database grew more than the threshold within the growth window.
+    DatabaseGrowth,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Connected,
         EventKind::Refreshed,
         EventKind::RefreshFailed,
@@ -62,6 +68,9 @@ impl EventKind {
         EventKind::KeyRotationDue,
         EventKind::ProviderDegraded,
         EventKind::ProviderRecovered,
+        EventKind::BackupFailed,
+        EventKind::BackupOverdue,
+        EventKind::DatabaseGrowth,
     ];
 
     /// The stored name.
@@ -77,6 +86,9 @@ impl EventKind {
             EventKind::KeyRotationDue => "KEY_ROTATION_DUE",
             EventKind::ProviderDegraded => "PROVIDER_DEGRADED",
             EventKind::ProviderRecovered => "PROVIDER_RECOVERED",
+            EventKind::BackupFailed => "BACKUP_FAILED",
+            EventKind::BackupOverdue => "BACKUP_OVERDUE",
+            EventKind::DatabaseGrowth => "DATABASE_GROWTH",
         }
     }
 }

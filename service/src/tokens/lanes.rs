@@ -86,7 +86,14 @@ impl Lanes {
         let limit = |platform| {
             providers
                 .rate_limiter(platform)
-                .map(|limiter| limiter.per_second())
+                .ok()
+                .and_then(|limiter| limiter.app_quota())
+                .filter(|quota| quota.is_limited())
+                // Calls per second of the app's quota; slower quotas count as 1/s.
+                .map(|quota| {
+                    let per_second = f64::from(quota.count) / quota.period.as_secs_f64().max(1e-3);
+                    (per_second.floor() as u32).max(1)
+                })
                 .unwrap_or(0)
         };
         Self {
