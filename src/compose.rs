@@ -168,7 +168,7 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, Option<PathBuf
         KeySource::None => bail!(
             "no encryption keys: set TOKENWARDEN_KEYS (comma-separated id:base64 pairs; \
              `tokenwarden keygen` prints one) or TOKENWARDEN_KEY_FILE"
-        )
+        ),
     };
     if config.server.production && !path.exists() {
         bail!(
