@@ -768,13 +768,16 @@ async fn config_export_and_check_against_a_running_instance() {
         .await;
     assert_eq!(crate::helpers::error_code(&refused), Some("FORBIDDEN"));
     let public = format!("http://{}", app.addr);
-    let sandbox = format!("http://{}/sandbox", app.sandbox_addr);
     let check = |app_type: &'static str| {
         cli(
             dir.path(),
             &[
                 ("TOKENWARDEN_PUBLIC_URL", public.as_str()),
-                ("TOKENWARDEN_SANDBOX_URL", sandbox.as_str()),
+                // The test server runs with the sandbox's credentials, as real apps do.
+                ("TIKTOK_CLIENT_KEY", sandbox::TIKTOK_CLIENT_KEY),
+                ("TIKTOK_CLIENT_SECRET", sandbox::TIKTOK_CLIENT_SECRET),
+                ("INSTAGRAM_CLIENT_ID", sandbox::INSTAGRAM_CLIENT_ID),
+                ("INSTAGRAM_CLIENT_SECRET", sandbox::INSTAGRAM_CLIENT_SECRET),
                 ("TOKENWARDEN_TIKTOK_APP_TYPE", app_type),
                 ("TOKENWARDEN_API_KEY", app.admin_key.as_str()),
             ],

@@ -126,6 +126,7 @@ tables!(
     oauth_token,
     oauth_state,
     refresh_attempt,
+    token_read,
     provider_call,
     token_event,
     notification,
