@@ -155,6 +155,7 @@ try {
   await page.getByRole('heading', { name: 'Accounts by status' }).waitFor();
   await page.getByRole('heading', { name: 'Tokens expiring over the next 7 days' }).waitFor();
   await page.getByRole('heading', { name: 'System health' }).waitFor();
+  await page.getByRole('table', { name: 'System health checks' }).getByRole('rowheader', { name: 'Last backup' }).waitFor();
   await page.getByRole('heading', { name: 'Refreshes per platform' }).waitFor();
   await page.getByRole('heading', { name: 'Refresh attempts per hour' }).waitFor();
   await page.getByRole('heading', { name: 'Failure reasons, last 7 days' }).waitFor();

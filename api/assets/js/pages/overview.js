@@ -19,6 +19,7 @@ const ADMIN = `query OverviewAdmin {
   systemHealth {
     database encryption redis lastSweepAt lastHealthCheckAt
     providers { platform configured available latencyMs }
+    backup { scheduled lastAttemptAt lastSuccessAt lastVerified lastTokens lastTokensDecrypted lastError overdue }
   }
 }`;
 
@@ -155,6 +156,22 @@ function expiryCard({ byDay, start }) {
     details);
 }
 
+/** The last verified backup, in words as well as colour (docs/backups.md). */
+function backupState(b) {
+  if (!b) return h('span', { class: 'muted' }, 'Unknown');
+  const failed = b.lastError ? ` Last attempt failed: ${b.lastError}` : '';
+  if (!b.lastSuccessAt) {
+    return b.scheduled
+      ? h('span', {}, badge(b.overdue ? 'FAILED' : 'MISSING', b.overdue ? 'Overdue' : 'None yet'), failed)
+      : h('span', { class: 'muted' }, 'Not scheduled here (run tokenwarden backup create)');
+  }
+  const verified = b.lastVerified
+    ? ` verified, ${b.lastTokensDecrypted ?? 0} of ${b.lastTokens ?? 0} tokens decrypt`
+    : ' not verified';
+  return h('span', {}, badge(b.overdue || b.lastError ? 'FAILED' : 'SUCCEEDED', b.overdue ? 'Overdue' : 'OK'),
+    ' ', when(b.lastSuccessAt), verified, failed);
+}
+
 function adminCards({ data, errors }, ops) {
   if (!data || !data.systemHealth) {
     const forbidden = errors.some((e) => e.extensions && e.extensions.code === 'FORBIDDEN');
@@ -173,6 +190,7 @@ function adminCards({ data, errors }, ops) {
         p.latencyMs === null ? '' : ` ${p.latencyMs} ms`)]),
     ['Last sweep', when(sys.lastSweepAt)],
     ['Last health check', when(sys.lastHealthCheckAt)],
+    ['Last backup', backupState(sys.backup)],
   ];
   const system = h('section', { class: 'card', 'aria-labelledby': 'h-system' },
     h('h2', { id: 'h-system' }, 'System health'),
