@@ -635,3 +635,48 @@ async fn production_mode_starts_with_platform_credentials_and_configured_keys() 
     );
     assert!(terminate(running).success());
 }
+
+/// `TOKENWARDEN_DB_SLOW_STATEMENT`: a statement slower than the threshold is logged at WARN
+/// with its SQL (sqlx's slow-statement log, through the binary's log filter); statements under
+/// it are not logged at all.
+#[tokio::test]
+async fn statements_over_the_slow_statement_threshold_are_logged() {
+    const SLOW: &str = "slow statement: execution time exceeded alert threshold";
+    let keys = keygen();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = fresh_database(backend, &dir).await;
+        let slow_lines = |threshold: &str| {
+            let env = [
+                ("DATABASE_URL", url.as_str()),
+                ("TOKENWARDEN_KEYS", keys.as_str()),
+                ("TOKENWARDEN_DB_SLOW_STATEMENT", threshold),
+            ];
+            let running = start(dir.path(), &env, &["serve"]);
+            let lines: Vec<Value> = running
+                .startup_logs
+                .iter()
+                .filter(|log| log["message"] == SLOW)
+                .cloned()
+                .collect();
+            assert!(terminate(running).success());
+            lines
+        };
+        // Every statement takes longer than a nanosecond: migrating the fresh database and
+        // loading the key canary log each of them.
+        let logged = slow_lines("1ns");
+        assert!(!logged.is_empty(), "{backend:?}: slow statements logged");
+        for line in &logged {
+            assert_eq!(line["level"], "WARN", "{line}");
+            assert_eq!(line["target"], "sqlx::query", "{line}");
+            assert!(
+                line["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{line}"
+            );
+            assert!(line["elapsed_secs"].is_number(), "{line}");
+        }
+        // None of the startup statements takes an hour, and fast statements are never logged.
+        let logged = slow_lines("1h");
+        assert!(logged.is_empty(), "{backend:?}: {logged:?}");
+    }
+}
