@@ -77,7 +77,7 @@ pub fn redis_args() -> Vec<String> {
         "--redis-url".into(),
         url,
         "--redis-prefix".into(),
-        unique_name("tw_test"),
+        redis_prefix(),
     ]
 }
 
@@ -107,6 +107,66 @@ macro_rules! in_every_mode {
             }
         }
     )*};
+}
+
+/// A fresh Redis key prefix for one test, `tw_test_<unix seconds>_r_<random>`. The first call
+/// in a test process deletes the keys of prefixes older than [`STALE_TEST_DATABASE_SECS`]
+/// (nothing else removes a finished test's keys, and a day of runs used to leave a million
+/// behind).
+pub fn redis_prefix() -> String {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(drop_stale_redis_prefixes);
+    format!(
+        "{TEST_DATABASE_PREFIX}{}_{}",
+        unix_seconds(),
+        unique_name("r")
+    )
+}
+
+/// Best effort, bounded: SCANs `tw_test_*` for at most two seconds and UNLINKs the keys whose
+/// prefix carries a creation time older than the stale limit. Keys without a time are left.
+fn drop_stale_redis_prefixes() {
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(std::time::Duration::from_secs(2)) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let now = unix_seconds();
+    let mut cursor: u64 = 0;
+    loop {
+        let Ok((next, keys)): Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{TEST_DATABASE_PREFIX}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut conn)
+        else {
+            return;
+        };
+        let stale: Vec<&String> = keys
+            .iter()
+            .filter(|key| is_stale_test_name(key, now))
+            .collect();
+        if !stale.is_empty() {
+            let _: Result<(), _> = redis::cmd("UNLINK").arg(&stale).query(&mut conn);
+        }
+        cursor = next;
+        if cursor == 0 || std::time::Instant::now() > deadline {
+            return;
+        }
+    }
+}
+
+/// Whether a test database name or Redis key (`tw_test_<unix seconds>_...`) belongs to a run
+/// older than the stale limit. A name without a time is not ours to judge.
+fn is_stale_test_name(name: &str, now: u64) -> bool {
+    name.strip_prefix(TEST_DATABASE_PREFIX)
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|secs| secs.parse::<u64>().ok())
+        .is_some_and(|created| now.saturating_sub(created) > STALE_TEST_DATABASE_SECS)
 }
 
 /// A unique name for a test database.
@@ -184,14 +244,7 @@ async fn drop_stale_databases(admin: &sea_orm::DatabaseConnection) {
         let Ok(name) = row.try_get::<String>("", "datname") else {
             continue;
         };
-        let created = name
-            .strip_prefix(TEST_DATABASE_PREFIX)
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|secs| secs.parse::<u64>().ok());
-        // A name without a time is not ours to judge: leave it.
-        let stale =
-            created.is_some_and(|created| now.saturating_sub(created) > STALE_TEST_DATABASE_SECS);
-        if stale {
+        if is_stale_test_name(&name, now) {
             let _ = admin
                 .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                 .await;

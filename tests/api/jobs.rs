@@ -1044,7 +1044,7 @@ impl RedisForwarder {
 async fn a_failing_enqueue_backs_the_sweep_off() {
     let app = TestApp::spawn(crate::helpers::Backend::Postgres).await;
     let redis = RedisForwarder::start().await;
-    let prefix = crate::helpers::unique_name("tw_test");
+    let prefix = crate::helpers::redis_prefix();
     let ctx = jobs::JobContext {
         db: app.db.clone(),
         engine: app.jobs.engine.clone(),
