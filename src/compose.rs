@@ -143,14 +143,9 @@ fn key_source(config: &Config) -> KeySource<'_> {
     if let Some(keys) = keys.filter(|k| !k.trim().is_empty()) {
         return KeySource::Listed(keys);
     }
-    match (&config.security.key_file, config.database.sqlite_path()) {
-        (Some(path), _) => KeySource::File(path.clone()),
-        (None, Some(db)) => KeySource::File(
-            db.parent()
-                .map(|dir| dir.join("tokenwarden.keys"))
-                .unwrap_or_else(|| "tokenwarden.keys".into()),
-        ),
-        (None, None) => KeySource::None,
+    match key_file_path(config) {
+        Some(path) => KeySource::File(path),
+        None => KeySource::None,
     }
 }
 
@@ -206,26 +201,23 @@ pub fn key_file_path(config: &Config) -> Option<std::path::PathBuf> {
 /// Loads the configured keys without ever creating a key file (backup verify and restore:
 /// a fresh key could decrypt nothing).
 pub fn load_existing_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
-    let keys = config
-        .security
-        .keys
-        .as_ref()
-        .map(ExposeSecret::expose_secret);
-    if let Some(keys) = keys.filter(|k| !k.trim().is_empty()) {
-        return KeyRing::from_config(keys, config.security.active_key.as_deref())
-            .context("TOKENWARDEN_KEYS is invalid");
-    }
-    let path = key_file_path(config)
-        .filter(|p| p.exists())
-        .with_context(|| {
-            format!(
-                "no encryption keys: set TOKENWARDEN_KEYS or put the backed-up key file at {} \
+    let path = match key_source(config) {
+        KeySource::Listed(keys) => {
+            return KeyRing::from_config(keys, config.security.active_key.as_deref())
+                .context("TOKENWARDEN_KEYS is invalid");
+        }
+        KeySource::File(path) => Some(path),
+        KeySource::None => None,
+    };
+    let path = path.filter(|p| p.exists()).with_context(|| {
+        format!(
+            "no encryption keys: set TOKENWARDEN_KEYS or put the backed-up key file at {} \
              (TOKENWARDEN_KEY_FILE)",
-                key_file_path(config)
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "TOKENWARDEN_KEY_FILE".into())
-            )
-        })?;
+            key_file_path(config)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "TOKENWARDEN_KEY_FILE".into())
+        )
+    })?;
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("could not read the key file {}", path.display()))?;
     KeyRing::parse_key_file(&text)
