@@ -20,8 +20,9 @@ pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDy
     }
 }
 
-/// Deletes provider call records, refresh attempts and token-read counters older than the
-/// retention period, and sign-in throttle rows that no longer count.
+/// Deletes provider call records, refresh attempts, token-read counters and connection
+/// states (by expiry) older than the retention period, and sign-in throttle rows that no
+/// longer count.
 pub async fn run(ctx: &JobContext) -> anyhow::Result<u64> {
     let before = Utc::now()
         - chrono::Duration::from_std(ctx.settings.retention)
@@ -29,6 +30,7 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<u64> {
     let calls = service::providers::calls::prune(&ctx.db, before).await?;
     let attempts = service::tokens::attempts::prune(&ctx.db, before).await?;
     let reads = service::tokens::analytics::prune(&ctx.db, before).await?;
+    let states = service::connections::prune_states(&ctx.db, before).await?;
     let throttles = service::identity::sessions::prune_throttle(&ctx.db, Utc::now()).await?;
-    Ok(calls + attempts + reads + throttles)
+    Ok(calls + attempts + reads + states + throttles)
 }

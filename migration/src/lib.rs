@@ -13,6 +13,7 @@ mod m20261201_000020_users;
 mod m20261201_000050_sweep_indexes;
 mod m20261202_000070_event_order;
 mod m20261202_000130_token_reads;
+mod m20261202_000200_oauth_state_expiry;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000050_sweep_indexes::Migration),
             Box::new(m20261202_000070_event_order::Migration),
             Box::new(m20261202_000130_token_reads::Migration),
+            Box::new(m20261202_000200_oauth_state_expiry::Migration),
         ]
     }
 }

@@ -356,7 +356,7 @@ async fn one_notification_per_incident(app: TestApp) {
         list[1]["resolvedAt"].is_string(),
         "the transient incident was resolved"
     );
-    // The reconnect link is a fresh startConnection, usable at once.
+    // The reconnect link starts a connection when opened, usable at once.
     let link = app
         .gql_ok(
             &app.admin_key,
@@ -367,7 +367,10 @@ async fn one_notification_per_incident(app: TestApp) {
     let url = link["notifications"]["nodes"][0]["reconnectLink"]["authorizationUrl"]
         .as_str()
         .expect("a reconnect link");
-    let callback = app.follow(&format!("{url}&sandbox_user=wobbly")).await;
+    let authorize = app.follow(url).await;
+    let callback = app
+        .follow(&format!("{authorize}&sandbox_user=wobbly"))
+        .await;
     assert!(callback.contains("/oauth/callback/tiktok"), "{callback}");
 
     // Read it; the unread filter follows.

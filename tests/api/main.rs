@@ -24,6 +24,7 @@ mod operator;
 mod pkce;
 mod protocols;
 mod rate_limits;
+mod reconnect_links;
 mod rotation;
 mod schema;
 mod ssrf;

@@ -181,6 +181,16 @@ fn stopped(why: subscription::Stopped) -> ApiError {
 /// The global-id type name of notifications.
 pub const NOTIFICATION_KIND: &str = "Notification";
 
+/// A signed reconnect link (see `Notification.reconnectLink`).
+#[derive(async_graphql::SimpleObject)]
+pub struct ReconnectLink {
+    /// The link to send to the account's owner (it opens on this server, which then
+    /// starts the connection and redirects to the platform).
+    pub authorization_url: String,
+    /// After this the link is refused (`RECONNECT_LINK_EXPIRED`).
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A message for the account's owner: what happened and what to do. One per incident.
 pub struct Notification(pub entity::notification::Model);
 
@@ -219,30 +229,25 @@ impl Notification {
         self.0.incident != "REFRESH_FAILING"
     }
 
-    /// A fresh reconnect link for an open reconnect incident (INTEGRATOR): the result of
-    /// `startConnection` for this platform, valid once, for ten minutes. Null otherwise.
+    /// A reconnect link for an open reconnect incident (INTEGRATOR), to send to the
+    /// account's owner; null otherwise. A signed URL on this server, valid for 72 hours:
+    /// reading it writes nothing, opening it starts the reconnection then (and sends the
+    /// browser to the platform). See docs/connections.md#reconnect-links.
     async fn reconnect_link(
         &self,
         ctx: &Context<'_>,
         redirect_after: Option<String>,
-    ) -> ApiResult<Option<crate::graphql::connections::StartConnectionPayload>> {
-        if self.0.incident == "REFRESH_FAILING" || self.0.resolved_at.is_some() {
-            return Ok(None);
-        }
-        let platform: service::domain::Platform = self.0.platform.parse()?;
-        let started = service::connections::start(
-            ctx.db()?,
+    ) -> ApiResult<Option<ReconnectLink>> {
+        Ok(service::connections::links::for_notification(
             ctx.engine()?,
             ctx.caller()?,
-            platform,
+            &self.0,
             redirect_after,
-            None,
-        )
-        .await?;
-        Ok(Some(crate::graphql::connections::StartConnectionPayload {
-            authorization_url: started.authorization_url,
-            state: started.state,
-            expires_at: started.expires_at,
+            Utc::now(),
+        )?
+        .map(|link| ReconnectLink {
+            authorization_url: link.url,
+            expires_at: link.expires_at,
         }))
     }
 

@@ -9,7 +9,7 @@ mod callbacks;
 mod graphql;
 /// `/healthz` and `/readyz`.
 mod health;
-/// `GET /oauth/callback/{platform}`.
+/// `GET /oauth/reconnect/{token}` and `GET /oauth/callback/{platform}`.
 mod oauth;
 /// Request ids and access logs.
 mod observe;
@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/oauth/callback/{platform}", get(oauth::callback))
+        .route("/oauth/reconnect/{token}", get(oauth::reconnect))
         .route(
             "/providers/tiktok/webhook",
             axum::routing::post(callbacks::tiktok_webhook),

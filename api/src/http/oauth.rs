@@ -1,11 +1,15 @@
-//! `GET /oauth/callback/{platform}`: where TikTok and Instagram send the user back. The
-//! one-time `state` is the only credential here (a browser redirect carries no API key).
+//! The browser side of connecting an account (no API key on any of these routes):
+//! - `GET /oauth/reconnect/{token}`: a signed reconnect link (`Notification.reconnectLink`);
+//!   opening it starts the connection and redirects to the platform;
+//! - `GET /oauth/callback/{platform}`: where TikTok and Instagram send the user back; the
+//!   one-time `state` is the credential.
 
 use std::{collections::HashMap, net::SocketAddr};
 
 use axum::{
+    Json,
     extract::{ConnectInfo, Path, Query, State},
-    http::StatusCode,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Redirect, Response},
 };
 use service::{
@@ -33,6 +37,98 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         )),
     )
         .into_response()
+}
+
+/// Whether the client asked for JSON rather than a page.
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"))
+}
+
+/// A refusal with a stable code: a small page, or `{"error": {"code", "message"}}` for
+/// clients that accept JSON. Never cached.
+fn refusal(
+    headers: &HeaderMap,
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    message: &str,
+) -> Response {
+    let mut response = if wants_json(headers) {
+        (
+            status,
+            Json(serde_json::json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response()
+    } else {
+        page(status, title, &format!("{message} (code {code})"))
+    };
+    no_store(&mut response);
+    response
+}
+
+fn no_store(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// `302 Found` to `location`, never cached.
+fn found(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(value) => {
+            let mut response = (StatusCode::FOUND, [(header::LOCATION, value)]).into_response();
+            no_store(&mut response);
+            response
+        }
+        Err(_) => page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Connection failed",
+            "The platform's address could not be built. Try again later.",
+        ),
+    }
+}
+
+/// `GET /oauth/reconnect/{token}`: verifies the link and, only when it is valid, starts
+/// the connection and redirects to the platform. A refused link writes nothing.
+pub async fn reconnect(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    use service::connections::links::{self, LinkError};
+    match links::open(
+        &state.db,
+        &state.engine,
+        &token,
+        Some(peer.ip().to_string()),
+        chrono::Utc::now(),
+    )
+    .await
+    {
+        Ok(started) => found(&started.authorization_url),
+        Err(err) => {
+            let status = match &err {
+                LinkError::Invalid => StatusCode::BAD_REQUEST,
+                LinkError::Expired => StatusCode::GONE,
+                LinkError::NotNeeded => StatusCode::CONFLICT,
+                LinkError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            if let LinkError::Failed(cause) = &err {
+                tracing::error!(error = %cause, "a reconnect link could not start its connection");
+            }
+            refusal(
+                &headers,
+                status,
+                err.code(),
+                "Reconnect link refused",
+                err.message(),
+            )
+        }
+    }
 }
 
 fn with_params(base: &str, params: &[(&str, &str)]) -> Option<String> {

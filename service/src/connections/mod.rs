@@ -5,6 +5,8 @@
 pub mod accounts;
 /// Inbound platform callbacks: TikTok's webhook, Meta's deauthorize and data deletion.
 pub mod callbacks;
+/// Reconnect links: signed, expiring URLs that start a reconnection only when opened.
+pub mod links;
 /// Token-rejected feedback from integrators (`reportTokenRejected`).
 pub mod rejected;
 
@@ -104,6 +106,47 @@ where
     D: ConnectionTrait + TransactionTrait,
 {
     caller.require(Role::Integrator)?;
+    let starter = Starter {
+        tenant_id: caller.tenant_id,
+        api_key_id: caller.api_key_id().unwrap_or(0),
+        user_id: caller.user_id(),
+        actor: caller.actor(),
+    };
+    begin(
+        db,
+        engine,
+        &starter,
+        platform,
+        redirect_after,
+        scopes,
+        json!({}),
+    )
+    .await
+}
+
+/// Whom a pending connection belongs to: its tenant, the key (0 for none) or dashboard
+/// user that started it, and the actor of its CONNECTION_STARTED audit entry.
+pub(crate) struct Starter {
+    pub tenant_id: i64,
+    pub api_key_id: i64,
+    pub user_id: Option<i64>,
+    pub actor: Actor,
+}
+
+/// The common part of every start (`startConnection`, an opened reconnect link): checks,
+/// the state row and its audit entry (`details` are merged into the entry's details).
+pub(crate) async fn begin<D>(
+    db: &D,
+    engine: &Engine,
+    starter: &Starter,
+    platform: Platform,
+    redirect_after: Option<String>,
+    scopes: Option<Vec<String>>,
+    details: serde_json::Value,
+) -> ServiceResult<Started>
+where
+    D: ConnectionTrait + TransactionTrait,
+{
     let provider = engine.providers.get_interactive(platform).map_err(|_| {
         ServiceError::bad_input(format!(
             "{} is not configured on this server",
@@ -134,7 +177,7 @@ where
         .map(|p| {
             vault.encrypt(
                 &p.verifier,
-                &Aad::new(caller.tenant_id, 0, TokenKind::PkceVerifier),
+                &Aad::new(starter.tenant_id, 0, TokenKind::PkceVerifier),
             )
         })
         .transpose()
@@ -153,9 +196,9 @@ where
     let txn = crate::db::begin(db).await?;
     let row = oauth_state::ActiveModel {
         state_hash: Set(hash_state(&state)),
-        tenant_id: Set(caller.tenant_id),
-        api_key_id: Set(caller.api_key_id().unwrap_or(0)),
-        user_id: Set(caller.user_id()),
+        tenant_id: Set(starter.tenant_id),
+        api_key_id: Set(starter.api_key_id),
+        user_id: Set(starter.user_id),
         platform: Set(platform.as_str().to_owned()),
         pkce_verifier_enc: Set(verifier),
         redirect_after: Set(redirect_after.clone()),
@@ -167,12 +210,16 @@ where
     }
     .insert(&txn)
     .await?;
+    let mut entry = json!({ "platform": platform.as_str(), "scopes": scopes, "redirectAfter": redirect_after, "stateId": row.id });
+    if let (Some(entry), serde_json::Value::Object(extra)) = (entry.as_object_mut(), details) {
+        entry.extend(extra);
+    }
     audit::record(
         &txn,
-        &caller.actor(),
+        &starter.actor,
         AuditAction::ConnectionStarted,
         None,
-        json!({ "platform": platform.as_str(), "scopes": scopes, "redirectAfter": redirect_after, "stateId": row.id }),
+        entry,
     )
     .await?;
     txn.commit().await?;
@@ -181,6 +228,19 @@ where
         state,
         expires_at,
     })
+}
+
+/// Deletes connection states that expired before `before` (the prune job): used or not,
+/// they can never be used again. Returns how many were deleted.
+pub async fn prune_states(
+    db: &impl ConnectionTrait,
+    before: chrono::DateTime<Utc>,
+) -> ServiceResult<u64> {
+    Ok(oauth_state::Entity::delete_many()
+        .filter(oauth_state::Column::ExpiresAt.lt(before))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 /// What the provider sent back to the callback.

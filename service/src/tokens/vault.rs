@@ -9,6 +9,10 @@
 //! Every ciphertext is bound to its database row through [`Aad`] (tenant, account, token
 //! kind): a ciphertext copied into another row fails to decrypt.
 //!
+//! Each key also yields a MAC key (HKDF-SHA256 of the key bytes, [`KeyRing::mac_sign`]) for
+//! the signed links the service hands out (reconnect links), so those are keyed by the same
+//! deployment secret, rotate with it, and never share bytes with the encryption itself.
+//!
 //! Key material never appears in `Debug` output, errors or logs: the ring prints only key ids.
 
 use std::collections::BTreeMap;
@@ -23,6 +27,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_
 use base64::engine::{DecodePaddingMode, general_purpose::STANDARD};
 use ring::aead::{self, AES_256_GCM, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::{hkdf, hmac};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
@@ -45,6 +50,10 @@ const CANARY_PLAINTEXT: &[u8] = b"tokenwarden-canary-v1";
 const CANARY_AAD: &[u8] = b"tokenwarden/v1/canary";
 /// AAD used by [`KeyRing::self_test`].
 const SELF_TEST_AAD: &[u8] = b"tokenwarden/v1/self-test";
+
+/// HKDF salt and info of the MAC key derived from each encryption key.
+const MAC_SALT: &[u8] = b"tokenwarden/v1/mac-salt";
+const MAC_INFO: &[u8] = b"tokenwarden/v1/link-mac";
 
 /// Standard base64 that accepts keys with or without `=` padding.
 const KEY_B64: GeneralPurpose = GeneralPurpose::new(
@@ -146,6 +155,8 @@ impl Aad {
 /// One key of the ring with its in-memory encryption counter.
 struct KeyEntry {
     key: LessSafeKey,
+    /// HMAC-SHA256 key derived from the same bytes (HKDF), for signed links.
+    mac: hmac::Key,
     encryptions: AtomicU64,
 }
 
@@ -204,7 +215,8 @@ pub fn active_line(line: &str) -> Option<&str> {
         .map(str::trim)
 }
 
-fn decode_key(id: &str, key_b64: &str) -> Result<LessSafeKey, VaultError> {
+/// Decodes a standard-base64 key into its encryption key and its derived MAC key.
+fn decode_key(id: &str, key_b64: &str) -> Result<(LessSafeKey, hmac::Key), VaultError> {
     let bytes = Zeroizing::new(KEY_B64.decode(key_b64.trim()).map_err(|_| {
         VaultError::InvalidConfig(format!("key {id:?} is not valid standard base64"))
     })?);
@@ -217,7 +229,21 @@ fn decode_key(id: &str, key_b64: &str) -> Result<LessSafeKey, VaultError> {
     let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| {
         VaultError::InvalidConfig(format!("key {id:?} was rejected by AES-256-GCM"))
     })?;
-    Ok(LessSafeKey::new(unbound))
+    let mac: hmac::Key = hkdf::Salt::new(hkdf::HKDF_SHA256, MAC_SALT)
+        .extract(&bytes)
+        .expand(&[MAC_INFO], hmac::HMAC_SHA256)
+        .map_err(|_| VaultError::InvalidConfig(format!("key {id:?}: MAC derivation failed")))?
+        .into();
+    Ok((LessSafeKey::new(unbound), mac))
+}
+
+/// The MAC input: the purpose, length-prefixed, then the message.
+fn mac_input(purpose: &str, message: &[u8]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(8 + purpose.len() + message.len());
+    input.extend_from_slice(&(purpose.len() as u64).to_be_bytes());
+    input.extend_from_slice(purpose.as_bytes());
+    input.extend_from_slice(message);
+    input
 }
 
 /// Splits an `id:base64key` entry.
@@ -253,11 +279,12 @@ impl KeyRing {
                     "duplicate key id {id:?}"
                 )));
             }
-            let key = decode_key(id, key_b64)?;
+            let (key, mac) = decode_key(id, key_b64)?;
             keys.insert(
                 (*id).to_owned(),
                 Arc::new(KeyEntry {
                     key,
+                    mac,
                     encryptions: AtomicU64::new(0),
                 }),
             );
@@ -407,11 +434,12 @@ impl KeyRing {
                 "duplicate key id {id:?}"
             )));
         }
-        let key = decode_key(id, key_b64.expose_secret())?;
+        let (key, mac) = decode_key(id, key_b64.expose_secret())?;
         self.keys.insert(
             id.to_owned(),
             Arc::new(KeyEntry {
                 key,
+                mac,
                 encryptions: AtomicU64::new(0),
             }),
         );
@@ -507,6 +535,34 @@ impl KeyRing {
             return Ok(ciphertext.to_owned());
         }
         self.encrypt_with(&self.active, &plaintext, &aad_bytes)
+    }
+
+    /// Signs `message` for `purpose` (a fixed label such as `reconnect-link`, so a tag made
+    /// for one purpose never verifies for another) with the MAC key of the active key.
+    /// Returns the key id (to name in the signed text) and the HMAC-SHA256 tag.
+    pub fn mac_sign(&self, purpose: &str, message: &[u8]) -> Result<(String, Vec<u8>), VaultError> {
+        let entry = self
+            .keys
+            .get(&self.active)
+            .ok_or_else(|| VaultError::UnknownKey(self.active.clone()))?;
+        let tag = hmac::sign(&entry.mac, &mac_input(purpose, message));
+        Ok((self.active.clone(), tag.as_ref().to_vec()))
+    }
+
+    /// Checks a tag made by [`KeyRing::mac_sign`] with key `id` (in constant time). Fails
+    /// when the ring no longer holds that key.
+    pub fn mac_verify(
+        &self,
+        id: &str,
+        purpose: &str,
+        message: &[u8],
+        tag: &[u8],
+    ) -> Result<(), VaultError> {
+        let entry = self
+            .keys
+            .get(id)
+            .ok_or_else(|| VaultError::UnknownKey(truncate_for_message(id)))?;
+        hmac::verify(&entry.mac, &mac_input(purpose, message), tag).map_err(|_| VaultError::Decrypt)
     }
 
     /// Encrypts the fixed canary value with the active key, for storing at setup and checking
@@ -697,6 +753,46 @@ mod tests {
         // Empty plaintext works too.
         let empty = r.encrypt(&secret(""), &aad()).unwrap();
         assert_eq!(r.decrypt(&empty, &aad()).unwrap().expose_secret(), "");
+    }
+
+    #[test]
+    fn mac_tags_are_bound_to_key_and_purpose() {
+        let r = ring(&[("a", 1), ("b", 2)]);
+        let (id, tag) = r.mac_sign("reconnect-link", b"payload").unwrap();
+        assert_eq!(id, "b");
+        assert_eq!(tag.len(), 32);
+        r.mac_verify("b", "reconnect-link", b"payload", &tag)
+            .unwrap();
+        assert!(
+            r.mac_verify("b", "reconnect-link", b"payloaD", &tag)
+                .is_err()
+        );
+        assert!(r.mac_verify("b", "other", b"payload", &tag).is_err());
+        assert!(
+            r.mac_verify("a", "reconnect-link", b"payload", &tag)
+                .is_err()
+        );
+        assert!(
+            r.mac_verify("gone", "reconnect-link", b"payload", &tag)
+                .is_err()
+        );
+        // The same key bytes give the same MAC key; other bytes do not.
+        let same = ring(&[("b", 2)]);
+        same.mac_verify("b", "reconnect-link", b"payload", &tag)
+            .unwrap();
+        let other = ring(&[("b", 3)]);
+        assert!(
+            other
+                .mac_verify("b", "reconnect-link", b"payload", &tag)
+                .is_err()
+        );
+        // After a rotation the old key still verifies what it signed.
+        let (new_id, new_key) = KeyRing::generate_key().unwrap();
+        let rotated = r.with_new_active(&new_id, &new_key).unwrap();
+        rotated
+            .mac_verify("b", "reconnect-link", b"payload", &tag)
+            .unwrap();
+        assert_eq!(rotated.mac_sign("x", b"y").unwrap().0, new_id);
     }
 
     #[test]
