@@ -6,11 +6,12 @@ use serde::{Deserialize, Serialize};
 use service::{
     Actor,
     connections::accounts,
-    domain::Platform,
-    providers::ErrorClass,
+    domain::{AccountStatus, Platform},
+    providers::ProviderError,
     tokens,
     tokens::attempts::{self, NewAttempt, Outcome},
-    tokens::queue::QueuedRefresh,
+    tokens::policy::{self, Claim, Decision, Observed},
+    tokens::queue::{QueuedRefresh, Trigger},
     tokens::refresh::{self, RefreshOptions},
     tokens::sweep,
 };
@@ -69,8 +70,9 @@ pub async fn handle(job: RefreshToken, ctx: Data<Arc<JobContext>>) -> Result<(),
     }
 }
 
-/// Runs the same single-flight refresh the API uses, records the attempt, and schedules a
-/// retry (exponential backoff with jitter, honouring Retry-After) after transient failures.
+/// Runs the same single-flight refresh the API uses, records the attempt, and applies the
+/// [`policy`]'s decision: the retry (backoff with jitter, honouring Retry-After) and the
+/// sweep claim.
 #[tracing::instrument(skip_all, fields(account_id = job.account_id, trigger = %job.trigger))]
 pub async fn run(job: &RefreshToken, ctx: &JobContext) -> anyhow::Result<Ran> {
     let db = &ctx.db;
@@ -81,83 +83,80 @@ pub async fn run(job: &RefreshToken, ctx: &JobContext) -> anyhow::Result<Ran> {
         return Ok(Ran::Nothing);
     };
     let platform: Platform = account.platform.parse()?;
+    let status: AccountStatus = account.status.parse()?;
+    let trigger = match job.trigger.as_str() {
+        "retry" => Trigger::Retry,
+        "bulk" => Trigger::Bulk,
+        _ => Trigger::Sweep,
+    };
     let started_at = Utc::now();
     let attempt = token.failure_count + 1;
-    let record = |outcome: Outcome, class: Option<String>, code: Option<String>| NewAttempt {
+    let decide = |observed| {
+        policy::decide(policy::Input {
+            observed,
+            status,
+            attempt: u32::try_from(attempt).unwrap_or(1),
+            trigger,
+            rules: policy::RetryRules::default(),
+            jitter: policy::Jitter::draw(),
+        })
+    };
+    let record = |outcome: Outcome, error: Option<&ProviderError>| NewAttempt {
         tenant_id: account.tenant_id,
         account_id: account.id,
         attempt,
-        trigger: match job.trigger.as_str() {
-            "retry" => "retry",
-            "bulk" => "bulk",
-            _ => "sweep",
-        },
+        trigger: trigger.as_str(),
         started_at,
         outcome,
-        error_class: class,
-        error_code: code,
+        error_class: error.map(|e| e.class.as_str().to_owned()),
+        error_code: error.map(|e| e.code.clone()),
     };
-    let forced = job.trigger == "bulk";
-    if refresh::ensure_usable_status(&account).is_err()
-        || (!forced && !sweep::is_due(&ctx.settings.sweep, platform, &token, started_at))
-    {
+    let due = sweep::is_due(&ctx.settings.sweep, platform, &token, started_at);
+    if !policy::runs(trigger, status, due) {
         // Refreshed meanwhile (another job, the API) or no longer refreshable.
-        attempts::record(db, record(Outcome::Skipped, None, None)).await?;
-        sweep::release_claim(db, account.id).await?;
-        return Ok(Ran::Attempted(Outcome::Skipped));
+        let decision = decide(Observed::NotDue);
+        attempts::record(db, record(decision.outcome, None)).await?;
+        apply(ctx, job, &decision, attempt).await?;
+        return Ok(Ran::Attempted(decision.outcome));
     }
-    let options = RefreshOptions::in_job(Actor::system(Some(account.tenant_id), "worker"));
+    let mut options = RefreshOptions::in_job(Actor::system(Some(account.tenant_id), "worker"));
+    options.trigger = trigger;
     let report =
         match refresh::refresh(db, &ctx.engine, account.tenant_id, account.id, options).await {
             Ok(report) => report,
             Err(service::ServiceError::Provider(_, error)) => {
-                attempts::record(
-                    db,
-                    record(
-                        Outcome::Skipped,
-                        Some(error.class.as_str().into()),
-                        Some(error.code),
-                    ),
-                )
-                .await?;
-                sweep::release_claim(db, account.id).await?;
-                return Ok(Ran::Attempted(Outcome::Skipped));
+                let decision = decide(Observed::Refused(&error));
+                attempts::record(db, record(decision.outcome, Some(&error))).await?;
+                apply(ctx, job, &decision, attempt).await?;
+                return Ok(Ran::Attempted(decision.outcome));
             }
             Err(err) => return Err(err.into()),
         };
-    let outcome = attempts::outcome_of(&report.kind, report.error.as_ref());
-    let error = report.error.as_ref();
+    let decision = decide(report.observed());
     metrics::counter!(
         "tokenwarden_refresh_attempts_total",
         "platform" => platform.as_str(),
-        "outcome" => outcome.as_str()
+        "outcome" => decision.outcome.as_str()
     )
     .increment(1);
-    attempts::record(
-        db,
-        record(
-            outcome,
-            error.map(|e| e.class.as_str().to_owned()),
-            error.map(|e| e.code.clone()),
-        ),
-    )
-    .await?;
-    let retry = match (outcome, error) {
-        (Outcome::FailedTransient, e) => Some(attempts::backoff(
-            attempt as u32,
-            e.and_then(|e| e.retry_after),
-        )),
-        // The operator must fix the app configuration; check again later, slowly.
-        (Outcome::FailedPermanent, Some(e)) if e.class != ErrorClass::GrantDead => {
-            Some(attempts::backoff(u32::MAX, None))
-        }
-        _ => None,
-    };
-    match retry {
-        Some(delay) => {
+    attempts::record(db, record(decision.outcome, report.error.as_ref())).await?;
+    apply(ctx, job, &decision, attempt).await?;
+    Ok(Ran::Attempted(decision.outcome))
+}
+
+/// Schedules the decided retry (in the database, then on the queue) or releases the claim.
+async fn apply(
+    ctx: &JobContext,
+    job: &RefreshToken,
+    decision: &Decision,
+    attempt: i32,
+) -> anyhow::Result<()> {
+    let db = &ctx.db;
+    match (decision.claim, decision.retry_in) {
+        (Claim::KeptForRetry, Some(delay)) => {
             let at = Utc::now()
                 + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::hours(1));
-            attempts::schedule_retry(db, account.id, attempt, at).await?;
+            attempts::schedule_retry(db, job.account_id, attempt, at).await?;
             let retry = RefreshToken {
                 trigger: "retry".into(),
                 ..job.clone()
@@ -167,9 +166,9 @@ pub async fn run(job: &RefreshToken, ctx: &JobContext) -> anyhow::Result<Ran> {
                 tracing::warn!(error = %err, "could not queue a retry; the sweep will find it");
             }
         }
-        // A success already cleared the claim with the new tokens.
-        None if outcome == Outcome::Succeeded => {}
-        None => sweep::release_claim(db, account.id).await?,
+        (Claim::Release, _) => sweep::release_claim(db, job.account_id).await?,
+        // A success cleared the claim with the new tokens.
+        (Claim::ClearedBySuccess | Claim::NotHeld | Claim::KeptForRetry, _) => {}
     }
-    Ok(Ran::Attempted(outcome))
+    Ok(())
 }

@@ -24,6 +24,8 @@ use crate::{
     identity::caller::{Caller, Role},
     providers::{ErrorClass, ProviderError, sanitize_message},
     tokens,
+    tokens::policy,
+    tokens::queue::Trigger,
     tokens::refresh::{self, RefreshKind, RefreshOptions},
     tokens::vault::TokenKind,
 };
@@ -220,7 +222,16 @@ async fn check_and_mend(
             let account = accounts::find(db, account.tenant_id, account.id)
                 .await?
                 .ok_or(ServiceError::NotFound("account"))?;
-            refresh::record_failure(db, engine, account, &refused, &caller.actor()).await?;
+            let decision = policy::decide(policy::Input {
+                observed: policy::Observed::Failed(&refused),
+                status: account.status.parse()?,
+                attempt: u32::try_from(token.failure_count + 1).unwrap_or(1),
+                trigger: Trigger::Manual,
+                rules: policy::RetryRules::default(),
+                jitter: policy::Jitter::NONE,
+            });
+            refresh::record_failure(db, engine, account, &refused, &decision, &caller.actor())
+                .await?;
             Err(ServiceError::Provider(platform, refused))
         }
     }

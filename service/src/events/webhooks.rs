@@ -495,7 +495,14 @@ where
             if now - delivery.created_at >= GIVE_UP_AFTER {
                 active.status = Set("FAILED".into());
             } else {
-                let wait = crate::tokens::attempts::backoff(attempts as u32, None);
+                // The refresh retries' schedule: 30 s doubling up to 1 h, jittered.
+                use crate::tokens::policy;
+                let wait = policy::backoff(
+                    policy::RetryRules::default(),
+                    attempts as u32,
+                    None,
+                    policy::Jitter::draw(),
+                );
                 active.next_attempt_at = Set(now
                     + chrono::Duration::from_std(wait)
                         .unwrap_or_else(|_| chrono::Duration::hours(1)));

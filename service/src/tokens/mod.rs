@@ -8,6 +8,8 @@ pub mod failures;
 pub mod journal;
 /// On-demand refreshes before background ones: a rate-limit reserve.
 pub mod lanes;
+/// The refresh policy: what a refresh's result means (outcome, status, event, retry, claim).
+pub mod policy;
 /// The queue port: how refreshes are asked to run later.
 pub mod queue;
 /// Single-flight token refresh.

@@ -4,9 +4,11 @@
 
 use std::{future::Future, time::Duration};
 
-/// Why a refresh was queued.
+/// Why a refresh runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
+    /// On demand (`refreshAccountToken`, `accessToken`): a caller waits. Never queued.
+    Manual,
     /// The sweep found the token inside its refresh window.
     Sweep,
     /// A retry after a transient failure.
@@ -19,6 +21,7 @@ impl Trigger {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Trigger::Manual => "manual",
             Trigger::Sweep => "sweep",
             Trigger::Retry => "retry",
             Trigger::Bulk => "bulk",

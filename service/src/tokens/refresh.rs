@@ -24,6 +24,8 @@ use crate::{
     providers::{ErrorClass, ProviderError},
     tokens,
     tokens::lanes::Lane,
+    tokens::policy::{self, Decision, Observed},
+    tokens::queue::Trigger,
     tokens::vault::TokenKind,
 };
 
@@ -35,9 +37,11 @@ pub struct RefreshOptions {
     /// On demand (a caller waits: goes first, fails fast when rate limited) or background
     /// (admitted below the rate limit, waits for capacity). See [`tokens::lanes`].
     pub lane: Lane,
-    /// Record the attempt in `refresh_attempts` with this trigger. Requests set `manual`;
-    /// jobs record their own attempts (with their retry schedule) and set none.
-    pub record_as: Option<&'static str>,
+    /// Why the refresh runs (the policy's input, and the attempt's trigger).
+    pub trigger: Trigger,
+    /// Record the attempt in `refresh_attempts`. Requests do; queued refreshes record their
+    /// own attempts (with their retry schedule).
+    pub record: bool,
 }
 
 impl RefreshOptions {
@@ -46,7 +50,8 @@ impl RefreshOptions {
         Self {
             actor,
             lane: Lane::OnDemand,
-            record_as: Some("manual"),
+            trigger: Trigger::Manual,
+            record: true,
         }
     }
 
@@ -56,7 +61,8 @@ impl RefreshOptions {
         Self {
             actor,
             lane: Lane::Background,
-            record_as: None,
+            trigger: Trigger::Sweep,
+            record: false,
         }
     }
 }
@@ -79,6 +85,23 @@ pub struct RefreshReport {
     pub kind: RefreshKind,
     pub error: Option<ProviderError>,
 }
+
+impl RefreshReport {
+    /// The result, as the [`policy`] reads it.
+    pub fn observed(&self) -> Observed<'_> {
+        match (&self.kind, &self.error) {
+            (RefreshKind::Refreshed, _) => Observed::Refreshed,
+            (RefreshKind::AlreadyFresh, _) => Observed::AlreadyFresh,
+            (RefreshKind::Failed, Some(error)) => Observed::Failed(error),
+            (RefreshKind::Failed, None) => Observed::Failed(&UNKNOWN_FAILURE),
+        }
+    }
+}
+
+/// A failure without its error (never built): transient, so it is retried.
+static UNKNOWN_FAILURE: std::sync::LazyLock<ProviderError> = std::sync::LazyLock::new(|| {
+    ProviderError::new(ErrorClass::Transient, "unknown", "the refresh failed")
+});
 
 /// Refuses accounts that cannot be refreshed or read at all.
 pub fn ensure_usable_status(account: &social_account::Model) -> ServiceResult<()> {
@@ -153,19 +176,28 @@ async fn refresh_detached(
             error: outcome.error.clone(),
         });
     }
-    let attempt = match options.record_as {
-        Some(_) => tokens::find_by_account(db, account_id)
-            .await?
-            .map(|t| t.failure_count + 1),
-        None => None,
+    let token = if options.record {
+        tokens::find_by_account(db, account_id).await?
+    } else {
+        None
     };
+    let status: AccountStatus = account.status.parse()?;
     let started_at = Utc::now();
     let report = refresh_locked(db, engine, account, &options).await?;
     *last = Some(LastOutcome {
         at: Instant::now(),
         error: report.error.clone(),
     });
-    if let (Some(trigger), Some(attempt)) = (options.record_as, attempt) {
+    if let Some(token) = token {
+        let attempt = token.failure_count + 1;
+        let decision = policy::decide(policy::Input {
+            observed: report.observed(),
+            status,
+            attempt: u32::try_from(attempt).unwrap_or(1),
+            trigger: options.trigger,
+            rules: policy::RetryRules::default(),
+            jitter: policy::Jitter::NONE,
+        });
         let error = report.error.as_ref();
         let recorded = tokens::attempts::record(
             db,
@@ -173,9 +205,9 @@ async fn refresh_detached(
                 tenant_id,
                 account_id,
                 attempt,
-                trigger,
+                trigger: options.trigger.as_str(),
                 started_at,
-                outcome: tokens::attempts::outcome_of(&report.kind, error),
+                outcome: decision.outcome,
                 error_class: error.map(|e| e.class.as_str().to_owned()),
                 error_code: error.map(|e| e.code.clone()),
             },
@@ -200,9 +232,20 @@ where
 {
     ensure_usable_status(&account)?;
     let platform: Platform = account.platform.parse()?;
+    let status: AccountStatus = account.status.parse()?;
     let token = tokens::find_by_account(db, account.id)
         .await?
         .ok_or_else(|| ServiceError::bad_input("the account has no tokens; reconnect it"))?;
+    let decide = |error: &ProviderError| {
+        policy::decide(policy::Input {
+            observed: Observed::Failed(error),
+            status,
+            attempt: u32::try_from(token.failure_count + 1).unwrap_or(1),
+            trigger: options.trigger,
+            rules: policy::RetryRules::default(),
+            jitter: policy::Jitter::NONE,
+        })
+    };
     let now = Utc::now();
     let min_interval = chrono::Duration::from_std(engine.settings.min_refresh_interval)
         .unwrap_or_else(|_| chrono::Duration::seconds(10));
@@ -232,7 +275,9 @@ where
                 platform.display_name()
             ),
         );
-        let account = record_failure(db, engine, account, &error, &options.actor).await?;
+        let decision = decide(&error);
+        let account =
+            record_failure(db, engine, account, &error, &decision, &options.actor).await?;
         return Ok(failed(account, error));
     }
 
@@ -296,11 +341,9 @@ where
         }
         Err(error) => {
             tokens::release_lease(db, account.id, &engine.instance).await?;
-            if error.class == ErrorClass::NotRefreshableYet {
-                // Nothing is wrong; the token is just too young (Instagram's 24 hours).
-                return Ok(failed(account, error));
-            }
-            let account = record_failure(db, engine, account, &error, &options.actor).await?;
+            let decision = decide(&error);
+            let account =
+                record_failure(db, engine, account, &error, &decision, &options.actor).await?;
             Ok(failed(account, error))
         }
     }
@@ -601,33 +644,28 @@ pub async fn replay_journal(
     Ok(stored)
 }
 
-/// Applies a failed refresh to the account: transient failures mark it REFRESH_FAILING
-/// (retried later), dead grants RECONNECT_REQUIRED (or EXPIRED), configuration problems
-/// leave the status alone (the operator must act, not the user). Audited.
+/// Applies a failed refresh to the account as the [`policy`] decided: its status (unchanged
+/// when the decision names none), the error code as the status reason, the audit entry, the
+/// event and the notification incident. A decision without an event changes nothing (a
+/// token too young to refresh). Only while the account is still refreshable.
 pub(crate) async fn record_failure<D>(
     db: &D,
     engine: &Engine,
     account: social_account::Model,
     error: &ProviderError,
+    decision: &Decision,
     actor: &Actor,
 ) -> ServiceResult<social_account::Model>
 where
     D: ConnectionTrait + TransactionTrait,
 {
+    let Some(kind) = decision.event else {
+        return Ok(account);
+    };
     let current: AccountStatus = account.status.parse()?;
     let platform: Platform = account.platform.parse()?;
     let view = crate::tokens::failures::describe(error, platform, account.username.as_deref());
-    let kind = match error.class {
-        ErrorClass::GrantDead if error.code == "expired" => EventKind::Expired,
-        ErrorClass::GrantDead => EventKind::ReconnectRequired,
-        _ => EventKind::RefreshFailed,
-    };
-    let status = match error.class {
-        ErrorClass::Transient => AccountStatus::RefreshFailing,
-        ErrorClass::GrantDead if error.code == "expired" => AccountStatus::Expired,
-        ErrorClass::GrantDead => AccountStatus::ReconnectRequired,
-        ErrorClass::Config | ErrorClass::InvalidInput | ErrorClass::NotRefreshableYet => current,
-    };
+    let status = decision.status.unwrap_or(current);
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
     let txn = crate::db::begin(db).await?;
     // Only while the account is still refreshable: a deactivation or disconnect that
