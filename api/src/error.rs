@@ -8,6 +8,8 @@ pub mod code {
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
     pub const MISSING_SCOPES: &str = "MISSING_SCOPES";
+    /// The OAuth callback came without the cookie of the browser that started the flow.
+    pub const OAUTH_BROWSER_MISMATCH: &str = "OAUTH_BROWSER_MISMATCH";
     pub const INTERNAL: &str = "INTERNAL";
     /// Too many potential nodes, root fields or aliases in one operation.
     pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
@@ -73,6 +75,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(msg) => Self::new(code::FORBIDDEN, msg),
             ServiceError::NotFound(what) => Self::new(code::NOT_FOUND, format!("{what} not found")),
             ServiceError::BadInput(msg) => Self::new(code::BAD_USER_INPUT, msg),
+            err @ ServiceError::WrongBrowser => {
+                Self::new(code::OAUTH_BROWSER_MISMATCH, err.to_string())
+            }
             ServiceError::MissingScopes(missing) => Self {
                 code: code::MISSING_SCOPES,
                 message: format!(

@@ -189,14 +189,28 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let authorize = start["data"]["startConnection"]["authorizationUrl"]
+    let launch = start["data"]["startConnection"]["authorizationUrl"]
         .as_str()
         .context("authorization url")?
+        .to_owned();
+    // The launch URL sets the flow's cookie and redirects to the platform (the sandbox),
+    // which redirects to the callback; the callback needs the cookie.
+    let launched = client.get(&launch).send().await?;
+    let authorize = launched.headers()["location"].to_str()?.to_owned();
+    let cookie = launched.headers()["set-cookie"]
+        .to_str()?
+        .split(';')
+        .next()
+        .context("flow cookie")?
         .to_owned();
     let callback = client.get(&authorize).send().await?;
     let callback = callback.headers()["location"].to_str()?.to_owned();
     let sent = Instant::now();
-    client.get(&callback).send().await?;
+    client
+        .get(&callback)
+        .header("cookie", cookie)
+        .send()
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while received.lock().await.len() < args.subscribers && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -2,8 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
-/// A started connection. Only the SHA-256 of the `state` value is stored; the PKCE verifier
-/// is encrypted by the vault.
+/// A started connection. Only the SHA-256 of the `state` value, of the launch secret and of
+/// the browser cookie are stored; the PKCE verifier is encrypted by the vault.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "oauth_states")]
 pub struct Model {
@@ -24,6 +24,13 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
     pub used_at: Option<DateTimeUtc>,
+    /// SHA-256 of the launch secret of `/oauth/start/<secret>` (none for rows started
+    /// before browser binding).
+    #[sea_orm(unique)]
+    pub launch_hash: Option<String>,
+    /// SHA-256 of the per-flow cookie of the browser that opened the launch URL.
+    pub browser_hash: Option<String>,
+    pub launched_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

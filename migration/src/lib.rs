@@ -14,6 +14,7 @@ mod m20261201_000050_sweep_indexes;
 mod m20261202_000070_event_order;
 mod m20261202_000130_token_reads;
 mod m20261202_000200_oauth_state_expiry;
+mod m20261202_000210_oauth_browser_binding;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000070_event_order::Migration),
             Box::new(m20261202_000130_token_reads::Migration),
             Box::new(m20261202_000200_oauth_state_expiry::Migration),
+            Box::new(m20261202_000210_oauth_browser_binding::Migration),
         ]
     }
 }

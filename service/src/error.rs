@@ -26,6 +26,13 @@ pub enum ServiceError {
     /// the configuration.
     #[error("{0}: {1}")]
     Provider(Platform, ProviderError),
+    /// An OAuth callback opened in a browser other than the one that launched the
+    /// connection (its per-flow cookie is missing or different). The state is not consumed.
+    #[error(
+        "this connection was started in another browser; finish it in the browser that \
+         opened the connection link, or start again"
+    )]
+    WrongBrowser,
     /// The user did not grant every requested permission.
     #[error("the user did not grant these permissions: {}", .0.join(", "))]
     MissingScopes(Vec<String>),

@@ -409,9 +409,23 @@ async fn demo_mode_connects_and_keeps_tokens_off_disk_and_out_of_logs() {
         json!({}),
     )
     .await;
-    let authorize = started["data"]["startConnection"]["authorizationUrl"]
+    let launch = started["data"]["startConnection"]["authorizationUrl"]
         .as_str()
         .unwrap_or_else(|| panic!("{started}"))
+        .to_owned();
+    // The launch URL sets the flow's cookie and redirects to the (embedded) sandbox.
+    let launched = no_redirects.get(&launch).send().await.expect("launch");
+    assert_eq!(launched.status(), 302, "{launch}");
+    let authorize = launched.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let cookie = launched.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
         .to_owned();
     let to_callback = no_redirects
         .get(&authorize)
@@ -422,7 +436,12 @@ async fn demo_mode_connects_and_keeps_tokens_off_disk_and_out_of_logs() {
         .to_str()
         .expect("location")
         .to_owned();
-    let page = no_redirects.get(&callback).send().await.expect("callback");
+    let page = no_redirects
+        .get(&callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("callback");
     assert_eq!(page.status(), 200);
     assert!(
         page.text()

@@ -200,16 +200,23 @@ async fn approved_code(app: &TestApp, key: &str, platform: &str, user: &str) -> 
         .as_str()
         .expect("state")
         .to_owned();
+    let launched = app.launch(authorize).await;
     let callback = app
-        .follow(&format!("{authorize}&sandbox_user={user}"))
+        .follow(&format!("{}&sandbox_user={user}", launched.authorize))
         .await;
-    let code = url::Url::parse(&callback)
-        .expect("url")
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("code");
-    (state, code)
+    let param = |name: &str| {
+        url::Url::parse(&callback)
+            .expect("url")
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(
+        param("state").as_deref(),
+        Some(state.as_str()),
+        "the platform sends back the state startConnection returned"
+    );
+    (state, param("code").expect("code"))
 }
 
 async fn single_page_apps_complete_with_the_same_key(app: TestApp) {
@@ -469,15 +476,16 @@ async fn states_are_one_time_bound_and_expiring(app: TestApp) {
     let authorize = data["startConnection"]["authorizationUrl"]
         .as_str()
         .expect("url");
+    let launched = app.launch(authorize).await;
     let callback = app
-        .follow(&format!("{authorize}&sandbox_user=replay"))
+        .follow(&format!("{}&sandbox_user=replay", launched.authorize))
         .await;
-    let first = app.follow(&callback).await;
+    let first = app.follow_with(&callback, &launched.cookie).await;
     assert!(
         first.starts_with("https://app.example.test/connected?tab=social&status=connected"),
         "{first}"
     );
-    let second = app.client.get(&callback).send().await.expect("sent");
+    let second = app.get_with_cookie(&callback, &launched.cookie).await;
     assert_eq!(second.status(), 400, "a used state is refused");
     assert!(second.text().await.expect("html").contains("already used"));
 
@@ -493,6 +501,7 @@ async fn states_are_one_time_bound_and_expiring(app: TestApp) {
         .as_str()
         .expect("url")
         .to_owned();
+    let launched = app.launch(&authorize).await;
     oauth_state::Entity::update_many()
         .col_expr(
             oauth_state::Column::ExpiresAt,
@@ -501,9 +510,13 @@ async fn states_are_one_time_bound_and_expiring(app: TestApp) {
         .exec(&app.db)
         .await
         .expect("expire states");
-    let callback = app.follow(&format!("{authorize}&sandbox_user=late")).await;
-    let response = app.client.get(&callback).send().await.expect("sent");
+    let callback = app
+        .follow(&format!("{}&sandbox_user=late", launched.authorize))
+        .await;
+    let response = app.get_with_cookie(&callback, &launched.cookie).await;
     assert_eq!(response.status(), 400, "expired state refused");
+    let again = app.client.get(&authorize).send().await.expect("sent");
+    assert_eq!(again.status(), 400, "an expired launch URL is refused");
 
     // Denied by the user.
     let params = app
@@ -595,10 +608,11 @@ async fn provider_calls_feed_stats_and_health(app: TestApp) {
     let authorize = failed["startConnection"]["authorizationUrl"]
         .as_str()
         .expect("url");
+    let launched = app.launch(authorize).await;
     let callback = app
-        .follow(&format!("{authorize}&sandbox_user=unlucky"))
+        .follow(&format!("{}&sandbox_user=unlucky", launched.authorize))
         .await;
-    let page = app.client.get(&callback).send().await.expect("sent");
+    let page = app.get_with_cookie(&callback, &launched.cookie).await;
     assert_eq!(page.status(), 400);
 
     let operator = app.key_for_tenant("default", "OPERATOR").await;

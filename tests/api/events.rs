@@ -367,9 +367,9 @@ async fn one_notification_per_incident(app: TestApp) {
     let url = link["notifications"]["nodes"][0]["reconnectLink"]["authorizationUrl"]
         .as_str()
         .expect("a reconnect link");
-    let authorize = app.follow(url).await;
+    let launched = app.launch(url).await;
     let callback = app
-        .follow(&format!("{authorize}&sandbox_user=wobbly"))
+        .follow(&format!("{}&sandbox_user=wobbly", launched.authorize))
         .await;
     assert!(callback.contains("/oauth/callback/tiktok"), "{callback}");
 

@@ -701,9 +701,70 @@ impl TestApp {
         (addr, tx)
     }
 
-    /// Runs the whole browser flow: startConnection, the provider's authorize page (the
-    /// sandbox approves at once as `user`), our callback, and the final redirect to the
-    /// app. Returns the final redirect URL's query parameters.
+    /// Opens a launch URL (`startConnection`'s `authorizationUrl`, or a reconnect link) the
+    /// way a browser does: asserts the redirect to the platform and keeps the flow's cookie.
+    pub async fn launch(&self, url: &str) -> Launch {
+        let response = self.client.get(url).send().await.expect("request sent");
+        assert_eq!(
+            response.status(),
+            302,
+            "{url} should redirect to the platform: {:?}",
+            response.headers()
+        );
+        let authorize = response.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned();
+        let set_cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("tw_oauth_"))
+            .unwrap_or_else(|| panic!("{url} sets the flow's cookie"))
+            .to_owned();
+        let cookie = set_cookie
+            .split(';')
+            .next()
+            .expect("name=value")
+            .trim()
+            .to_owned();
+        Launch {
+            authorize,
+            cookie,
+            set_cookie,
+        }
+    }
+
+    /// GETs `url` sending `cookie` (`name=value`), without following redirects.
+    pub async fn get_with_cookie(&self, url: &str, cookie: &str) -> reqwest::Response {
+        self.client
+            .get(url)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Like `follow`, as the browser holding `cookie`.
+    pub async fn follow_with(&self, url: &str, cookie: &str) -> String {
+        let response = self.get_with_cookie(url, cookie).await;
+        assert!(
+            response.status().is_redirection(),
+            "{url} should redirect, got {}: {:?}",
+            response.status(),
+            response.text().await
+        );
+        response.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned()
+    }
+
+    /// Runs the whole browser flow: startConnection, its launch URL (the flow's cookie),
+    /// the provider's authorize page (the sandbox approves at once as `user`), our
+    /// callback with the cookie, and the final redirect to the app. Returns the final
+    /// redirect URL's query parameters.
     pub async fn connect_flow(
         &self,
         key: &str,
@@ -718,17 +779,25 @@ impl TestApp {
                 json!({ "input": { "platform": platform, "redirectAfter": APP_REDIRECT } }),
             )
             .await;
-        let authorize = data["startConnection"]["authorizationUrl"]
+        let launch = data["startConnection"]["authorizationUrl"]
             .as_str()
             .expect("authorization url");
+        assert!(
+            launch.starts_with(&self.url("/oauth/start/")),
+            "startConnection hands out a launch URL on this server: {launch}"
+        );
+        let launched = self.launch(launch).await;
         let callback = self
-            .follow(&format!("{authorize}&sandbox_user={user}{extra_authorize}"))
+            .follow(&format!(
+                "{}&sandbox_user={user}{extra_authorize}",
+                launched.authorize
+            ))
             .await;
         assert!(
             callback.starts_with(&self.url("/oauth/callback/")),
             "the provider sends the user to our callback: {callback}"
         );
-        let back = self.follow(&callback).await;
+        let back = self.follow_with(&callback, &launched.cookie).await;
         assert!(back.starts_with(APP_REDIRECT), "then to the app: {back}");
         url::Url::parse(&back)
             .expect("url")
@@ -762,6 +831,16 @@ impl TestApp {
             .expect("location")
             .to_owned()
     }
+}
+
+/// A connection on its way through the browser (see `TestApp::launch`).
+pub struct Launch {
+    /// The platform's authorize URL the launch URL redirected to.
+    pub authorize: String,
+    /// The flow's cookie as the browser sends it back: `name=value`.
+    pub cookie: String,
+    /// The whole `Set-Cookie` header (attributes included).
+    pub set_cookie: String,
 }
 
 /// The global id of a row, as the API encodes it.

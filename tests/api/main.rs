@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod backups;
 mod binary;
+mod browser_binding;
 mod callbacks;
 mod classification;
 mod connections;

@@ -1,5 +1,5 @@
-//! TikTok PKCE per app type, end to end: startConnection, the sandbox's authorize page,
-//! our callback, the code exchange.
+//! TikTok PKCE per app type, end to end: startConnection, its launch URL, the sandbox's
+//! authorize page, our callback, the code exchange.
 
 use serde_json::json;
 
@@ -13,12 +13,14 @@ async fn authorization_url(app: &TestApp) -> url::Url {
             json!({ "input": { "platform": "TIKTOK", "redirectAfter": APP_REDIRECT } }),
         )
         .await;
-    url::Url::parse(
-        data["startConnection"]["authorizationUrl"]
-            .as_str()
-            .expect("url"),
-    )
-    .expect("absolute url")
+    let launched = app
+        .launch(
+            data["startConnection"]["authorizationUrl"]
+                .as_str()
+                .expect("url"),
+        )
+        .await;
+    url::Url::parse(&launched.authorize).expect("absolute url")
 }
 
 fn param(url: &url::Url, key: &str) -> Option<String> {

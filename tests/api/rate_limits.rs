@@ -6,9 +6,10 @@ use serde_json::json;
 
 use crate::helpers::{APP_REDIRECT, Backend, TestApp, redis_args};
 
-/// Starts a TikTok connection on `app` and follows the sandbox's authorize page as `user`:
-/// returns the callback URL the user's browser is sent to.
-async fn callback_url(app: &TestApp, user: &str) -> String {
+/// Starts a TikTok connection on `app`, opens its launch URL and follows the sandbox's
+/// authorize page as `user`: returns the callback URL the user's browser is sent to, and
+/// the flow's cookie that browser holds.
+async fn callback_url(app: &TestApp, user: &str) -> (String, String) {
     let data = app
         .gql_ok(
             &app.admin_key,
@@ -19,13 +20,19 @@ async fn callback_url(app: &TestApp, user: &str) -> String {
     let authorize = data["startConnection"]["authorizationUrl"]
         .as_str()
         .expect("authorization url");
-    app.follow(&format!("{authorize}&sandbox_user={user}"))
-        .await
+    let launched = app.launch(authorize).await;
+    let callback = app
+        .follow(&format!("{}&sandbox_user={user}", launched.authorize))
+        .await;
+    (callback, launched.cookie)
 }
 
 /// The query parameters of the app URL the callback redirects to.
-async fn finish(app: &TestApp, callback: &str) -> std::collections::HashMap<String, String> {
-    let back = app.follow(callback).await;
+async fn finish(
+    app: &TestApp,
+    (callback, cookie): &(String, String),
+) -> std::collections::HashMap<String, String> {
+    let back = app.follow_with(callback, cookie).await;
     assert!(back.starts_with(APP_REDIRECT), "{back}");
     url::Url::parse(&back)
         .expect("url")
@@ -79,8 +86,11 @@ async fn two_processes_share_one_app_limit_in_redis() {
     for i in 0..4 {
         let mut callback = callback_url(&app, &format!("shared{i}")).await;
         if i % 2 == 1 {
-            // The load balancer sends this user's callback to the other process.
-            callback = callback.replace(&app.addr.to_string(), &second.to_string());
+            // The load balancer sends this user's callback to the other process (cookies
+            // are per host, not per port: the browser sends the flow's cookie there too).
+            callback.0 = callback
+                .0
+                .replace(&app.addr.to_string(), &second.to_string());
         }
         let params = finish(&app, &callback).await;
         outcomes.push((params["status"].clone(), params.get("error").cloned()));

@@ -168,11 +168,10 @@ async fn reconnect_links_write_nothing_until_opened(app: TestApp) {
     let foreign = signed_link(&app, acme, account, chrono::Utc::now());
     refused(&app, &foreign, 400, "RECONNECT_LINK_INVALID").await;
 
-    // Opening the real link starts the connection now, and sends the browser to the
-    // platform.
-    let (status, location, body) = open(&app, &url, "text/html").await;
-    assert_eq!(status, 302, "{body}");
-    let authorize = location.expect("a redirect");
+    // Opening the real link starts the connection now, binds it to this browser and
+    // sends the browser to the platform.
+    let launched = app.launch(&url).await;
+    let authorize = launched.authorize.clone();
     assert!(
         authorize.starts_with(&format!("http://{}/sandbox/", app.sandbox_addr)),
         "to the platform's authorize page: {authorize}"
@@ -194,7 +193,13 @@ async fn reconnect_links_write_nothing_until_opened(app: TestApp) {
         callback.starts_with(&app.url("/oauth/callback/tiktok")),
         "{callback}"
     );
-    let page = app.client.get(&callback).send().await.expect("callback");
+    let elsewhere = app.client.get(&callback).send().await.expect("callback");
+    assert_eq!(
+        elsewhere.status(),
+        400,
+        "only the browser that opened the link"
+    );
+    let page = app.get_with_cookie(&callback, &launched.cookie).await;
     assert_eq!(page.status(), 200);
     let data = app
         .gql_ok(

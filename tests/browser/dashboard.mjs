@@ -236,7 +236,7 @@ try {
   await page.getByRole('button', { name: 'Create a reconnect link' }).click();
   await page.getByLabel('Reconnect link (send it to the account owner)').waitFor();
   const link = await page.getByLabel('Reconnect link (send it to the account owner)').inputValue();
-  check(link.includes('/sandbox/'), `a reconnect link to the (sandbox) platform: ${link}`);
+  check(link.includes('/oauth/start/'), `a reconnect link (a launch URL on tokenwarden): ${link}`);
   await page.getByText('Reconnect required').first().waitFor();
   await shot('account');
 

@@ -28,10 +28,14 @@ pub struct StartConnectionInput {
     pub scopes: Option<Vec<String>>,
 }
 
-/// Send the user to `authorizationUrl`; `state` is valid once, for ten minutes.
+/// Send the user to `authorizationUrl`; valid once, for ten minutes.
 #[derive(SimpleObject)]
 pub struct StartConnectionPayload {
+    /// The link that starts the user's browser on its way: a one-time URL on this server
+    /// (`/oauth/start/...`). Opening it binds the connection to that browser and redirects
+    /// to the platform's consent page; the callback is accepted only in the same browser.
     pub authorization_url: String,
+    /// The OAuth `state` the platform will send back (for `completeConnection`).
     pub state: String,
     pub expires_at: DateTime<Utc>,
 }
@@ -198,7 +202,7 @@ impl ConnectionsMutation {
             None,
             &state,
             CallbackResult::Code(code),
-            Some(caller),
+            connections::Proof::Caller(caller),
             caller.client_ip.clone(),
         )
         .await;

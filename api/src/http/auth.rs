@@ -63,7 +63,8 @@ pub(crate) fn csrf_ok(session: &ActiveSession, headers: &HeaderMap) -> bool {
         .is_some_and(|presented| sessions::csrf_matches(session, presented.trim()))
 }
 
-fn secure_suffix(state: &AppState) -> &'static str {
+/// `; Secure` when the public URL is https (cookies then travel over TLS only).
+pub(crate) fn secure_suffix(state: &AppState) -> &'static str {
     if state.config.public_url().starts_with("https://") {
         "; Secure"
     } else {

@@ -9,7 +9,7 @@ mod callbacks;
 mod graphql;
 /// `/healthz` and `/readyz`.
 mod health;
-/// `GET /oauth/reconnect/{token}` and `GET /oauth/callback/{platform}`.
+/// `GET /oauth/start/{secret}`, `/oauth/reconnect/{token}` and `/oauth/callback/{platform}`.
 mod oauth;
 /// Request ids and access logs.
 mod observe;
@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/oauth/callback/{platform}", get(oauth::callback))
         .route("/oauth/reconnect/{token}", get(oauth::reconnect))
+        .route("/oauth/start/{secret}", get(oauth::start))
         .route(
             "/providers/tiktok/webhook",
             axum::routing::post(callbacks::tiktok_webhook),

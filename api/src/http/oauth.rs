@@ -1,8 +1,12 @@
 //! The browser side of connecting an account (no API key on any of these routes):
+//! - `GET /oauth/start/{secret}`: the launch URL `startConnection` returns; opening it sets
+//!   the flow's cookie (`tw_oauth_<id>`: `HttpOnly; SameSite=Lax; Path=/oauth`, `Secure`
+//!   when the public URL is https, until the state expires) and redirects to the platform;
 //! - `GET /oauth/reconnect/{token}`: a signed reconnect link (`Notification.reconnectLink`);
-//!   opening it starts the connection and redirects to the platform;
+//!   opening it starts the connection, then does the same;
 //! - `GET /oauth/callback/{platform}`: where TikTok and Instagram send the user back; the
-//!   one-time `state` is the credential.
+//!   one-time `state` and the flow's cookie are the credential, and a callback without the
+//!   cookie is refused before the state is consumed.
 
 use std::{collections::HashMap, net::SocketAddr};
 
@@ -12,8 +16,10 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Redirect, Response},
 };
+use secrecy::ExposeSecret;
 use service::{
-    connections::{self, CallbackResult},
+    ServiceError,
+    connections::{self, CallbackResult, Launched, Proof},
     domain::Platform,
 };
 
@@ -91,6 +97,64 @@ fn found(location: &str) -> Response {
     }
 }
 
+/// The flow's cookie, valid as long as its state.
+fn flow_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Max-Age={max_age}; Path=/oauth; HttpOnly; SameSite=Lax{}",
+        crate::http::auth::secure_suffix(state)
+    ))
+    .ok()
+}
+
+/// The redirect to the platform, with the cookie that binds the flow to this browser.
+fn to_platform(state: &AppState, launched: &Launched) -> Response {
+    let max_age = (launched.expires_at - chrono::Utc::now())
+        .num_seconds()
+        .max(1);
+    let mut response = found(&launched.authorization_url);
+    if let Some(cookie) = flow_cookie(
+        state,
+        &launched.cookie_name,
+        launched.cookie_value.expose_secret(),
+        max_age,
+    ) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// `GET /oauth/start/{secret}`: binds the connection to this browser and redirects to the
+/// platform. Opening it again from the same browser redirects again; from another browser
+/// it is refused (`CONNECTION_LINK_USED`).
+pub async fn start(
+    State(state): State<AppState>,
+    Path(secret): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    use service::connections::LaunchError;
+    let presented = |name: &str| crate::http::auth::cookie(&headers, name).map(str::to_owned);
+    match connections::launch(&state.db, &state.engine, &secret, presented).await {
+        Ok(launched) => to_platform(&state, &launched),
+        Err(err) => {
+            let status = match &err {
+                LaunchError::Invalid => StatusCode::BAD_REQUEST,
+                LaunchError::OpenedElsewhere => StatusCode::CONFLICT,
+                LaunchError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            if let LaunchError::Failed(cause) = &err {
+                tracing::error!(error = %cause, "a connection could not be launched");
+            }
+            refusal(
+                &headers,
+                status,
+                err.code(),
+                "Connection failed",
+                err.message(),
+            )
+        }
+    }
+}
+
 /// `GET /oauth/reconnect/{token}`: verifies the link and, only when it is valid, starts
 /// the connection and redirects to the platform. A refused link writes nothing.
 pub async fn reconnect(
@@ -109,7 +173,7 @@ pub async fn reconnect(
     )
     .await
     {
-        Ok(started) => found(&started.authorization_url),
+        Ok(launched) => to_platform(&state, &launched),
         Err(err) => {
             let status = match &err {
                 LinkError::Invalid => StatusCode::BAD_REQUEST,
@@ -149,6 +213,7 @@ pub async fn callback(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(platform): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let Ok(platform) = platform.parse::<Platform>() else {
         return page(
@@ -178,16 +243,42 @@ pub async fn callback(
             );
         }
     };
+    let cookie_name = connections::browser_cookie_name(oauth_state);
+    let cookie = crate::http::auth::cookie(&headers, &cookie_name);
     let completion = connections::complete(
         &state.db,
         &state.engine,
         Some(platform),
         oauth_state,
         result,
-        None,
+        Proof::Browser(cookie),
         Some(peer.ip().to_string()),
     )
     .await;
+    if let Err(err @ ServiceError::WrongBrowser) = &completion.result {
+        // Nothing was consumed: the browser that started can still finish.
+        let message = err.to_string();
+        return refusal(
+            &headers,
+            StatusCode::BAD_REQUEST,
+            crate::error::code::OAUTH_BROWSER_MISMATCH,
+            "Connection failed",
+            &message,
+        );
+    }
+    let mut response = finished(platform, completion);
+    // The state is used up: the cookie has done its job.
+    if cookie.is_some()
+        && let Some(clear) = flow_cookie(&state, &cookie_name, "", 0)
+    {
+        response.headers_mut().append(header::SET_COOKIE, clear);
+    }
+    no_store(&mut response);
+    response
+}
+
+/// The answer to a completed (or failed) callback.
+fn finished(platform: Platform, completion: connections::Completion) -> Response {
     match (completion.result, completion.redirect_after) {
         (Ok(connected), Some(target)) => {
             let account_id = ids::encode(crate::graphql::accounts::KIND, connected.account.id);
@@ -241,9 +332,10 @@ pub async fn callback(
                     StatusCode::BAD_REQUEST,
                     "Connection failed",
                     &format!(
-                        "{} {}",
+                        "{} {} (code {})",
                         error.message,
-                        error.action.as_deref().unwrap_or_default()
+                        error.action.as_deref().unwrap_or_default(),
+                        error.code
                     ),
                 ),
             }

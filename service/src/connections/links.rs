@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{
-    connections::{Started, Starter, accounts, begin, check_redirect},
+    connections::{LaunchError, Launched, Starter, accounts, begin, check_redirect, launch},
     domain::{AccountStatus, Platform},
     engine::Engine,
     error::{ServiceError, ServiceResult},
@@ -236,14 +236,15 @@ fn verify(vault: &KeyRing, token: &str) -> Result<Payload, LinkError> {
 
 /// Opens a reconnect link: verifies it at `now` and starts the connection for its account
 /// (the state row and the CONNECTION_STARTED audit entry are written here, and only
-/// here). Returns the started connection; the caller sends the browser on.
+/// here), bound to this browser at once, as if its launch URL had been opened. Returns the
+/// launched connection: the caller sets its cookie and sends the browser to the platform.
 pub async fn open<D>(
     db: &D,
     engine: &Engine,
     token: &str,
     client_ip: Option<String>,
     now: DateTime<Utc>,
-) -> Result<Started, LinkError>
+) -> Result<Launched, LinkError>
 where
     D: ConnectionTrait + TransactionTrait,
 {
@@ -275,7 +276,7 @@ where
             client_ip,
         },
     };
-    Ok(begin(
+    let started = begin(
         db,
         engine,
         &starter,
@@ -284,7 +285,15 @@ where
         None,
         json!({ "via": "reconnectLink", "accountId": account.id }),
     )
-    .await?)
+    .await?;
+    launch(db, engine, &started.launch_secret, |_| None)
+        .await
+        .map_err(|err| match err {
+            LaunchError::Failed(cause) => LinkError::Failed(cause),
+            other => LinkError::Failed(Box::new(ServiceError::Internal(format!(
+                "a connection just started could not be launched: {other:?}"
+            )))),
+        })
 }
 
 #[cfg(test)]

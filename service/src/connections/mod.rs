@@ -1,5 +1,15 @@
-//! Connecting accounts: start (authorize URL + one-time state), complete (code exchange,
-//! profile, scope check, upsert, encrypted tokens), disconnect, and reading access tokens.
+//! Connecting accounts: start (a one-time launch URL + state), launch (bind the flow to the
+//! browser, then the platform's authorize URL), complete (code exchange, profile, scope
+//! check, upsert, encrypted tokens), disconnect, and reading access tokens.
+//!
+//! **Browser binding.** `start` returns `<public url>/oauth/start/<launch secret>`, not the
+//! platform's URL. Opening it ([`launch`], once) stores the SHA-256 of a fresh per-flow
+//! cookie value in the state row and hands the cookie to the browser with the redirect to
+//! the platform. The callback ([`complete`] without a caller) checks that cookie *before* it
+//! consumes the state, so a callback URL opened in another browser (an attacker handing a
+//! victim their own code, or a victim's code replayed elsewhere) neither consumes nor binds
+//! anything, and the browser that started can still finish. The state itself is derived from
+//! the launch secret (SHA-256, [`state_of`]), so only hashes are stored.
 
 /// Accounts: listing, filters, deactivation. Tenant-scoped.
 pub mod accounts;
@@ -17,7 +27,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
     TransactionSession, TransactionTrait, sea_query::Expr,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::{
@@ -34,16 +44,37 @@ use crate::{
     tokens::vault::{Aad, TokenKind},
 };
 
-/// A started connection: send the user to `authorization_url`.
+/// A started connection: send the user to `authorization_url` (the launch URL on this
+/// server, valid once).
 #[derive(Clone, Debug)]
 pub struct Started {
     pub authorization_url: String,
     pub state: String,
     pub expires_at: chrono::DateTime<Utc>,
+    /// The secret inside `authorization_url`.
+    pub(crate) launch_secret: String,
 }
 
 fn hash_state(state: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, state.as_bytes()))
+}
+
+/// The OAuth `state` of a launch secret: `base64url(SHA-256("tokenwarden/v1/oauth-state\0"
+/// || secret))`. Knowing the state (it travels through the platform) reveals nothing of the
+/// secret.
+pub fn state_of(launch_secret: &str) -> String {
+    use base64::Engine as _;
+    let mut input = b"tokenwarden/v1/oauth-state\0".to_vec();
+    input.extend_from_slice(launch_secret.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(digest::digest(&digest::SHA256, &input).as_ref())
+}
+
+/// The name of the browser cookie of the flow with `state`: `tw_oauth_` and 16 hex digits
+/// of the state's hash, so concurrent flows in one browser each keep their own.
+pub fn browser_cookie_name(state: &str) -> String {
+    let hash = hash_state(state);
+    format!("tw_oauth_{}", &hash[..16])
 }
 
 /// Checks `redirect_after` against the allow-list: the same origin (scheme, host and
@@ -169,7 +200,8 @@ where
             .map(|s| (*s).to_owned())
             .collect(),
     };
-    let state = new_state();
+    let launch_secret = new_state();
+    let state = state_of(&launch_secret);
     let pkce = provider.pkce().map(new_pkce_with);
     let vault = engine.vault();
     let verifier = pkce
@@ -182,7 +214,8 @@ where
         })
         .transpose()
         .map_err(ServiceError::vault)?;
-    let url = provider
+    // Fails now rather than at launch when the provider cannot build its URL.
+    provider
         .authorize_url(&AuthorizeRequest {
             redirect_uri: engine.redirect_uri(platform),
             state: state.clone(),
@@ -196,6 +229,9 @@ where
     let txn = crate::db::begin(db).await?;
     let row = oauth_state::ActiveModel {
         state_hash: Set(hash_state(&state)),
+        launch_hash: Set(Some(hash_state(&launch_secret))),
+        browser_hash: Set(None),
+        launched_at: Set(None),
         tenant_id: Set(starter.tenant_id),
         api_key_id: Set(starter.api_key_id),
         user_id: Set(starter.user_id),
@@ -224,10 +260,168 @@ where
     .await?;
     txn.commit().await?;
     Ok(Started {
-        authorization_url: url.to_string(),
+        authorization_url: format!("{}/oauth/start/{launch_secret}", engine.settings.public_url),
         state,
         expires_at,
+        launch_secret,
     })
+}
+
+/// A launched connection: set the cookie, then send the browser to `authorization_url`
+/// (the platform's).
+#[derive(Debug)]
+pub struct Launched {
+    pub authorization_url: String,
+    /// The per-flow cookie ([`browser_cookie_name`]) and its value.
+    pub cookie_name: String,
+    pub cookie_value: SecretString,
+    /// When the cookie (and the state) stop mattering.
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+/// Why a launch URL was refused. Nothing is written for either.
+#[derive(Debug)]
+pub enum LaunchError {
+    /// Unknown, expired, or its connection already finished.
+    Invalid,
+    /// Already opened in another browser (a flow is bound to the first one).
+    OpenedElsewhere,
+    /// The connection could not continue (platform no longer configured, database).
+    Failed(Box<ServiceError>),
+}
+
+impl LaunchError {
+    /// The stable code shown on the error page.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LaunchError::Invalid => "CONNECTION_LINK_INVALID",
+            LaunchError::OpenedElsewhere => "CONNECTION_LINK_USED",
+            LaunchError::Failed(_) => "CONNECTION_FAILED",
+        }
+    }
+
+    /// What the person who opened the link reads.
+    pub fn message(&self) -> &'static str {
+        match self {
+            LaunchError::Invalid => {
+                "This connection link is invalid, expired or already used. Start the \
+                 connection again."
+            }
+            LaunchError::OpenedElsewhere => {
+                "This connection link was already opened in another browser; it works in one \
+                 browser only. Start the connection again."
+            }
+            LaunchError::Failed(_) => "The connection could not continue. Try again later.",
+        }
+    }
+}
+
+impl From<ServiceError> for LaunchError {
+    fn from(err: ServiceError) -> Self {
+        LaunchError::Failed(Box::new(err))
+    }
+}
+
+impl From<sea_orm::DbErr> for LaunchError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        LaunchError::Failed(Box::new(err.into()))
+    }
+}
+
+/// Opens a launch URL: binds the flow to this browser (the SHA-256 of a fresh cookie value
+/// goes into the state row; the first browser wins) and returns the platform's authorize
+/// URL with the cookie to set. `cookie` looks up a cookie of the request by name: the
+/// browser that launched may open the URL again (it gets the same binding), any other is
+/// refused.
+pub async fn launch(
+    db: &impl ConnectionTrait,
+    engine: &Engine,
+    launch_secret: &str,
+    cookie: impl Fn(&str) -> Option<String>,
+) -> Result<Launched, LaunchError> {
+    if launch_secret.is_empty() || launch_secret.len() > 200 {
+        return Err(LaunchError::Invalid);
+    }
+    let now = Utc::now();
+    let row = oauth_state::Entity::find()
+        .filter(oauth_state::Column::LaunchHash.eq(hash_state(launch_secret)))
+        .one(db)
+        .await?
+        .ok_or(LaunchError::Invalid)?;
+    if row.used_at.is_some() || row.expires_at <= now {
+        return Err(LaunchError::Invalid);
+    }
+    let state = state_of(launch_secret);
+    let cookie_name = browser_cookie_name(&state);
+    let cookie_value = match (&row.browser_hash, cookie(&cookie_name)) {
+        (None, _) => {
+            let value = new_state();
+            let bound = oauth_state::Entity::update_many()
+                .col_expr(
+                    oauth_state::Column::BrowserHash,
+                    Expr::value(hash_state(&value)),
+                )
+                .col_expr(oauth_state::Column::LaunchedAt, Expr::value(Some(now)))
+                .filter(oauth_state::Column::Id.eq(row.id))
+                .filter(oauth_state::Column::BrowserHash.is_null())
+                .filter(oauth_state::Column::UsedAt.is_null())
+                .exec(db)
+                .await?;
+            if bound.rows_affected != 1 {
+                return Err(LaunchError::OpenedElsewhere);
+            }
+            value
+        }
+        (Some(bound), Some(presented)) if *bound == hash_state(&presented) => presented,
+        (Some(_), _) => return Err(LaunchError::OpenedElsewhere),
+    };
+    let authorization_url = authorize_url(engine, &row, &state)?;
+    Ok(Launched {
+        authorization_url,
+        cookie_name,
+        cookie_value: SecretString::from(cookie_value),
+        expires_at: row.expires_at,
+    })
+}
+
+/// The platform's authorize URL of a pending connection (the PKCE challenge is recomputed
+/// from the stored verifier).
+fn authorize_url(engine: &Engine, row: &oauth_state::Model, state: &str) -> ServiceResult<String> {
+    let platform: Platform = row.platform.parse()?;
+    let provider = engine
+        .providers
+        .get_interactive(platform)
+        .map_err(|e| ServiceError::Provider(platform, e))?;
+    let challenge = match (provider.pkce(), &row.pkce_verifier_enc) {
+        (Some(encoding), Some(ciphertext)) => {
+            let verifier = engine
+                .vault()
+                .decrypt(
+                    ciphertext,
+                    &Aad::new(row.tenant_id, 0, TokenKind::PkceVerifier),
+                )
+                .map_err(ServiceError::vault)?;
+            Some(crate::providers::pkce_challenge(
+                verifier.expose_secret(),
+                encoding,
+            ))
+        }
+        _ => None,
+    };
+    let url = provider
+        .authorize_url(&AuthorizeRequest {
+            redirect_uri: engine.redirect_uri(platform),
+            state: state.to_owned(),
+            scopes: row
+                .scopes
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            pkce_challenge: challenge,
+        })
+        .map_err(|e| ServiceError::Provider(platform, e))?;
+    Ok(url.to_string())
 }
 
 /// Deletes connection states that expired before `before` (the prune job): used or not,
@@ -270,11 +464,23 @@ pub struct Completion {
     pub result: ServiceResult<Connected>,
 }
 
-/// Consumes a state: valid only once, before it expires. Forged, replayed and expired
+/// What proves that a callback belongs to the flow: the browser's cookie (the callback
+/// route) or the API caller that started it (`completeConnection`).
+#[derive(Clone, Copy, Debug)]
+pub enum Proof<'a> {
+    /// The value of the flow's cookie ([`browser_cookie_name`]), if the browser sent one.
+    Browser(Option<&'a str>),
+    /// The key or user that called `startConnection`.
+    Caller(&'a Caller),
+}
+
+/// Consumes a state: valid only once, before it expires, and only with its proof, which is
+/// checked first: a refused proof leaves the state unconsumed. Forged, replayed and expired
 /// states all get the same answer.
 async fn consume_state(
     db: &impl ConnectionTrait,
     state: &str,
+    proof: Proof<'_>,
 ) -> ServiceResult<oauth_state::Model> {
     let invalid = || {
         ServiceError::bad_input(
@@ -286,13 +492,40 @@ async fn consume_state(
     }
     let hash = hash_state(state);
     let now = Utc::now();
-    let claimed = oauth_state::Entity::update_many()
-        .col_expr(oauth_state::Column::UsedAt, Expr::value(Some(now)))
+    let pending = oauth_state::Entity::find()
         .filter(oauth_state::Column::StateHash.eq(hash.as_str()))
         .filter(oauth_state::Column::UsedAt.is_null())
         .filter(oauth_state::Column::ExpiresAt.gt(now))
-        .exec(db)
-        .await?;
+        .one(db)
+        .await?
+        .ok_or_else(invalid)?;
+    let mut claim = oauth_state::Entity::update_many()
+        .col_expr(oauth_state::Column::UsedAt, Expr::value(Some(now)))
+        .filter(oauth_state::Column::Id.eq(pending.id))
+        .filter(oauth_state::Column::UsedAt.is_null())
+        .filter(oauth_state::Column::ExpiresAt.gt(now));
+    match proof {
+        Proof::Browser(cookie) => {
+            let presented = cookie.map(hash_state);
+            match (&pending.browser_hash, presented) {
+                (Some(bound), Some(presented)) if *bound == presented => {
+                    claim = claim.filter(oauth_state::Column::BrowserHash.eq(presented));
+                }
+                _ => return Err(ServiceError::WrongBrowser),
+            }
+        }
+        Proof::Caller(caller) => {
+            if caller.tenant_id != pending.tenant_id
+                || caller.api_key_id().unwrap_or(0) != pending.api_key_id
+                || caller.user_id() != pending.user_id
+            {
+                return Err(ServiceError::bad_input(
+                    "this connection was started with another API key or user",
+                ));
+            }
+        }
+    }
+    let claimed = claim.exec(db).await?;
     if claimed.rows_affected != 1 {
         return Err(invalid());
     }
@@ -303,22 +536,25 @@ async fn consume_state(
         .ok_or_else(invalid)
 }
 
-/// Completes a connection from the provider's callback (`caller` = None: the browser
-/// redirect, authorised by the state alone) or from `completeConnection` (the caller must
-/// be the key that started it).
+/// Completes a connection from the provider's callback (proof: the flow's browser cookie)
+/// or from `completeConnection` (proof: the key that started it).
 pub async fn complete<D>(
     db: &D,
     engine: &Engine,
     platform: Option<Platform>,
     state: &str,
     result: CallbackResult,
-    caller: Option<&Caller>,
+    proof: Proof<'_>,
     client_ip: Option<String>,
 ) -> Completion
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let row = match consume_state(db, state).await {
+    let caller = match proof {
+        Proof::Caller(caller) => Some(caller),
+        Proof::Browser(_) => None,
+    };
+    let row = match consume_state(db, state, proof).await {
         Ok(row) => row,
         Err(err) => {
             return Completion {
