@@ -18,9 +18,9 @@ pub mod deliver_webhooks;
 pub mod health_check;
 /// Deletes old provider call records and refresh attempts.
 pub mod prune;
-/// The refresh queue: a producer handle over Redis or SQLite.
+/// The refresh queue over Redis or SQLite: the service's `JobQueue` port.
 pub mod queue;
-/// Refreshes one account (the job the queue carries).
+/// Refreshes one account (the job the queue carries): decode, call the service, report.
 pub mod refresh_token;
 /// Rewraps tokens after a key rotation; warns when a rotation is due.
 pub mod rotate_keys;

@@ -6,7 +6,7 @@ use apalis_sqlite::{
     Config as SqliteConfig, SqliteConnectOptions, SqlitePoolOptions, SqliteStorage,
 };
 
-use service::tokens::queue::{QueueError, QueuedRefresh, RefreshQueue};
+use service::tokens::queue::{JobQueue, QueueDepth, QueueError, QueuedRefresh};
 
 use crate::refresh_token::RefreshToken;
 
@@ -38,12 +38,7 @@ impl QueueBackend {
 }
 
 /// How many refresh jobs wait, run and have failed for good.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueueStats {
-    pub pending: u64,
-    pub running: u64,
-    pub failed: u64,
-}
+pub type QueueStats = QueueDepth;
 
 /// A handle to enqueue refresh jobs: cheap to clone, usable from any process.
 #[derive(Clone)]
@@ -71,7 +66,8 @@ const FETCH_BATCH: usize = 100;
 /// An enqueue that takes longer than this counts as a failed one (Redis unreachable).
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-impl RefreshQueue for Queue {
+/// The service's queue port. Every call is bounded by [`PUSH_TIMEOUT`].
+impl JobQueue for Queue {
     async fn enqueue(&self, job: QueuedRefresh, delay: Option<Duration>) -> Result<(), QueueError> {
         match tokio::time::timeout(PUSH_TIMEOUT, self.push(job.into(), delay)).await {
             Ok(Ok(())) => Ok(()),
@@ -81,6 +77,21 @@ impl RefreshQueue for Queue {
                 PUSH_TIMEOUT.as_secs()
             ))),
         }
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        match tokio::time::timeout(PUSH_TIMEOUT, self.stats()).await {
+            Ok(Ok(depth)) => Ok(depth),
+            Ok(Err(err)) => Err(QueueError(format!("{err:#}"))),
+            Err(_) => Err(QueueError(format!(
+                "no answer within {} s",
+                PUSH_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    async fn reachable(&self) -> Option<bool> {
+        self.redis_ok().await
     }
 }
 
@@ -131,8 +142,13 @@ impl Queue {
         }
     }
 
-    /// Enqueues a refresh, optionally delayed.
-    pub async fn push(&self, job: RefreshToken, delay: Option<Duration>) -> anyhow::Result<()> {
+    /// Enqueues a refresh, optionally delayed (unbounded: the service enqueues through
+    /// [`JobQueue::enqueue`]).
+    pub(crate) async fn push(
+        &self,
+        job: RefreshToken,
+        delay: Option<Duration>,
+    ) -> anyhow::Result<()> {
         let mut task = TaskBuilder::new(job);
         if let Some(delay) = delay {
             task = task.run_after(delay);

@@ -162,10 +162,16 @@ async fn transient_storm_retries_with_backoff_and_never_requires_reconnect(app: 
     .enumerate()
     {
         app.sandbox.set_faults(SandboxPlatform::Tiktok, kind, 1);
+        let queued = app.jobs.queue.stats().await.expect("queue depth").pending;
         let ran = jobs::refresh_token::run(&job(&app, id).await, &app.jobs)
             .await
             .expect("job");
         assert_eq!(ran, Ran::Attempted(Outcome::FailedTransient), "{kind:?}");
+        assert_eq!(
+            app.jobs.queue.stats().await.expect("queue depth").pending,
+            queued + 1,
+            "the retry is queued (delayed) through the queue port: {kind:?}"
+        );
         assert_eq!(status(&app, id).await, "REFRESH_FAILING", "{kind:?}");
         let t = token(&app, id).await;
         assert_eq!(t.failure_count, n as i32 + 1);

@@ -2,7 +2,7 @@ use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::refresh_attempt;
 use jobs::{JobSettings, Queue};
-use service::{ops::rotation, tokens::attempts, tokens::summary};
+use service::{ops::rotation, tokens::attempts, tokens::queue::JobQueue, tokens::summary};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -141,7 +141,7 @@ impl MaintenanceQuery {
     /// the next sweep and the queue depth.
     async fn token_health(&self, ctx: &Context<'_>) -> ApiResult<TokenHealthSummary> {
         let summary = summary::summary(ctx.db()?, ctx.caller()?, Utc::now()).await?;
-        let stats = queue_of(ctx)?.stats().await.map_err(|err| {
+        let stats = queue_of(ctx)?.depth().await.map_err(|err| {
             tracing::error!(error = %err, "could not read the queue depth");
             ApiError::internal()
         })?;

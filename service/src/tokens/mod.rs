@@ -10,9 +10,9 @@ pub mod journal;
 pub mod lanes;
 /// The refresh policy: what a refresh's result means (outcome, status, event, retry, claim).
 pub mod policy;
-/// The queue port: how refreshes are asked to run later.
+/// The job queue port: how refreshes are asked to run later, and the queue's depth.
 pub mod queue;
-/// Single-flight token refresh.
+/// The refresh use cases: on request (single-flight) and queued (`run_queued`).
 pub mod refresh;
 /// The tenant-wide token health summary.
 pub mod summary;

@@ -1,6 +1,8 @@
-//! The queue port: how the token lifecycle asks for a refresh to run later (a sweep, a
-//! retry, a bulk refresh). The service only needs "queue this account, maybe after a
-//! delay"; `jobs` implements it over apalis (Redis in production, SQLite embedded).
+//! The queue port ([`JobQueue`]): how the token lifecycle asks for a refresh to run later
+//! (a sweep, a retry, a bulk refresh), and how health reads the queue. The service only
+//! needs "queue this account, maybe after a delay", "how deep is it" and "does it answer";
+//! `jobs` implements it over apalis (Redis in production, SQLite embedded). Nothing else
+//! pushes jobs.
 
 use std::{future::Future, time::Duration};
 
@@ -42,13 +44,29 @@ pub struct QueuedRefresh {
 #[error("the refresh queue is unavailable: {0}")]
 pub struct QueueError(pub String);
 
-/// Where refreshes are queued. Implementations bound every call (a queue that does not
-/// answer is an error, not a hang).
-pub trait RefreshQueue: Send + Sync {
+/// How many queued refreshes wait, run and have failed for good (deployment-wide).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub pending: u64,
+    pub running: u64,
+    pub failed: u64,
+}
+
+/// The job queue port: everything the service asks of the queue. The sweep, a bulk
+/// refresh and a retry enqueue through it; `tokenHealth` and `systemHealth` read it.
+/// Implementations bound every call (a queue that does not answer is an error, not a hang).
+pub trait JobQueue: Send + Sync {
     /// Queues a refresh, to run after `delay` if given.
     fn enqueue(
         &self,
         job: QueuedRefresh,
         delay: Option<Duration>,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// The refresh jobs waiting, running and failed for good.
+    fn depth(&self) -> impl Future<Output = Result<QueueDepth, QueueError>> + Send;
+
+    /// Whether the queue's server answers; `None` when the queue has no server of its own
+    /// (the embedded queue lives in a local file).
+    fn reachable(&self) -> impl Future<Output = Option<bool>> + Send;
 }

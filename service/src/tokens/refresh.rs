@@ -1,7 +1,10 @@
-//! Refreshing one account's tokens, single-flight: one refresh per account at a time in a
-//! process (an async mutex), and across processes (a lease on the token row, then a
-//! compare-and-swap on its version). The new tokens are stored before anything else can
-//! fail, because a rotated-out TikTok refresh token is gone for good.
+//! The refresh use cases: [`refresh`] for a request (`refreshAccountToken`, `accessToken`,
+//! `reportTokenRejected`) and [`run_queued`] for a queued job (sweep, retry, bulk). Both are
+//! single-flight: one refresh per account at a time in a process (an async mutex), and
+//! across processes (a lease on the token row, then a compare-and-swap on its version).
+//! The new tokens are stored before anything else can fail, because a rotated-out TikTok
+//! refresh token is gone for good. What a result means is the [`policy`]'s decision; this
+//! module applies it.
 
 use std::{
     sync::Arc,
@@ -9,9 +12,10 @@ use std::{
 };
 
 use chrono::Utc;
-use entity::social_account;
+use entity::{oauth_token, social_account};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionSession, TransactionTrait};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::{
     connections::accounts::{self, TARGET},
@@ -24,8 +28,9 @@ use crate::{
     providers::{ErrorClass, ProviderError},
     tokens,
     tokens::lanes::Lane,
-    tokens::policy::{self, Decision, Observed},
-    tokens::queue::Trigger,
+    tokens::policy::{self, Claim, Decision, Observed},
+    tokens::queue::{JobQueue, QueuedRefresh, Trigger},
+    tokens::sweep::{self, SweepSettings},
     tokens::vault::TokenKind,
 };
 
@@ -56,12 +61,17 @@ impl RefreshOptions {
     }
 
     /// A refresh from a background job: waits for rate-limit capacity, leaving the
-    /// on-demand reserve free.
+    /// on-demand reserve free. The caller records the attempt.
     pub fn in_job(actor: Actor) -> Self {
+        Self::queued(actor, Trigger::Sweep)
+    }
+
+    /// A queued refresh (see [`run_queued`]).
+    pub fn queued(actor: Actor, trigger: Trigger) -> Self {
         Self {
             actor,
             lane: Lane::Background,
-            trigger: Trigger::Sweep,
+            trigger,
             record: false,
         }
     }
@@ -164,53 +174,34 @@ async fn refresh_detached(
     let account = accounts::find(db, tenant_id, account_id)
         .await?
         .ok_or(ServiceError::NotFound("account"))?;
-    if let Some(outcome) = last.as_ref().filter(|o| o.at >= asked_at) {
-        // Another caller refreshed (or failed) while this one waited: share its result.
-        return Ok(RefreshReport {
-            account,
-            kind: if outcome.error.is_some() {
-                RefreshKind::Failed
-            } else {
-                RefreshKind::AlreadyFresh
-            },
-            error: outcome.error.clone(),
-        });
+    if let Some(shared) = shared_result(last.as_ref(), asked_at, &account) {
+        return Ok(shared);
     }
-    let token = if options.record {
-        tokens::find_by_account(db, account_id).await?
-    } else {
-        None
-    };
+    ensure_usable_status(&account)?;
+    let token = tokens::find_by_account(db, account_id)
+        .await?
+        .ok_or_else(|| ServiceError::bad_input("the account has no tokens; reconnect it"))?;
     let status: AccountStatus = account.status.parse()?;
+    let attempt = token.failure_count + 1;
     let started_at = Utc::now();
-    let report = refresh_locked(db, engine, account, &options).await?;
+    let report = refresh_locked(db, engine, account, token, &options).await?;
     *last = Some(LastOutcome {
         at: Instant::now(),
         error: report.error.clone(),
     });
-    if let Some(token) = token {
-        let attempt = token.failure_count + 1;
-        let decision = policy::decide(policy::Input {
-            observed: report.observed(),
-            status,
-            attempt: u32::try_from(attempt).unwrap_or(1),
-            trigger: options.trigger,
-            rules: policy::RetryRules::default(),
-            jitter: policy::Jitter::NONE,
-        });
+    if options.record {
+        let decision = decide(report.observed(), status, attempt, options.trigger);
         let error = report.error.as_ref();
         let recorded = tokens::attempts::record(
             db,
-            tokens::attempts::NewAttempt {
-                tenant_id,
-                account_id,
+            attempt_row(
+                &report.account,
                 attempt,
-                trigger: options.trigger.as_str(),
+                options.trigger,
                 started_at,
-                outcome: decision.outcome,
-                error_class: error.map(|e| e.class.as_str().to_owned()),
-                error_code: error.map(|e| e.code.clone()),
-            },
+                &decision,
+                error,
+            ),
         )
         .await;
         // The tokens are stored; a lost history row must not fail the refresh.
@@ -221,31 +212,216 @@ async fn refresh_detached(
     Ok(report)
 }
 
+/// The result of another caller's refresh that finished while this one waited for the
+/// account's lock: shared instead of refreshing again.
+fn shared_result(
+    last: Option<&LastOutcome>,
+    asked_at: Instant,
+    account: &social_account::Model,
+) -> Option<RefreshReport> {
+    let outcome = last.filter(|o| o.at >= asked_at)?;
+    Some(RefreshReport {
+        account: account.clone(),
+        kind: if outcome.error.is_some() {
+            RefreshKind::Failed
+        } else {
+            RefreshKind::AlreadyFresh
+        },
+        error: outcome.error.clone(),
+    })
+}
+
+/// The policy's decision for a refresh of an account in `status` (jitter drawn here).
+fn decide(
+    observed: Observed<'_>,
+    status: AccountStatus,
+    attempt: i32,
+    trigger: Trigger,
+) -> Decision {
+    policy::decide(policy::Input {
+        observed,
+        status,
+        attempt: u32::try_from(attempt).unwrap_or(1),
+        trigger,
+        rules: policy::RetryRules::default(),
+        jitter: policy::Jitter::draw(),
+    })
+}
+
+fn attempt_row(
+    account: &social_account::Model,
+    attempt: i32,
+    trigger: Trigger,
+    started_at: chrono::DateTime<Utc>,
+    decision: &Decision,
+    error: Option<&ProviderError>,
+) -> tokens::attempts::NewAttempt {
+    tokens::attempts::NewAttempt {
+        tenant_id: account.tenant_id,
+        account_id: account.id,
+        attempt,
+        trigger: trigger.as_str(),
+        started_at,
+        outcome: decision.outcome,
+        error_class: error.map(|e| e.class.as_str().to_owned()),
+        error_code: error.map(|e| e.code.clone()),
+    }
+}
+
+/// What a queued refresh did (for logs and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ran {
+    /// Recorded in `refresh_attempts` with this outcome.
+    Attempted(tokens::attempts::Outcome),
+    /// The account or its tokens are gone: nothing to record.
+    Nothing,
+}
+
+/// Runs a queued refresh (sweep, retry or bulk) from start to end: loads the account and
+/// its tokens once, skips them unless [`policy::runs`] (not due, no longer refreshable),
+/// refreshes through the same single-flight path as requests (waiting for rate-limit
+/// capacity), records the attempt, and applies the [`policy`]'s decision: the retry (in
+/// the database, then on `queue`) or the release of the sweep claim.
+///
+/// In one detached task: a worker torn down mid-job (a backend hiccup restarts it) can
+/// neither lose rotated tokens nor stop between recording the outcome and scheduling the
+/// retry. `Err` is an infrastructure failure (the database); provider failures are
+/// recorded, never returned.
+pub async fn run_queued<Q>(
+    db: &DatabaseConnection,
+    engine: &Arc<Engine>,
+    queue: &Q,
+    settings: &SweepSettings,
+    job: QueuedRefresh,
+) -> ServiceResult<Ran>
+where
+    Q: JobQueue + Clone + 'static,
+{
+    let (db, engine, queue, settings) =
+        (db.clone(), engine.clone(), queue.clone(), settings.clone());
+    tokio::spawn(
+        async move { queued_detached(&db, &engine, &queue, &settings, job).await }
+            .in_current_span(),
+    )
+    .await
+    .map_err(|err| ServiceError::Internal(format!("the refresh task failed: {err}")))?
+}
+
+async fn queued_detached(
+    db: &DatabaseConnection,
+    engine: &Engine,
+    queue: &impl JobQueue,
+    settings: &SweepSettings,
+    job: QueuedRefresh,
+) -> ServiceResult<Ran> {
+    let asked_at = Instant::now();
+    let Some(account) = accounts::find(db, job.tenant_id, job.account_id).await? else {
+        return Ok(Ran::Nothing);
+    };
+    let Some(token) = tokens::find_by_account(db, account.id).await? else {
+        return Ok(Ran::Nothing);
+    };
+    let platform: Platform = account.platform.parse()?;
+    let status: AccountStatus = account.status.parse()?;
+    let started_at = Utc::now();
+    let attempt = token.failure_count + 1;
+    let due = sweep::is_due(settings, platform, &token, started_at);
+    let (decision, account, error) = if !policy::runs(job.trigger, status, due) {
+        // Refreshed meanwhile (another job, the API) or no longer refreshable.
+        (
+            decide(Observed::NotDue, status, attempt, job.trigger),
+            account,
+            None,
+        )
+    } else {
+        let actor = Actor::system(Some(account.tenant_id), "worker");
+        let options = RefreshOptions::queued(actor, job.trigger);
+        let slot = engine.locks.slot(account.id);
+        let mut last = slot.lock().await;
+        let refreshed = match shared_result(last.as_ref(), asked_at, &account) {
+            Some(shared) => Ok(shared),
+            None => {
+                let report = refresh_locked(db, engine, account.clone(), token, &options).await;
+                if let Ok(report) = &report {
+                    *last = Some(LastOutcome {
+                        at: Instant::now(),
+                        error: report.error.clone(),
+                    });
+                }
+                report
+            }
+        };
+        drop(last);
+        match refreshed {
+            Ok(report) => {
+                let decision = decide(report.observed(), status, attempt, job.trigger);
+                metrics::counter!(
+                    "tokenwarden_refresh_attempts_total",
+                    "platform" => platform.as_str(),
+                    "outcome" => decision.outcome.as_str()
+                )
+                .increment(1);
+                (decision, report.account, report.error)
+            }
+            // Refused before starting: no provider for the platform.
+            Err(ServiceError::Provider(_, error)) => (
+                decide(Observed::Refused(&error), status, attempt, job.trigger),
+                account,
+                Some(error),
+            ),
+            Err(err) => return Err(err),
+        }
+    };
+    tokens::attempts::record(
+        db,
+        attempt_row(
+            &account,
+            attempt,
+            job.trigger,
+            started_at,
+            &decision,
+            error.as_ref(),
+        ),
+    )
+    .await?;
+    match (decision.claim, decision.retry_in) {
+        (Claim::KeptForRetry, Some(delay)) => {
+            let at = Utc::now()
+                + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::hours(1));
+            tokens::attempts::schedule_retry(db, account.id, attempt, at).await?;
+            let retry = QueuedRefresh {
+                trigger: Trigger::Retry,
+                ..job
+            };
+            // If the queue loses it, the sweep finds the account again once `at` passes.
+            if let Err(err) = queue.enqueue(retry, Some(delay)).await {
+                tracing::warn!(error = %err, "could not queue a retry; the sweep will find it");
+            }
+        }
+        (Claim::Release, _) => sweep::release_claim(db, account.id).await?,
+        // A success cleared the claim with the new tokens; nothing else holds one.
+        (Claim::ClearedBySuccess | Claim::NotHeld | Claim::KeptForRetry, _) => {}
+    }
+    Ok(Ran::Attempted(decision.outcome))
+}
+
+/// Refreshes `account` (usable, checked by the caller) from its token row `token`, with
+/// the account's lock held.
 async fn refresh_locked<D>(
     db: &D,
     engine: &Engine,
     account: social_account::Model,
+    token: oauth_token::Model,
     options: &RefreshOptions,
 ) -> ServiceResult<RefreshReport>
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    ensure_usable_status(&account)?;
     let platform: Platform = account.platform.parse()?;
     let status: AccountStatus = account.status.parse()?;
-    let token = tokens::find_by_account(db, account.id)
-        .await?
-        .ok_or_else(|| ServiceError::bad_input("the account has no tokens; reconnect it"))?;
-    let decide = |error: &ProviderError| {
-        policy::decide(policy::Input {
-            observed: Observed::Failed(error),
-            status,
-            attempt: u32::try_from(token.failure_count + 1).unwrap_or(1),
-            trigger: options.trigger,
-            rules: policy::RetryRules::default(),
-            jitter: policy::Jitter::NONE,
-        })
-    };
+    let attempt = token.failure_count + 1;
+    let decide =
+        |error: &ProviderError| decide(Observed::Failed(error), status, attempt, options.trigger);
     let now = Utc::now();
     let min_interval = chrono::Duration::from_std(engine.settings.min_refresh_interval)
         .unwrap_or_else(|_| chrono::Duration::seconds(10));

@@ -21,7 +21,7 @@ use crate::{
     identity::audit::{self, AuditAction, Target},
     identity::caller::{Actor, Caller, Role},
     tokens::failures::FailureView,
-    tokens::queue::{QueuedRefresh, RefreshQueue, Trigger},
+    tokens::queue::{JobQueue, QueuedRefresh, Trigger},
 };
 
 /// Instagram refuses to refresh tokens younger than this.
@@ -641,7 +641,7 @@ pub async fn run<D, Q>(
 ) -> ServiceResult<SweepReport>
 where
     D: ConnectionTrait + TransactionTrait,
-    Q: RefreshQueue,
+    Q: JobQueue,
 {
     let now = Utc::now();
     // Dead rows leave the candidate index once, in batches; then they cost nothing.
@@ -692,7 +692,7 @@ where
 /// claimed by a sweep or an earlier bulk refresh): calling it twice queues each account
 /// once. Claims in LIMITed batches, like the sweep; the job releases each claim when it
 /// has run. Returns how many were queued.
-pub async fn refresh_many<Q: RefreshQueue>(
+pub async fn refresh_many<Q: JobQueue>(
     db: &impl ConnectionTrait,
     settings: &SweepSettings,
     queue: &Q,
