@@ -303,10 +303,14 @@ async fn sweep_in(
         // An inherited REDIS_URL must not switch the SQLite run to Redis.
         config.queue.redis_url = None;
     }
-    let app = tokenwarden::build_app(&config)
+    let mut app = tokenwarden::build_app(&config)
         .await
         .context("building the tokenwarden app")?;
+    // The bench's own queries (progress polling, checks) go through an uncounted clone;
+    // the workers' connection counts every statement it runs.
     let db = app.state.db.clone();
+    let statements = Statements::default();
+    app.state.db.set_metric_callback(statements.callback());
     let engine = app.state.engine.clone();
     let tenant_id = service::identity::tenants::ensure(&db, TENANT).await?.id;
     println!(
@@ -363,6 +367,8 @@ async fn sweep_in(
     let started_at = Utc::now();
     let clock = Instant::now();
     let cpu_before = Cpu::read(&db).await;
+    let statements_before = statements.snapshot();
+    let commits_before = Commits::read(&db).await;
     let workers = tokio::spawn(jobs::run_workers(context.clone(), async {
         let _ = stopped.await;
     }));
@@ -399,6 +405,8 @@ async fn sweep_in(
     let system_s = clock.elapsed().as_secs_f64();
     let finished_at = Utc::now();
     let cpu_after = Cpu::read(&db).await;
+    let statements_after = statements.snapshot();
+    let commits_after = Commits::read(&db).await;
     drop(stop);
     match workers.await {
         Ok(Ok(())) => {}
@@ -465,6 +473,8 @@ async fn sweep_in(
     println!();
     diagnostics.print(system_s);
     cpu_before.print_since(&cpu_after, args.accounts);
+    Statements::print_since(&statements_before, &statements_after, args.accounts);
+    commits_before.print_since(&commits_after, args.accounts);
     println!(
         "provider (during workers): refresh_calls={} rate_limited_429={} faults={}",
         after_system.refresh_calls - before.refresh_calls,
@@ -739,6 +749,102 @@ impl Cpu {
         println!(
             "cpu ms per refresh: bench process (service + sandbox)={process} postgres backends={backends}"
         );
+    }
+}
+
+/// Statements the workers' database connection ran, by kind (`SELECT social_accounts`,
+/// `UPDATE oauth_tokens`, ...), from sea-orm's per-statement callback. Transaction
+/// control (BEGIN, COMMIT) does not pass through it: [`Commits`] counts those.
+#[derive(Clone, Default)]
+struct Statements(Arc<std::sync::Mutex<BTreeMap<String, u64>>>);
+
+impl Statements {
+    fn callback(&self) -> impl Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static {
+        let counts = self.0.clone();
+        move |info| {
+            let kind = statement_kind(&info.statement.sql);
+            let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+            *counts.entry(kind).or_insert(0) += 1;
+        }
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn print_since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, refreshes: usize) {
+        let per = |n: u64| n as f64 / refreshes.max(1) as f64;
+        let mut rows: Vec<(String, u64)> = after
+            .iter()
+            .map(|(k, v)| (k.clone(), v.saturating_sub(*before.get(k).unwrap_or(&0))))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1));
+        let total: u64 = rows.iter().map(|(_, v)| v).sum();
+        let detail: Vec<String> = rows
+            .iter()
+            .map(|(k, v)| format!("{k}={:.2}", per(*v)))
+            .collect();
+        println!(
+            "statements per refresh (workers' connection): total={:.2} {}",
+            per(total),
+            detail.join(" ")
+        );
+    }
+}
+
+/// `SELECT oauth_tokens`, `UPDATE social_accounts`, ...: the verb and the first table.
+fn statement_kind(sql: &str) -> String {
+    let words: Vec<&str> = sql.split_whitespace().take(400).collect();
+    let verb = words.first().map(|w| w.to_uppercase()).unwrap_or_default();
+    let after = match verb.as_str() {
+        "SELECT" => "FROM",
+        "UPDATE" => "UPDATE",
+        "INSERT" => "INTO",
+        "DELETE" => "FROM",
+        _ => return verb,
+    };
+    let table = words
+        .iter()
+        .position(|w| w.eq_ignore_ascii_case(after))
+        .and_then(|i| words.get(i + 1))
+        .map(|t| t.trim_matches(|c: char| c == '"' || c == '(' || c == ','))
+        .unwrap_or("?");
+    format!("{verb} {table}")
+}
+
+/// Transactions committed and rolled back in the run's database (`pg_stat_database`:
+/// every autocommit statement is a transaction of its own). PostgreSQL only.
+struct Commits(Option<(i64, i64)>);
+
+impl Commits {
+    async fn read(db: &DatabaseConnection) -> Self {
+        if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Self(None);
+        }
+        // The statistics are updated when a backend's transaction ends; force a fresh view.
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT xact_commit::bigint AS c, xact_rollback::bigint AS r                  FROM pg_stat_database WHERE datname = current_database()",
+            ))
+            .await
+            .ok()
+            .flatten();
+        Self(row.and_then(|row| {
+            Some((row.try_get::<i64>("", "c").ok()?, row.try_get::<i64>("", "r").ok()?))
+        }))
+    }
+
+    fn print_since(&self, after: &Commits, refreshes: usize) {
+        if let (Some((c0, r0)), Some((c1, r1))) = (self.0, after.0) {
+            let per = |n: i64| n as f64 / refreshes.max(1) as f64;
+            println!(
+                "transactions per refresh (pg_stat_database, whole database incl. the bench's polling): commits={:.2} rollbacks={:.2}",
+                per(c1 - c0),
+                per(r1 - r0)
+            );
+        }
     }
 }
 
