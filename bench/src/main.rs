@@ -779,7 +779,11 @@ impl Statements {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn print_since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, refreshes: usize) {
+    fn print_since(
+        before: &BTreeMap<String, u64>,
+        after: &BTreeMap<String, u64>,
+        refreshes: usize,
+    ) {
         let per = |n: u64| n as f64 / refreshes.max(1) as f64;
         let mut rows: Vec<(String, u64)> = after
             .iter()
@@ -839,7 +843,10 @@ impl Commits {
             .ok()
             .flatten();
         Self(row.and_then(|row| {
-            Some((row.try_get::<i64>("", "c").ok()?, row.try_get::<i64>("", "r").ok()?))
+            Some((
+                row.try_get::<i64>("", "c").ok()?,
+                row.try_get::<i64>("", "r").ok()?,
+            ))
         }))
     }
 
