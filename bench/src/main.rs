@@ -790,7 +790,7 @@ impl Statements {
             .map(|(k, v)| (k.clone(), v.saturating_sub(*before.get(k).unwrap_or(&0))))
             .filter(|(_, v)| *v > 0)
             .collect();
-        rows.sort_by(|a, b| b.1.cmp(&a.1));
+        rows.sort_by_key(|row| std::cmp::Reverse(row.1));
         let total: u64 = rows.iter().map(|(_, v)| v).sum();
         let detail: Vec<String> = rows
             .iter()
