@@ -3,14 +3,11 @@ use std::sync::Arc;
 use apalis::prelude::*;
 use apalis_cron::Tick;
 use chrono::Utc;
-use service::{ops::settings, tokens::sweep};
+use service::{ops::health, tokens::sweep};
 
 pub use service::tokens::sweep::SweepReport;
 
 use crate::worker::JobContext;
-
-/// The setting holding the time of the last completed sweep.
-pub const LAST_SWEEP: &str = "last_sweep_at";
 
 /// apalis-cron handler.
 pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
@@ -33,7 +30,7 @@ pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDy
 pub async fn run(ctx: &JobContext) -> anyhow::Result<SweepReport> {
     let report = sweep::run(&ctx.db, &ctx.engine.events, &ctx.settings.sweep, &ctx.queue).await?;
     if report.queue_backoff_until.is_none() {
-        settings::put(&ctx.db, LAST_SWEEP, Utc::now().to_rfc3339()).await?;
+        health::record_sweep(&ctx.db, Utc::now()).await?;
         metrics::counter!("tokenwarden_sweeps_total").increment(1);
     }
     metrics::counter!("tokenwarden_sweep_queued_total").increment(report.queued as u64);

@@ -1,8 +1,6 @@
-use std::time::Duration;
-
 use async_graphql::{ComplexObject, Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use service::{Role, domain, ops::health, ops::rotation, ops::settings, providers::calls};
+use service::ops::health;
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -84,42 +82,6 @@ pub struct HealthQuery;
 impl HealthQuery {
     /// Database, encryption and provider health (ADMIN; the details need OPERATOR).
     async fn system_health(&self, ctx: &Context<'_>) -> ApiResult<SystemHealth> {
-        let caller = ctx.caller()?;
-        caller.require(Role::Admin)?;
-        let db = ctx.db()?;
-        let engine = ctx.engine()?;
-        let database = db.ping().await.is_ok();
-        let canary = settings::check_canary(db, &engine.vault()).await;
-        let recent = if database {
-            calls::stats(db, Duration::from_secs(300)).await?
-        } else {
-            Vec::new()
-        };
-        let snapshot = if database {
-            health::load(db).await?
-        } else {
-            None
-        };
-        let providers = domain::Platform::ALL
-            .into_iter()
-            .map(|platform| {
-                let calls: Vec<_> = recent.iter().filter(|s| s.platform == platform).collect();
-                let requests: u64 = calls.iter().map(|s| s.requests).sum();
-                let errors: u64 = calls.iter().map(|s| s.errors).sum();
-                let configured = engine.providers.is_configured(platform);
-                let probe = snapshot.as_ref().and_then(|s| s.provider(platform));
-                ProviderHealth {
-                    platform: platform.into(),
-                    configured,
-                    available: configured
-                        && probe.is_none_or(|p| p.available)
-                        && (requests == 0 || errors * 2 < requests),
-                    latency_ms: probe
-                        .and_then(|p| p.latency_ms)
-                        .or_else(|| calls.iter().map(|s| s.p50_latency_ms).max()),
-                }
-            })
-            .collect();
         let queue = ctx
             .data::<jobs::Queue>()
             .map_err(|_| ApiError::internal())?;
@@ -127,27 +89,32 @@ impl HealthQuery {
             .data::<jobs::JobSettings>()
             .map_err(|_| ApiError::internal())?
             .rotation_period;
-        let last_sweep_at = settings::get(db, jobs::sweep_expiring::LAST_SWEEP)
-            .await?
-            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| t.with_timezone(&Utc));
-        let details = match rotation::status_for(db, engine, caller, period).await {
-            Ok(status) => Ok(OperatorDetails {
-                encryption_error: canary.as_ref().err().cloned(),
-                key_rotation: status.into(),
-            }),
-            Err(err) => Err(ApiError::from(err)),
-        };
+        let health = health::system(ctx.db()?, ctx.engine()?, ctx.caller()?, queue, period).await?;
         Ok(SystemHealth {
-            database,
-            encryption: canary.is_ok(),
-            redis: queue.redis_ok().await,
-            providers,
-            last_sweep_at,
-            last_health_check_at: snapshot.map(|s| s.checked_at),
-            details,
+            database: health.database,
+            encryption: health.encryption,
+            redis: health.redis,
+            providers: health
+                .providers
+                .into_iter()
+                .map(|p| ProviderHealth {
+                    platform: p.platform.into(),
+                    configured: p.configured,
+                    available: p.available,
+                    latency_ms: p.latency_ms,
+                })
+                .collect(),
+            last_sweep_at: health.last_sweep_at,
+            last_health_check_at: health.last_health_check_at,
+            details: health
+                .operator
+                .map(|o| OperatorDetails {
+                    encryption_error: o.encryption_error,
+                    key_rotation: o.key_rotation.into(),
+                })
+                .map_err(ApiError::from),
             backup: crate::graphql::backups::backup_health(ctx).await?,
-            database_size: service::ops::size::load(db).await?.map(Into::into),
+            database_size: health.database_size.map(Into::into),
         })
     }
 }

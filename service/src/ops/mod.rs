@@ -10,7 +10,7 @@ pub mod app_config;
 pub mod backup;
 /// Purging long-deactivated accounts.
 pub mod cleanup;
-/// Health check snapshots shared across processes.
+/// Health check snapshots shared across processes, and `systemHealth` from them.
 pub mod health;
 /// Encryption key rotation and rewrapping.
 pub mod rotation;
