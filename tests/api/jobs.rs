@@ -31,6 +31,7 @@ in_every_mode!(
 on_both_backends!(
     a_deactivation_during_a_refresh_wins,
     a_reconnect_during_the_expiry_pass_wins,
+    a_refresh_job_cut_short_still_finishes,
 );
 
 async fn token(app: &TestApp, account_id: i64) -> oauth_token::Model {
@@ -973,6 +974,45 @@ async fn a_reconnect_during_the_expiry_pass_wins(app: TestApp) {
         .await
         .expect("events");
     assert!(events.is_empty(), "{events:?}");
+}
+
+/// A worker torn down while the platform works (the job's future dropped) loses nothing: the
+/// queued refresh runs in one detached task that stores the rotated tokens, records the
+/// attempt and gives the claim back.
+async fn a_refresh_job_cut_short_still_finishes(app: TestApp) {
+    let ids = app.seed_connected("default", "cut", 1).await;
+    let id = ids[0];
+    app.expire_in(&ids, 30).await;
+    assert_eq!(
+        jobs::sweep_expiring::run(&app.jobs)
+            .await
+            .expect("sweep")
+            .queued,
+        1
+    );
+    app.sandbox.update_config(sandbox::ConfigPatch {
+        latency_ms: Some(1_500),
+        ..Default::default()
+    });
+    let job = job(&app, id).await;
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        jobs::refresh_token::run(&job, &app.jobs),
+    )
+    .await;
+    assert!(cut.is_err(), "the job was cut short mid-refresh: {cut:?}");
+    app.wait_for(30, "the refresh finished without its job", || async {
+        attempts(&app, id)
+            .await
+            .iter()
+            .any(|a| a.outcome == "SUCCEEDED")
+    })
+    .await;
+    let t = token(&app, id).await;
+    assert_eq!(t.version, 1, "the rotated tokens were stored");
+    assert!(t.sweep_claimed_until.is_none(), "claim released");
+    assert_eq!(status(&app, id).await, "ACTIVE");
+    assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
 }
 
 /// A TCP forwarder to Redis that can be switched off and on again at the same address:
