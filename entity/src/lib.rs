@@ -1,7 +1,9 @@
-//! sea-orm entities: one module per table, nothing else. Domain rules live in `service`.
+//! sea-orm entities: one module per table, and [`enums`], the closed sets of values their
+//! columns store. Domain rules live in `service`.
 
 pub mod api_key;
 pub mod audit_log;
+pub mod enums;
 pub mod notification;
 pub mod oauth_state;
 pub mod oauth_token;
