@@ -27,7 +27,7 @@ use sea_orm::{
 };
 use service::{
     Actor,
-    domain::Platform,
+    domain::{AccountStatus, Platform},
     engine::Engine,
     providers::AuthorizeRequest,
     tokens::refresh::{RefreshKind, RefreshOptions},
@@ -577,12 +577,12 @@ async fn seed_connected(
                 let now = Utc::now();
                 let account = social_account::ActiveModel {
                     tenant_id: Set(tenant_id),
-                    platform: Set("tiktok".into()),
+                    platform: Set(Platform::TikTok),
                     provider_account_id: Set(set.provider_account_id.clone()),
                     username: Set(Some(user)),
                     display_name: Set(None),
                     avatar_url: Set(None),
-                    status: Set("ACTIVE".into()),
+                    status: Set(AccountStatus::Active),
                     status_reason: Set(None),
                     deactivated_at: Set(None),
                     connected_at: Set(Some(now)),
@@ -630,7 +630,7 @@ async fn seed_rows(
     let (label, status, deactivated_at, expires_at, refresh_expires_at, issued_at) = match kind {
         Seeded::Idle => (
             "idle",
-            "ACTIVE",
+            AccountStatus::Active,
             None,
             now + chrono::Duration::hours(20),
             now + day * 300,
@@ -638,7 +638,7 @@ async fn seed_rows(
         ),
         Seeded::Dead => (
             "dead",
-            "DEACTIVATED",
+            AccountStatus::Deactivated,
             Some(now - day * 100),
             now - day * 100,
             now - day * 10,

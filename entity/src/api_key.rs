@@ -1,8 +1,9 @@
 //! `api_keys`: bearer keys. Only the SHA-256 of a key is stored; the key is shown once.
 
+use crate::enums::Role;
 use sea_orm::entity::prelude::*;
 
-/// An API key row. `role` is one of `ADMIN`, `INTEGRATOR`, `VIEWER`.
+/// An API key row.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "api_keys")]
 pub struct Model {
@@ -10,7 +11,7 @@ pub struct Model {
     pub id: i64,
     pub tenant_id: i64,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     /// Hex SHA-256 of the full key.
     #[sea_orm(unique)]
     pub key_hash: String,

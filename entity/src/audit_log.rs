@@ -1,5 +1,6 @@
 //! `audit_log`: append-only record of every change and every token read.
 
+use crate::enums::AuditAction;
 use sea_orm::entity::prelude::*;
 
 /// One audit entry. `details` never holds secrets. `tenant_id` is `None` only for
@@ -11,7 +12,7 @@ pub struct Model {
     pub id: i64,
     pub tenant_id: Option<i64>,
     pub actor: String,
-    pub action: String,
+    pub action: AuditAction,
     pub target_type: Option<String>,
     pub target_id: Option<String>,
     pub details: Json,

@@ -66,7 +66,7 @@ macro_rules! stored_enum {
 
         impl $name {
             /// Every variant, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+            pub const ALL: [$name; [$($value,)+].len()] = [$($name::$variant,)+];
 
             /// The stored string of every variant, in declaration order.
             pub const NAMES: &'static [&'static str] = &[$($value,)+];
@@ -91,8 +91,7 @@ macro_rules! stored_enum {
             /// The variant whose stored string is `s`, ignoring ASCII case.
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 $name::ALL
-                    .iter()
-                    .copied()
+                    .into_iter()
                     .find(|v| v.as_str().eq_ignore_ascii_case(s))
                     .ok_or_else(|| UnknownValue {
                         what: $what,
@@ -105,7 +104,8 @@ macro_rules! stored_enum {
 }
 
 stored_enum! {
-    /// A social platform whose OAuth grants the service keeps alive.
+    /// A social platform whose OAuth grants the service keeps alive (ordered as declared).
+    #[derive(PartialOrd, Ord)]
     Platform as "platform" {
         TikTok = "tiktok",
         Instagram = "instagram",
@@ -367,7 +367,7 @@ mod tests {
             (Platform::TikTok, "tiktok"),
             (Platform::Instagram, "instagram"),
         ]);
-        assert_eq!(Platform::ALL, &[Platform::TikTok, Platform::Instagram]);
+        assert_eq!(Platform::ALL, [Platform::TikTok, Platform::Instagram]);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! `notifications`: what end users are told about their accounts, one per incident.
 
+use crate::enums::{Incident, Platform};
 use sea_orm::entity::prelude::*;
 
-/// A notification. `incident` is RECONNECT_REQUIRED, EXPIRED or REFRESH_FAILING; an
-/// incident stays open (`resolved_at` null) until the account works again.
+/// A notification. An incident stays open (`resolved_at` null) until the account works again.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "notifications")]
 pub struct Model {
@@ -11,8 +11,8 @@ pub struct Model {
     pub id: i64,
     pub tenant_id: i64,
     pub account_id: i64,
-    pub incident: String,
-    pub platform: String,
+    pub incident: Incident,
+    pub platform: Platform,
     pub message: String,
     pub action: Option<String>,
     pub created_at: DateTimeUtc,

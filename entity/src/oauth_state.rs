@@ -1,5 +1,6 @@
 //! `oauth_states`: pending OAuth authorizations (one-time, short-lived).
 
+use crate::enums::Platform;
 use sea_orm::entity::prelude::*;
 
 /// A started connection. Only the SHA-256 of the `state` value, of the launch secret and of
@@ -16,7 +17,7 @@ pub struct Model {
     pub api_key_id: i64,
     /// The dashboard user that started it, if a user did.
     pub user_id: Option<i64>,
-    pub platform: String,
+    pub platform: Platform,
     pub pkce_verifier_enc: Option<String>,
     pub redirect_after: Option<String>,
     /// Requested scopes, comma separated.

@@ -1,5 +1,6 @@
 //! `provider_calls`: one row per HTTP call to TikTok or Instagram (deployment-wide).
 
+use crate::enums::Platform;
 use sea_orm::entity::prelude::*;
 
 /// A provider call: what, how it ended, how long it took.
@@ -8,7 +9,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
-    pub platform: String,
+    pub platform: Platform,
     pub operation: String,
     pub http_status: Option<i32>,
     pub error_code: Option<String>,

@@ -1,10 +1,9 @@
 //! `refresh_attempts`: one row per refresh attempt of an account, whatever triggered it.
 
+use crate::enums::{ErrorClass, RefreshOutcome, RefreshTrigger};
 use sea_orm::entity::prelude::*;
 
-/// An attempt. `outcome` is SUCCEEDED, FAILED_TRANSIENT, FAILED_PERMANENT or SKIPPED;
-/// `trigger` is `sweep`, `retry`, `bulk` (jobs) or `manual` (`refreshAccountToken`, or
-/// `accessToken` refreshing a token about to expire).
+/// An attempt: why it ran (`trigger`), how it ended, and the class and code of its error.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "refresh_attempts")]
 pub struct Model {
@@ -13,11 +12,11 @@ pub struct Model {
     pub tenant_id: i64,
     pub account_id: i64,
     pub attempt: i32,
-    pub trigger: String,
+    pub trigger: RefreshTrigger,
     pub started_at: DateTimeUtc,
     pub finished_at: DateTimeUtc,
-    pub outcome: String,
-    pub error_class: Option<String>,
+    pub outcome: RefreshOutcome,
+    pub error_class: Option<ErrorClass>,
     pub error_code: Option<String>,
     pub latency_ms: i32,
 }

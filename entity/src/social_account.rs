@@ -1,22 +1,21 @@
 //! `social_accounts`: one connected TikTok or Instagram account of a tenant.
 
+use crate::enums::{AccountStatus, Platform};
 use sea_orm::entity::prelude::*;
 
-/// A connected account. `platform` is `tiktok` or `instagram`; `status` is one of the
-/// `AccountStatus` names (`ACTIVE`, `REFRESH_FAILING`, `RECONNECT_REQUIRED`, `EXPIRED`,
-/// `DISCONNECTED`, `DEACTIVATED`).
+/// A connected account and where it stands in its lifecycle (`status`).
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "social_accounts")]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub tenant_id: i64,
-    pub platform: String,
+    pub platform: Platform,
     pub provider_account_id: String,
     pub username: Option<String>,
     pub display_name: Option<String>,
     pub avatar_url: Option<String>,
-    pub status: String,
+    pub status: AccountStatus,
     /// Why the account is in its status (error code of the last failure), if anything.
     pub status_reason: Option<String>,
     pub deactivated_at: Option<DateTimeUtc>,

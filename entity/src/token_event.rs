@@ -1,10 +1,10 @@
 //! `token_events`: the outbox of token events (append-only; `seq` is the commit order).
 
+use crate::enums::{EventKind, Platform};
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// An event. `kind` is a `TokenEventKind` name (`CONNECTED`, `RECONNECT_REQUIRED`, ...);
-/// `tenant_id` is `None` for deployment-wide events (provider health, key rotation).
+/// An event. `tenant_id` is `None` for deployment-wide events (provider health, key rotation).
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "token_events")]
 pub struct Model {
@@ -12,8 +12,8 @@ pub struct Model {
     pub id: i64,
     pub tenant_id: Option<i64>,
     pub account_id: Option<i64>,
-    pub kind: String,
-    pub platform: Option<String>,
+    pub kind: EventKind,
+    pub platform: Option<Platform>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub error_action: Option<String>,

@@ -1,9 +1,9 @@
 //! `users`: dashboard users (password + TOTP). Only hashes and ciphertexts are stored.
 
+use crate::enums::Role;
 use sea_orm::entity::prelude::*;
 
-/// A user row. `role` is one of `ADMIN`, `INTEGRATOR`, `VIEWER`; `email` is lowercase and
-/// unique across tenants (it is what a user signs in with).
+/// A user row. `email` is lowercase and unique across tenants (it is what a user signs in with).
 #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "users")]
 pub struct Model {
@@ -12,7 +12,7 @@ pub struct Model {
     pub tenant_id: i64,
     #[sea_orm(unique)]
     pub email: String,
-    pub role: String,
+    pub role: Role,
     /// Argon2id PHC string.
     pub password_hash: String,
     /// The TOTP secret, encrypted by the vault (kind `totp_secret`, id = user id).

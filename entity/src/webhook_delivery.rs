@@ -1,8 +1,9 @@
 //! `webhook_deliveries`: one event to one webhook, with its retry state.
 
+use crate::enums::DeliveryStatus;
 use sea_orm::entity::prelude::*;
 
-/// A delivery. `status` is PENDING, DELIVERED or FAILED (gave up).
+/// A delivery and its retry state.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "webhook_deliveries")]
 pub struct Model {
@@ -11,7 +12,7 @@ pub struct Model {
     pub webhook_id: i64,
     pub tenant_id: i64,
     pub event_id: i64,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,

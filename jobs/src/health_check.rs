@@ -61,7 +61,7 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<HealthSnapshot> {
             .await
             .is_ok_and(|r| !r.status().is_server_error());
         providers.push(ProviderProbe {
-            platform: platform.as_str().to_owned(),
+            platform,
             available,
             latency_ms: available
                 .then(|| started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32),

@@ -265,6 +265,33 @@ mod tests {
     }
 
     #[test]
+    fn refresh_payloads_keep_their_json_and_refuse_unknown_triggers() {
+        use service::tokens::queue::Trigger;
+        for (trigger, name) in [
+            (Trigger::Sweep, "sweep"),
+            (Trigger::Retry, "retry"),
+            (Trigger::Bulk, "bulk"),
+        ] {
+            let payload = RefreshToken {
+                tenant_id: 1,
+                account_id: 2,
+                trigger,
+            };
+            let json = serde_json::json!({"tenant_id": 1, "account_id": 2, "trigger": name});
+            assert_eq!(serde_json::to_value(&payload).ok(), Some(json.clone()));
+            assert_eq!(
+                serde_json::from_value::<RefreshToken>(json).ok(),
+                Some(payload)
+            );
+        }
+        let unknown = serde_json::json!({"tenant_id": 1, "account_id": 2, "trigger": "swept"});
+        assert!(
+            serde_json::from_value::<RefreshToken>(unknown).is_err(),
+            "an unknown trigger must not decode (it used to run as a sweep)"
+        );
+    }
+
+    #[test]
     fn redis_is_used_only_when_a_url_is_set() {
         assert_eq!(QueueBackend::for_redis_url(None), QueueBackend::Embedded);
         assert_eq!(

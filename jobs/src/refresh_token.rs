@@ -23,8 +23,9 @@ pub const NAME: &str = "refresh-token";
 pub struct RefreshToken {
     pub tenant_id: i64,
     pub account_id: i64,
-    /// `sweep`, `retry` or `bulk`.
-    pub trigger: String,
+    /// Sweep, retry or bulk; serialized by name (`"sweep"`). An unknown name fails to
+    /// decode.
+    pub trigger: Trigger,
 }
 
 impl From<QueuedRefresh> for RefreshToken {
@@ -32,21 +33,20 @@ impl From<QueuedRefresh> for RefreshToken {
         Self {
             tenant_id: job.tenant_id,
             account_id: job.account_id,
-            trigger: job.trigger.as_str().to_owned(),
+            trigger: job.trigger,
         }
     }
 }
 
 impl From<&RefreshToken> for QueuedRefresh {
-    /// An unknown trigger runs as a sweep.
+    /// Requests refresh in place and never queue `manual`; a queued one runs as a sweep.
     fn from(job: &RefreshToken) -> Self {
         Self {
             tenant_id: job.tenant_id,
             account_id: job.account_id,
-            trigger: match job.trigger.as_str() {
-                "retry" => Trigger::Retry,
-                "bulk" => Trigger::Bulk,
-                _ => Trigger::Sweep,
+            trigger: match job.trigger {
+                Trigger::Manual => Trigger::Sweep,
+                trigger => trigger,
             },
         }
     }

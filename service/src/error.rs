@@ -44,6 +44,14 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// A string that names no variant of a stored enum: when parsed, it came from a caller
+/// (a URL, a command line), so it is bad input.
+impl From<entity::enums::UnknownValue> for ServiceError {
+    fn from(err: entity::enums::UnknownValue) -> Self {
+        Self::BadInput(err.to_string())
+    }
+}
+
 impl ServiceError {
     /// A failure of the token vault (wrong or missing key). Shown as internal.
     pub fn vault(err: crate::tokens::vault::VaultError) -> Self {

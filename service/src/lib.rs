@@ -16,7 +16,7 @@
 pub mod connections;
 /// Connecting to SQLite or PostgreSQL and running migrations.
 pub mod db;
-/// Shared domain enums (platform, account status).
+/// Platform and account status, re-exported from `entity::enums`.
 pub mod domain;
 /// Long-lived token machinery: key ring, providers, refresh locks, settings.
 pub mod engine;

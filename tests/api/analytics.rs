@@ -6,7 +6,13 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
 use serde_json::{Value, json};
-use service::tokens::attempts::{self, NewAttempt, Outcome};
+use service::{
+    providers::ErrorClass,
+    tokens::{
+        attempts::{self, NewAttempt, Outcome},
+        queue::Trigger,
+    },
+};
 
 use crate::{
     helpers::{TestApp, decode_id, error_code},
@@ -37,10 +43,10 @@ async fn attempt(
             tenant_id,
             account_id: account,
             attempt: 1,
-            trigger: "sweep",
+            trigger: Trigger::Sweep,
             started_at,
             outcome,
-            error_class: code.map(|_| "transient".to_owned()),
+            error_class: code.map(|_| ErrorClass::Transient),
             error_code: code.map(str::to_owned),
         },
     )
@@ -114,7 +120,7 @@ async fn refresh_attempts_per_hour_by_platform_and_outcome(app: TestApp) {
             tenant_id: app.tenant_id("other").await,
             account_id: other,
             attempt: 1,
-            trigger: "sweep",
+            trigger: Trigger::Sweep,
             started_at: now,
             outcome: Outcome::Succeeded,
             error_class: None,

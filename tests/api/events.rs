@@ -554,7 +554,7 @@ async fn expiring_is_raised_once_however_many_sweeps_run_at_once(app: TestApp) {
 async fn provider_health_transitions_are_raised_once_by_concurrent_evaluations(app: TestApp) {
     use sea_orm::{ActiveValue::Set, EntityTrait};
     let failing = (0..30).map(|_| entity::provider_call::ActiveModel {
-        platform: Set("tiktok".into()),
+        platform: Set(service::domain::Platform::TikTok),
         operation: Set("refresh".into()),
         http_status: Set(Some(503)),
         error_code: Set(Some("PROVIDER_UNAVAILABLE".into())),

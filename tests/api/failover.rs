@@ -295,7 +295,7 @@ async fn sigkill_while_results_wait_in_the_journal_then_restart_keeps_the_grant(
         .await
         .expect("query")
         .expect("account");
-    assert_eq!(account.status, "ACTIVE");
+    assert_eq!(account.status, service::domain::AccountStatus::Active);
     drop(worker);
     assert_grant_survived(&app, id).await;
 }

@@ -479,7 +479,8 @@ impl TestApp {
 
     /// Inserts an account row directly, bypassing the OAuth flow (use `connect` for a real
     /// connection), for states the flow cannot reach; when `expires_in_hours` is given, also
-    /// a token row. Returns the row id.
+    /// a token row. `platform` and `status` are stored names (`tiktok`, `ACTIVE`). Returns
+    /// the row id.
     pub async fn seed_account(
         &self,
         tenant: &str,
@@ -492,12 +493,12 @@ impl TestApp {
         let now = Utc::now();
         let account = social_account::ActiveModel {
             tenant_id: Set(tenant_id),
-            platform: Set(platform.to_owned()),
+            platform: Set(platform.parse().expect("a platform name")),
             provider_account_id: Set(format!("{platform}-{username}")),
             username: Set(Some(username.to_owned())),
             display_name: Set(Some(format!("{username} display"))),
             avatar_url: Set(None),
-            status: Set(status.to_owned()),
+            status: Set(status.parse().expect("an account status name")),
             status_reason: Set(None),
             deactivated_at: Set(None),
             connected_at: Set(Some(now)),
@@ -619,12 +620,12 @@ impl TestApp {
                     let now = Utc::now();
                     let account = social_account::ActiveModel {
                         tenant_id: Set(tenant_id),
-                        platform: Set("tiktok".into()),
+                        platform: Set(service::domain::Platform::TikTok),
                         provider_account_id: Set(set.provider_account_id.clone()),
                         username: Set(Some(user)),
                         display_name: Set(None),
                         avatar_url: Set(None),
-                        status: Set("ACTIVE".into()),
+                        status: Set(service::domain::AccountStatus::Active),
                         status_reason: Set(None),
                         deactivated_at: Set(None),
                         connected_at: Set(Some(now)),

@@ -8,7 +8,11 @@ use jobs::refresh_token::{Ran, RefreshToken};
 use sandbox::{FaultKind, Platform as SandboxPlatform};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use serde_json::{Value, json};
-use service::tokens::attempts::Outcome;
+use service::{
+    domain::{AccountStatus, Platform},
+    events::EventKind,
+    tokens::{attempts::Outcome, queue::Trigger},
+};
 
 use crate::{
     helpers::{TestApp, decode_id, error_code, global_id},
@@ -51,7 +55,7 @@ async fn attempts(app: &TestApp, account_id: i64) -> Vec<refresh_attempt::Model>
         .expect("attempts")
 }
 
-async fn status(app: &TestApp, account_id: i64) -> String {
+async fn status(app: &TestApp, account_id: i64) -> AccountStatus {
     social_account::Entity::find_by_id(account_id)
         .one(&app.db)
         .await
@@ -71,7 +75,7 @@ async fn job(app: &TestApp, account_id: i64) -> RefreshToken {
     RefreshToken {
         tenant_id,
         account_id,
-        trigger: "sweep".into(),
+        trigger: Trigger::Sweep,
     }
 }
 
@@ -92,7 +96,7 @@ async fn scheduled_sweep_refreshes_due_tokens_once(app: TestApp) {
             if attempts(&app, *id)
                 .await
                 .iter()
-                .any(|a| a.outcome == "SUCCEEDED")
+                .any(|a| a.outcome == Outcome::Succeeded)
             {
                 done += 1;
             }
@@ -173,7 +177,11 @@ async fn transient_storm_retries_with_backoff_and_never_requires_reconnect(app: 
             queued + 1,
             "the retry is queued (delayed) through the queue port: {kind:?}"
         );
-        assert_eq!(status(&app, id).await, "REFRESH_FAILING", "{kind:?}");
+        assert_eq!(
+            status(&app, id).await,
+            AccountStatus::RefreshFailing,
+            "{kind:?}"
+        );
         let t = token(&app, id).await;
         assert_eq!(t.failure_count, n as i32 + 1);
         let wait = t.next_refresh_at.expect("retry scheduled") - Utc::now();
@@ -203,11 +211,11 @@ async fn transient_storm_retries_with_backoff_and_never_requires_reconnect(app: 
         .await
         .expect("job");
     assert_eq!(ran, Ran::Attempted(Outcome::Succeeded));
-    assert_eq!(status(&app, id).await, "ACTIVE");
+    assert_eq!(status(&app, id).await, AccountStatus::Active);
     let t = token(&app, id).await;
     assert_eq!(t.failure_count, 0);
     assert!(t.next_refresh_at.is_none());
-    let history: Vec<(i32, String)> = attempts(&app, id)
+    let history: Vec<(i32, Outcome)> = attempts(&app, id)
         .await
         .into_iter()
         .map(|a| (a.attempt, a.outcome))
@@ -215,10 +223,10 @@ async fn transient_storm_retries_with_backoff_and_never_requires_reconnect(app: 
     assert_eq!(
         history,
         [
-            (1, "FAILED_TRANSIENT".to_owned()),
-            (2, "FAILED_TRANSIENT".to_owned()),
-            (3, "FAILED_TRANSIENT".to_owned()),
-            (4, "SUCCEEDED".to_owned()),
+            (1, Outcome::FailedTransient),
+            (2, Outcome::FailedTransient),
+            (3, Outcome::FailedTransient),
+            (4, Outcome::Succeeded),
         ]
     );
     assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
@@ -237,7 +245,7 @@ async fn revoked_grant_fails_after_one_attempt(app: TestApp) {
         .await
         .expect("job");
     assert_eq!(ran, Ran::Attempted(Outcome::FailedPermanent));
-    assert_eq!(status(&app, id).await, "RECONNECT_REQUIRED");
+    assert_eq!(status(&app, id).await, AccountStatus::ReconnectRequired);
     assert!(token(&app, id).await.next_refresh_at.is_none(), "no retry");
     let swept = jobs::sweep_expiring::run(&app.jobs).await.expect("sweep");
     assert_eq!(swept.queued, 0, "a dead grant is not swept again");
@@ -471,8 +479,8 @@ async fn cleanup_purges_exactly_the_accounts_past_retention(app: TestApp) {
     entity::token_event::ActiveModel {
         tenant_id: Set(Some(tenant_id)),
         account_id: Set(Some(ids[0])),
-        kind: Set("RECONNECT_REQUIRED".into()),
-        platform: Set(Some("tiktok".into())),
+        kind: Set(EventKind::ReconnectRequired),
+        platform: Set(Some(Platform::TikTok)),
         error_code: Set(Some("RECONNECT_REQUIRED".into())),
         error_message: Set(Some(format!(
             "TikTok access for @{name} expired before it could be refreshed."
@@ -487,8 +495,8 @@ async fn cleanup_purges_exactly_the_accounts_past_retention(app: TestApp) {
     entity::notification::ActiveModel {
         tenant_id: Set(tenant_id),
         account_id: Set(ids[0]),
-        incident: Set("EXPIRED".into()),
-        platform: Set("tiktok".into()),
+        incident: Set(entity::enums::Incident::Expired),
+        platform: Set(Platform::TikTok),
         message: Set(format!(
             "TikTok access for @{name} (formerly @first.name) expired."
         )),
@@ -599,7 +607,7 @@ async fn instagram_tokens_that_expire_become_expired_not_swept(app: TestApp) {
         "an expired Instagram token is never refreshed"
     );
     assert_eq!(report.expired, 1);
-    assert_eq!(status(&app, id).await, "EXPIRED");
+    assert_eq!(status(&app, id).await, AccountStatus::Expired);
     assert_eq!(app.sandbox.stats().instagram.refresh_calls, 0);
 }
 
@@ -664,7 +672,7 @@ async fn error_rate_alerts_and_key_rotation_due_are_raised_once(app: TestApp) {
         async move {
             for i in 0..(errors + ok) {
                 provider_call::ActiveModel {
-                    platform: sea_orm::Set("tiktok".into()),
+                    platform: sea_orm::Set(Platform::TikTok),
                     operation: sea_orm::Set("refresh".into()),
                     http_status: sea_orm::Set(Some(if i < errors { 503 } else { 200 })),
                     error_code: sea_orm::Set((i < errors).then(|| "http_503".to_owned())),
@@ -696,10 +704,13 @@ async fn error_rate_alerts_and_key_rotation_due_are_raised_once(app: TestApp) {
     jobs::health_check::run(&app.jobs)
         .await
         .expect("check again");
-    assert_eq!(kinds().await, ["PROVIDER_DEGRADED"], "raised once");
+    assert_eq!(kinds().await, [EventKind::ProviderDegraded], "raised once");
     calls(0, 100).await;
     jobs::health_check::run(&app.jobs).await.expect("check");
-    assert_eq!(kinds().await, ["PROVIDER_DEGRADED", "PROVIDER_RECOVERED"]);
+    assert_eq!(
+        kinds().await,
+        [EventKind::ProviderDegraded, EventKind::ProviderRecovered]
+    );
     // Every tenant's subscribers replay deployment-wide events.
     let acme = app.tenant_id("acme").await;
     let seen = service::events::replay(
@@ -731,7 +742,9 @@ async fn error_rate_alerts_and_key_rotation_due_are_raised_once(app: TestApp) {
         .expect("rotation check again");
     let all = kinds().await;
     assert_eq!(
-        all.iter().filter(|k| *k == "KEY_ROTATION_DUE").count(),
+        all.iter()
+            .filter(|k| **k == EventKind::KeyRotationDue)
+            .count(),
         1,
         "{all:?}"
     );
@@ -882,7 +895,7 @@ async fn a_deactivation_during_a_refresh_wins(app: TestApp) {
         .await
         .expect("query")
         .expect("account");
-    assert_eq!(account.status, "DEACTIVATED");
+    assert_eq!(account.status, AccountStatus::Deactivated);
     assert!(account.deactivated_at.is_some());
     let again = app
         .gql(
@@ -902,7 +915,7 @@ async fn a_deactivation_during_a_refresh_wins(app: TestApp) {
     let payload = &body["data"]["refreshAccountToken"];
     assert_eq!(payload["refreshed"], false, "{body}");
     assert_eq!(payload["error"]["code"], "PROVIDER_UNAVAILABLE", "{body}");
-    assert_eq!(status(&app, failing).await, "DEACTIVATED");
+    assert_eq!(status(&app, failing).await, AccountStatus::Deactivated);
 
     // Reactivated, the account serves the tokens the platform rotated, and the grant works.
     app.sandbox.update_config(sandbox::ConfigPatch {
@@ -962,7 +975,7 @@ async fn a_reconnect_during_the_expiry_pass_wins(app: TestApp) {
         .await
         .expect("expiry pass");
     assert!(expired.is_none(), "{expired:?}");
-    assert_eq!(status(&app, id).await, "ACTIVE");
+    assert_eq!(status(&app, id).await, AccountStatus::Active);
     let t = token(&app, id).await;
     assert!(t.next_refresh_at.is_none(), "not parked");
     assert!(t.expires_at > Utc::now() + chrono::Duration::days(50));
@@ -1005,13 +1018,13 @@ async fn a_refresh_job_cut_short_still_finishes(app: TestApp) {
         attempts(&app, id)
             .await
             .iter()
-            .any(|a| a.outcome == "SUCCEEDED")
+            .any(|a| a.outcome == Outcome::Succeeded)
     })
     .await;
     let t = token(&app, id).await;
     assert_eq!(t.version, 1, "the rotated tokens were stored");
     assert!(t.sweep_claimed_until.is_none(), "claim released");
-    assert_eq!(status(&app, id).await, "ACTIVE");
+    assert_eq!(status(&app, id).await, AccountStatus::Active);
     assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
 }
 

@@ -136,7 +136,7 @@ async fn provider_stats_aggregate_in_the_database(app: TestApp) {
     let operator = app.key_for_tenant("default", "OPERATOR").await;
     let now = Utc::now();
     let row = |latency: i32, error: bool, minutes_ago: i64| provider_call::ActiveModel {
-        platform: Set("tiktok".into()),
+        platform: Set(service::domain::Platform::TikTok),
         operation: Set("refresh".into()),
         http_status: Set(Some(if error { 500 } else { 200 })),
         error_code: Set(error.then(|| "server_error".to_owned())),

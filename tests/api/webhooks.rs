@@ -343,7 +343,11 @@ async fn a_target_that_turns_private_after_registration_is_not_called() {
         .await
         .expect("deliveries");
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].status, "PENDING", "retried later, not delivered");
+    assert_eq!(
+        stored[0].status,
+        entity::enums::DeliveryStatus::Pending,
+        "retried later, not delivered"
+    );
     assert!(
         stored[0]
             .last_error

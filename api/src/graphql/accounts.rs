@@ -7,7 +7,7 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use entity::{oauth_token, social_account};
 use sea_orm::DatabaseConnection;
-use service::{connections::accounts, domain, tokens};
+use service::{connections::accounts, tokens};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -128,21 +128,14 @@ impl From<social_account::Model> for SocialAccount {
     }
 }
 
-fn parse<T: std::str::FromStr>(what: &str, raw: &str) -> ApiResult<T> {
-    raw.parse().map_err(|_| {
-        tracing::error!(what, raw, "unparseable value stored in the database");
-        ApiError::internal()
-    })
-}
-
 #[ComplexObject]
 impl SocialAccount {
-    async fn platform(&self) -> ApiResult<Platform> {
-        Ok(parse::<domain::Platform>("platform", &self.model.platform)?.into())
+    async fn platform(&self) -> Platform {
+        self.model.platform.into()
     }
 
-    async fn status(&self) -> ApiResult<AccountStatus> {
-        Ok(parse::<domain::AccountStatus>("status", &self.model.status)?.into())
+    async fn status(&self) -> AccountStatus {
+        self.model.status.into()
     }
 
     /// The account's refresh attempts, newest first.

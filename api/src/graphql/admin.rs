@@ -51,10 +51,7 @@ impl TryFrom<api_key::Model> for ApiKey {
     type Error = ApiError;
 
     fn try_from(model: api_key::Model) -> ApiResult<Self> {
-        let role: service::Role = model.role.parse().map_err(|_| {
-            tracing::error!(api_key_id = model.id, "unknown role stored");
-            ApiError::internal()
-        })?;
+        let role = model.role;
         Ok(Self {
             id: ids::encode(KIND, model.id),
             name: model.name,

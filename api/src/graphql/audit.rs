@@ -76,10 +76,7 @@ impl TryFrom<audit_log::Model> for AuditEntry {
     type Error = ApiError;
 
     fn try_from(model: audit_log::Model) -> ApiResult<Self> {
-        let action: audit::AuditAction = model.action.parse().map_err(|_| {
-            tracing::error!(action = model.action, "unknown audit action stored");
-            ApiError::internal()
-        })?;
+        let action = model.action;
         let target_id = match (&model.target_type, &model.target_id) {
             (Some(kind), Some(id)) => Some(match id.parse::<i64>() {
                 Ok(row) => ids::encode(kind, row),

@@ -227,7 +227,7 @@ impl ConnectionsMutation {
         let db = ctx.db()?;
         // Tenant check first: another tenant's account is NOT_FOUND.
         let account = service::connections::accounts::get(db, caller, row).await?;
-        let platform: domain::Platform = account.platform.parse()?;
+        let platform: domain::Platform = account.platform;
         let report = match refresh::refresh(
             db,
             ctx.engine()?,

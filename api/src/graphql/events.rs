@@ -1,8 +1,8 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object, Subscription};
 use chrono::{DateTime, Utc};
-use entity::token_event;
+use entity::{enums::Incident, token_event};
 use futures::{Stream, StreamExt};
-use service::events::{self, EventFilter, subscription};
+use service::events::{EventFilter, subscription};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -53,8 +53,8 @@ impl TokenEvent {
         ids::encode(KIND, self.0.id)
     }
 
-    async fn kind(&self) -> ApiResult<TokenEventKind> {
-        Ok(self.0.kind.parse::<events::EventKind>()?.into())
+    async fn kind(&self) -> TokenEventKind {
+        self.0.kind.into()
     }
 
     async fn occurred_at(&self) -> DateTime<Utc> {
@@ -62,11 +62,7 @@ impl TokenEvent {
     }
 
     async fn platform(&self) -> Option<Platform> {
-        self.0
-            .platform
-            .as_deref()
-            .and_then(|p| p.parse::<service::domain::Platform>().ok())
-            .map(Into::into)
+        self.0.platform.map(Into::into)
     }
 
     /// The account, as it is now.
@@ -202,15 +198,11 @@ impl Notification {
 
     /// RECONNECT_REQUIRED, EXPIRED or REFRESH_FAILING.
     async fn incident(&self) -> &str {
-        &self.0.incident
+        self.0.incident.as_str()
     }
 
     async fn platform(&self) -> Option<Platform> {
-        self.0
-            .platform
-            .parse::<service::domain::Platform>()
-            .ok()
-            .map(Into::into)
+        Some(self.0.platform.into())
     }
 
     /// E.g. "Instagram access for @shop stopped working because the password was changed."
@@ -226,7 +218,7 @@ impl Notification {
     /// Whether the fix is a reconnect: call `startConnection` with this platform and send
     /// the user to its `authorizationUrl`.
     async fn reconnect_required(&self) -> bool {
-        self.0.incident != "REFRESH_FAILING"
+        self.0.incident != Incident::RefreshFailing
     }
 
     /// A reconnect link for an open reconnect incident (INTEGRATOR), to send to the

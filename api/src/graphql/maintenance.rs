@@ -2,7 +2,7 @@ use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::refresh_attempt;
 use jobs::{JobSettings, Queue};
-use service::{ops::rotation, tokens::attempts, tokens::queue::JobQueue, tokens::summary};
+use service::{ops::rotation, tokens::queue::JobQueue, tokens::summary};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -48,15 +48,14 @@ impl TryFrom<refresh_attempt::Model> for RefreshAttempt {
     type Error = ApiError;
 
     fn try_from(m: refresh_attempt::Model) -> ApiResult<Self> {
-        let outcome: attempts::Outcome = m.outcome.parse()?;
         Ok(Self {
             id: ids::encode(ATTEMPT_KIND, m.id),
             attempt: m.attempt,
-            trigger: m.trigger,
+            trigger: m.trigger.as_str().to_owned(),
             started_at: m.started_at,
             finished_at: m.finished_at,
-            outcome: outcome.into(),
-            error_class: m.error_class,
+            outcome: m.outcome.into(),
+            error_class: m.error_class.map(|c| c.as_str().to_owned()),
             error_code: m.error_code,
             latency_ms: m.latency_ms,
             row_id: m.id,

@@ -92,7 +92,7 @@ impl RejectionsMutation {
             },
         )
         .await?;
-        let platform: service::domain::Platform = report.account.platform.parse()?;
+        let platform: service::domain::Platform = report.account.platform;
         let error = report
             .error
             .as_ref()

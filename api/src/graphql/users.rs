@@ -38,10 +38,7 @@ impl TryFrom<user::Model> for User {
     type Error = ApiError;
 
     fn try_from(model: user::Model) -> ApiResult<Self> {
-        let role: service::Role = model.role.parse().map_err(|_| {
-            tracing::error!(user_id = model.id, "unknown role stored");
-            ApiError::internal()
-        })?;
+        let role = model.role;
         Ok(Self {
             id: ids::encode(KIND, model.id),
             email: model.email,

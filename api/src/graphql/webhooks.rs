@@ -1,6 +1,6 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use entity::{webhook, webhook_delivery};
+use entity::{enums::DeliveryStatus, webhook, webhook_delivery};
 use secrecy::ExposeSecret;
 use service::events::webhooks;
 
@@ -69,7 +69,7 @@ impl WebhookDelivery {
     }
     /// PENDING, DELIVERED or FAILED.
     async fn status(&self) -> &str {
-        &self.0.status
+        self.0.status.as_str()
     }
     async fn attempts(&self) -> i32 {
         self.0.attempts
@@ -81,7 +81,7 @@ impl WebhookDelivery {
         self.0.last_error.as_deref()
     }
     async fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
-        (self.0.status == "PENDING").then_some(self.0.next_attempt_at)
+        (self.0.status == DeliveryStatus::Pending).then_some(self.0.next_attempt_at)
     }
     async fn delivered_at(&self) -> Option<DateTime<Utc>> {
         self.0.delivered_at

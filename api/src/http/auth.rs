@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use service::{
-    ServiceError,
+    Role, ServiceError,
     identity::sessions::{self, ActiveSession, SignIn, SignInError},
 };
 
@@ -97,7 +97,7 @@ fn error(status: StatusCode, code: &str) -> Response {
     json_response(status, json!({ "error": { "code": code } }))
 }
 
-fn user_json(email: &str, role: &str, tenant: &str) -> Value {
+fn user_json(email: &str, role: Role, tenant: &str) -> Value {
     json!({ "email": email, "role": role, "tenant": tenant })
 }
 
@@ -151,7 +151,7 @@ pub async fn sign_in(
             let mut response = json_response(
                 StatusCode::OK,
                 json!({
-                    "user": user_json(&signed_in.user.email, &signed_in.user.role, &signed_in.tenant),
+                    "user": user_json(&signed_in.user.email, signed_in.user.role, &signed_in.tenant),
                     "csrfToken": signed_in.csrf_token,
                 }),
             );
@@ -232,7 +232,7 @@ pub async fn session(
         Ok(Some(session)) => json_response(
             StatusCode::OK,
             json!({
-                "user": user_json(&session.user.email, &session.user.role, &session.tenant),
+                "user": user_json(&session.user.email, session.user.role, &session.tenant),
                 "csrfToken": session.csrf_token,
             }),
         ),

@@ -32,14 +32,12 @@ pub fn select(tenant_id: i64, filter: &AccountFilter) -> Select<social_account::
     let mut select =
         social_account::Entity::find().filter(social_account::Column::TenantId.eq(tenant_id));
     if !filter.platforms.is_empty() {
-        select = select.filter(
-            social_account::Column::Platform.is_in(filter.platforms.iter().map(|p| p.as_str())),
-        );
+        select =
+            select.filter(social_account::Column::Platform.is_in(filter.platforms.iter().copied()));
     }
     if !filter.statuses.is_empty() {
-        select = select.filter(
-            social_account::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())),
-        );
+        select =
+            select.filter(social_account::Column::Status.is_in(filter.statuses.iter().copied()));
     }
     if let Some(search) = filter
         .search
@@ -129,10 +127,10 @@ where
     if account.deactivated_at.is_some() {
         return Ok(account);
     }
-    let previous = account.status.clone();
+    let previous = account.status;
     let now = Utc::now();
     let mut active: social_account::ActiveModel = account.into();
-    active.status = Set(AccountStatus::Deactivated.as_str().to_owned());
+    active.status = Set(AccountStatus::Deactivated);
     active.deactivated_at = Set(Some(now));
     active.updated_at = Set(now);
     let account = active.update(&txn).await?;
@@ -171,7 +169,7 @@ where
         None => AccountStatus::Disconnected,
     };
     let mut active: social_account::ActiveModel = account.into();
-    active.status = Set(status.as_str().to_owned());
+    active.status = Set(status);
     active.deactivated_at = Set(None);
     active.updated_at = Set(now);
     let account = active.update(&txn).await?;

@@ -323,7 +323,7 @@ where
     .await?;
     let now = Utc::now();
     let accounts = social_account::Entity::find()
-        .filter(social_account::Column::Platform.eq(Platform::Instagram.as_str()))
+        .filter(social_account::Column::Platform.eq(Platform::Instagram))
         .filter(social_account::Column::ProviderAccountId.eq(request.user_id.as_str()))
         .all(db)
         .await?;
@@ -397,7 +397,7 @@ pub async fn deletion_status(
         return Ok(None);
     }
     let remaining = social_account::Entity::find()
-        .filter(social_account::Column::Platform.eq(Platform::Instagram.as_str()))
+        .filter(social_account::Column::Platform.eq(Platform::Instagram))
         .filter(social_account::Column::ProviderAccountId.eq(user_id))
         .one(db)
         .await?;
@@ -423,7 +423,7 @@ where
     D: ConnectionTrait + TransactionTrait,
 {
     let accounts = social_account::Entity::find()
-        .filter(social_account::Column::Platform.eq(platform.as_str()))
+        .filter(social_account::Column::Platform.eq(platform))
         .filter(social_account::Column::ProviderAccountId.is_in(provider_ids.iter().cloned()))
         .all(db)
         .await?;
@@ -448,7 +448,7 @@ where
         else {
             continue;
         };
-        let status: AccountStatus = account.status.parse()?;
+        let status: AccountStatus = account.status;
         let txn = crate::db::begin(db).await?;
         let deleted = oauth_token::Entity::delete_many()
             .filter(oauth_token::Column::AccountId.eq(account.id))
@@ -466,9 +466,9 @@ where
             continue;
         }
         let view = failures::describe(&error, platform, account.username.as_deref());
-        let previous = account.status.clone();
+        let previous = account.status;
         let mut active: social_account::ActiveModel = account.into();
-        active.status = Set(AccountStatus::ReconnectRequired.as_str().to_owned());
+        active.status = Set(AccountStatus::ReconnectRequired);
         active.status_reason = Set(Some(reason.to_owned()));
         active.updated_at = Set(Utc::now());
         let updated = active.update(&txn).await?;

@@ -18,7 +18,7 @@
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, Utc};
-use entity::{notification, social_account};
+use entity::{enums::Incident, notification, social_account};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -121,8 +121,8 @@ fn needs_reconnect(account: &social_account::Model) -> bool {
     account.deactivated_at.is_none()
         && account.purged_at.is_none()
         && matches!(
-            account.status.parse::<AccountStatus>(),
-            Ok(AccountStatus::ReconnectRequired | AccountStatus::Expired)
+            account.status,
+            AccountStatus::ReconnectRequired | AccountStatus::Expired
         )
 }
 
@@ -136,14 +136,14 @@ pub fn for_notification(
     redirect_after: Option<String>,
     now: DateTime<Utc>,
 ) -> ServiceResult<Option<ReconnectLink>> {
-    if notification.incident == "REFRESH_FAILING" || notification.resolved_at.is_some() {
+    if notification.incident == Incident::RefreshFailing || notification.resolved_at.is_some() {
         return Ok(None);
     }
     caller.require(Role::Integrator)?;
     if notification.tenant_id != caller.tenant_id {
         return Err(ServiceError::NotFound("notification"));
     }
-    let platform: Platform = notification.platform.parse()?;
+    let platform: Platform = notification.platform;
     issue(
         engine,
         caller,
@@ -256,7 +256,7 @@ where
     let account = accounts::find(db, payload.t, payload.a)
         .await?
         .ok_or(LinkError::Invalid)?;
-    if account.platform != platform.as_str() {
+    if account.platform != platform {
         return Err(LinkError::Invalid);
     }
     if !needs_reconnect(&account) {

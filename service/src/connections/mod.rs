@@ -235,7 +235,7 @@ where
         tenant_id: Set(starter.tenant_id),
         api_key_id: Set(starter.api_key_id),
         user_id: Set(starter.user_id),
-        platform: Set(platform.as_str().to_owned()),
+        platform: Set(platform),
         pkce_verifier_enc: Set(verifier),
         redirect_after: Set(redirect_after.clone()),
         scopes: Set(scopes.join(",")),
@@ -387,7 +387,7 @@ pub async fn launch(
 /// The platform's authorize URL of a pending connection (the PKCE challenge is recomputed
 /// from the stored verifier).
 fn authorize_url(engine: &Engine, row: &oauth_state::Model, state: &str) -> ServiceResult<String> {
-    let platform: Platform = row.platform.parse()?;
+    let platform: Platform = row.platform;
     let provider = engine
         .providers
         .get_interactive(platform)
@@ -591,7 +591,7 @@ async fn finish<D>(
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let state_platform: Platform = row.platform.parse()?;
+    let state_platform: Platform = row.platform;
     if platform.is_some_and(|p| p != state_platform) {
         return Err(ServiceError::bad_input(
             "this connection was started for another platform",
@@ -675,7 +675,7 @@ where
     let now = Utc::now();
     let existing = social_account::Entity::find()
         .filter(social_account::Column::TenantId.eq(row.tenant_id))
-        .filter(social_account::Column::Platform.eq(state_platform.as_str()))
+        .filter(social_account::Column::Platform.eq(state_platform))
         .filter(social_account::Column::ProviderAccountId.eq(set.provider_account_id.as_str()))
         .one(&txn)
         .await?;
@@ -686,7 +686,7 @@ where
             active.username = Set(profile.username.clone());
             active.display_name = Set(profile.display_name.clone());
             active.avatar_url = Set(profile.avatar_url.clone());
-            active.status = Set(AccountStatus::Active.as_str().to_owned());
+            active.status = Set(AccountStatus::Active);
             active.status_reason = Set(None);
             active.deactivated_at = Set(None);
             active.connected_at = Set(Some(now));
@@ -696,12 +696,12 @@ where
         None => {
             social_account::ActiveModel {
                 tenant_id: Set(row.tenant_id),
-                platform: Set(state_platform.as_str().to_owned()),
+                platform: Set(state_platform),
                 provider_account_id: Set(set.provider_account_id.clone()),
                 username: Set(profile.username.clone()),
                 display_name: Set(profile.display_name.clone()),
                 avatar_url: Set(profile.avatar_url.clone()),
-                status: Set(AccountStatus::Active.as_str().to_owned()),
+                status: Set(AccountStatus::Active),
                 status_reason: Set(None),
                 deactivated_at: Set(None),
                 connected_at: Set(Some(now)),
@@ -766,7 +766,7 @@ where
 {
     caller.require(Role::Integrator)?;
     let account = accounts::get(db, caller, account_id).await?;
-    let platform: Platform = account.platform.parse()?;
+    let platform: Platform = account.platform;
     // No refresh of this account may run while its tokens are deleted.
     let slot = engine.locks.slot(account.id);
     let _guard = slot.lock().await;
@@ -784,9 +784,9 @@ where
             .await?;
     }
     let now = Utc::now();
-    let previous = account.status.clone();
+    let previous = account.status;
     let mut active: social_account::ActiveModel = account.into();
-    active.status = Set(AccountStatus::Disconnected.as_str().to_owned());
+    active.status = Set(AccountStatus::Disconnected);
     active.status_reason = Set(None);
     active.updated_at = Set(now);
     let account = active.update(&txn).await?;
@@ -901,7 +901,7 @@ pub async fn access_token(
         refresh::ensure_usable_status(&accounts::get(db, caller, account.id).await?)?;
     }
     if token.expires_at <= Utc::now() {
-        let platform: Platform = account.platform.parse()?;
+        let platform: Platform = account.platform;
         return Err(ServiceError::Provider(
             platform,
             refresh_error.unwrap_or_else(|| {

@@ -95,7 +95,7 @@ pub async fn report_token_rejected(
 ) -> ServiceResult<RejectionReport> {
     caller.require(Role::Integrator)?;
     let account = accounts::get(db, caller, account_id).await?;
-    let platform: Platform = account.platform.parse()?;
+    let platform: Platform = account.platform;
     let (verdict, error) = match check_and_mend(db, engine, caller, &account, platform).await {
         Ok(verdict) => (verdict, None),
         Err(ServiceError::Provider(_, error)) => {
@@ -158,7 +158,7 @@ pub async fn report_token_rejected(
         .filter(audit_log::Column::TenantId.eq(caller.tenant_id))
         .filter(audit_log::Column::TargetType.eq(TARGET))
         .filter(audit_log::Column::TargetId.eq(account.id.to_string()))
-        .filter(audit_log::Column::Action.eq(AuditAction::TokenRejected.as_str()))
+        .filter(audit_log::Column::Action.eq(AuditAction::TokenRejected))
         .filter(audit_log::Column::OccurredAt.gt(Utc::now() - Duration::hours(24)))
         .count(db)
         .await?;
@@ -224,7 +224,7 @@ async fn check_and_mend(
                 .ok_or(ServiceError::NotFound("account"))?;
             let decision = policy::decide(policy::Input {
                 observed: policy::Observed::Failed(&refused),
-                status: account.status.parse()?,
+                status: account.status,
                 attempt: u32::try_from(token.failure_count + 1).unwrap_or(1),
                 trigger: Trigger::Manual,
                 rules: policy::RetryRules::default(),

@@ -49,7 +49,7 @@ async fn last_transition(
     Ok(token_event::Entity::find()
         .filter(token_event::Column::AccountId.is_null())
         .filter(token_event::Column::TenantId.is_null())
-        .filter(token_event::Column::Platform.eq(platform.as_str()))
+        .filter(token_event::Column::Platform.eq(platform))
         .filter(token_event::Column::Kind.is_in([
             EventKind::ProviderDegraded.as_str(),
             EventKind::ProviderRecovered.as_str(),
@@ -85,7 +85,7 @@ where
         let last = last_transition(db, platform).await?;
         let was = last
             .as_ref()
-            .is_some_and(|e| e.kind == EventKind::ProviderDegraded.as_str());
+            .is_some_and(|e| e.kind == EventKind::ProviderDegraded);
         if degraded == was {
             continue;
         }

@@ -15,7 +15,7 @@ pub mod subscription;
 /// Signed webhooks and their deliveries.
 pub mod webhooks;
 
-use std::{fmt, str::FromStr};
+use std::fmt;
 
 use chrono::{DateTime, Utc};
 use entity::token_event;
@@ -32,83 +32,7 @@ use crate::{
     tokens::failures::FailureView,
 };
 
-/// What happened to a token or a provider.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Connected,
-    Refreshed,
-    /// A transient failure; a retry is scheduled.
-    RefreshFailed,
-    ReconnectRequired,
-    /// A token that cannot be extended expires soon.
-    Expiring,
-    Expired,
-    Disconnected,
-    KeyRotationDue,
-    ProviderDegraded,
-    ProviderRecovered,
-    /// A scheduled backup failed or did not verify.
-    BackupFailed,
-    /// No backup was verified for longer than the overdue period.
-    BackupOverdue,
-    /// The database grew more than the threshold within the growth window.
-    DatabaseGrowth,
-}
-
-impl EventKind {
-    /// Every kind.
-    pub const ALL: [EventKind; 13] = [
-        EventKind::Connected,
-        EventKind::Refreshed,
-        EventKind::RefreshFailed,
-        EventKind::ReconnectRequired,
-        EventKind::Expiring,
-        EventKind::Expired,
-        EventKind::Disconnected,
-        EventKind::KeyRotationDue,
-        EventKind::ProviderDegraded,
-        EventKind::ProviderRecovered,
-        EventKind::BackupFailed,
-        EventKind::BackupOverdue,
-        EventKind::DatabaseGrowth,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Connected => "CONNECTED",
-            EventKind::Refreshed => "REFRESHED",
-            EventKind::RefreshFailed => "REFRESH_FAILED",
-            EventKind::ReconnectRequired => "RECONNECT_REQUIRED",
-            EventKind::Expiring => "EXPIRING",
-            EventKind::Expired => "EXPIRED",
-            EventKind::Disconnected => "DISCONNECTED",
-            EventKind::KeyRotationDue => "KEY_ROTATION_DUE",
-            EventKind::ProviderDegraded => "PROVIDER_DEGRADED",
-            EventKind::ProviderRecovered => "PROVIDER_RECOVERED",
-            EventKind::BackupFailed => "BACKUP_FAILED",
-            EventKind::BackupOverdue => "BACKUP_OVERDUE",
-            EventKind::DatabaseGrowth => "DATABASE_GROWTH",
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EventKind {
-    type Err = ServiceError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EventKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| ServiceError::Internal(format!("unknown event kind {s:?}")))
-    }
-}
+pub use entity::enums::EventKind;
 
 /// An event about one account.
 pub struct NewEvent<'a> {
@@ -169,8 +93,8 @@ fn account_event(event: NewEvent<'_>) -> token_event::ActiveModel {
     token_event::ActiveModel {
         tenant_id: Set(Some(event.tenant_id)),
         account_id: Set(Some(event.account_id)),
-        kind: Set(event.kind.as_str().to_owned()),
-        platform: Set(Some(event.platform.as_str().to_owned())),
+        kind: Set(event.kind),
+        platform: Set(Some(event.platform)),
         error_code: Set(event.error.map(|e| e.code.to_owned())),
         error_message: Set(event.error.map(|e| e.message.clone())),
         error_action: Set(event.error.and_then(|e| e.action.clone())),
@@ -187,8 +111,8 @@ fn global_event(
     token_event::ActiveModel {
         tenant_id: Set(None),
         account_id: Set(None),
-        kind: Set(kind.as_str().to_owned()),
-        platform: Set(platform.map(|p| p.as_str().to_owned())),
+        kind: Set(kind),
+        platform: Set(platform),
         error_code: Set(error.map(|e| e.code.to_owned())),
         error_message: Set(error.map(|e| e.message.clone())),
         error_action: Set(error.and_then(|e| e.action.clone())),
@@ -240,12 +164,9 @@ impl EventFilter {
     /// Whether a tenant's subscriber with this filter gets `event`.
     pub fn matches(&self, tenant_id: i64, event: &token_event::Model) -> bool {
         event.tenant_id.is_none_or(|t| t == tenant_id)
-            && (self.kinds.is_empty() || self.kinds.iter().any(|k| k.as_str() == event.kind))
+            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
             && (self.platforms.is_empty()
-                || self
-                    .platforms
-                    .iter()
-                    .any(|p| event.platform.as_deref() == Some(p.as_str())))
+                || event.platform.is_some_and(|p| self.platforms.contains(&p)))
             && (self.account_ids.is_empty()
                 || event
                     .account_id
@@ -287,13 +208,11 @@ pub async fn replay(
         select = select.filter(token_event::Column::OccurredAt.gte(since));
     }
     if !filter.kinds.is_empty() {
-        select =
-            select.filter(token_event::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
+        select = select.filter(token_event::Column::Kind.is_in(filter.kinds.iter().copied()));
     }
     if !filter.platforms.is_empty() {
-        select = select.filter(
-            token_event::Column::Platform.is_in(filter.platforms.iter().map(|p| p.as_str())),
-        );
+        select =
+            select.filter(token_event::Column::Platform.is_in(filter.platforms.iter().copied()));
     }
     if !filter.account_ids.is_empty() {
         select =

@@ -3,7 +3,7 @@
 //! never repeated while the incident lasts, resolved when the account works again.
 
 use chrono::Utc;
-use entity::notification;
+use entity::{enums::Incident, notification};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
     TransactionSession, TransactionTrait, sea_query::Expr,
@@ -19,11 +19,11 @@ use crate::{
 };
 
 /// The incident an event opens, if any.
-pub fn incident_of(kind: EventKind) -> Option<&'static str> {
+pub fn incident_of(kind: EventKind) -> Option<Incident> {
     match kind {
-        EventKind::ReconnectRequired => Some("RECONNECT_REQUIRED"),
-        EventKind::Expired => Some("EXPIRED"),
-        EventKind::RefreshFailed => Some("REFRESH_FAILING"),
+        EventKind::ReconnectRequired => Some(Incident::ReconnectRequired),
+        EventKind::Expired => Some(Incident::Expired),
+        EventKind::RefreshFailed => Some(Incident::RefreshFailing),
         _ => None,
     }
 }
@@ -54,8 +54,8 @@ pub async fn open_incident(
         notification::ActiveModel {
             tenant_id: Set(tenant_id),
             account_id: Set(account_id),
-            incident: Set(incident.to_owned()),
-            platform: Set(platform.as_str().to_owned()),
+            incident: Set(incident),
+            platform: Set(platform),
             message: Set(view.message.clone()),
             action: Set(view.action.clone()),
             created_at: Set(Utc::now()),

@@ -6,7 +6,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use chrono::{DateTime, Utc};
-use entity::{token_event, webhook, webhook_delivery};
+use entity::{enums::DeliveryStatus, token_event, webhook, webhook_delivery};
 use ring::hmac;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -324,7 +324,8 @@ pub async fn enqueue_for_event(
     }
     let hooks = select.all(db).await?;
     for hook in hooks {
-        let wanted = hook.kinds.is_empty() || hook.kinds.split(',').any(|k| k == event.kind);
+        let wanted =
+            hook.kinds.is_empty() || hook.kinds.split(',').any(|k| k == event.kind.as_str());
         if !wanted {
             continue;
         }
@@ -332,7 +333,7 @@ pub async fn enqueue_for_event(
             webhook_id: Set(hook.id),
             tenant_id: Set(hook.tenant_id),
             event_id: Set(event.id),
-            status: Set("PENDING".into()),
+            status: Set(DeliveryStatus::Pending),
             attempts: Set(0),
             last_status_code: Set(None),
             last_error: Set(None),
@@ -381,7 +382,7 @@ where
     let due = webhook_delivery::Entity::find()
         .select_only()
         .column(webhook_delivery::Column::Id)
-        .filter(webhook_delivery::Column::Status.eq("PENDING"))
+        .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
         .order_by_asc(webhook_delivery::Column::NextAttemptAt)
         .limit(limit)
@@ -397,7 +398,7 @@ where
         )
         .filter(webhook_delivery::Column::Id.in_subquery(due))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
-        .filter(webhook_delivery::Column::Status.eq("PENDING"))
+        .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
         .exec_with_returning(db)
         .await?;
     let count = claimed.len();
@@ -481,7 +482,7 @@ where
     let mut hook_active: webhook::ActiveModel = hook.clone().into();
     match outcome {
         Ok(status) => {
-            active.status = Set("DELIVERED".into());
+            active.status = Set(DeliveryStatus::Delivered);
             active.last_status_code = Set(Some(i32::from(status)));
             active.last_error = Set(None);
             active.delivered_at = Set(Some(now));
@@ -493,7 +494,7 @@ where
             let failing_since = hook.failing_since.unwrap_or(now);
             hook_active.failing_since = Set(Some(failing_since));
             if now - delivery.created_at >= GIVE_UP_AFTER {
-                active.status = Set("FAILED".into());
+                active.status = Set(DeliveryStatus::Failed);
             } else {
                 // The refresh retries' schedule: 30 s doubling up to 1 h, jittered.
                 use crate::tokens::policy;

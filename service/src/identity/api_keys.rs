@@ -81,7 +81,7 @@ async fn insert_key(
     let model = api_key::ActiveModel {
         tenant_id: Set(tenant_id),
         name: Set(name.to_owned()),
-        role: Set(role.as_str().to_owned()),
+        role: Set(role),
         key_hash: Set(hash_key(plain)),
         key_prefix: Set(plain.chars().take(SHOWN_PREFIX_LEN).collect()),
         created_at: Set(Utc::now()),
@@ -230,7 +230,7 @@ where
     caller.require(Role::Admin)?;
     let txn = crate::db::begin(db).await?;
     let key = find(&txn, caller, id).await?;
-    if key.role == Role::Operator.as_str() {
+    if key.role == Role::Operator {
         caller.require(Role::Operator)?;
     }
     let key = revoke_model(&txn, &caller.actor(), key).await?;
@@ -280,10 +280,7 @@ pub async fn authenticate(
     if !constant_time_eq(key.key_hash.as_bytes(), hash.as_bytes()) || key.revoked_at.is_some() {
         return Err(ServiceError::Unauthenticated(INVALID));
     }
-    let role: Role = key
-        .role
-        .parse()
-        .map_err(|_| ServiceError::Internal(format!("api key {} has a bad role", key.id)))?;
+    let role = key.role;
     let now = Utc::now();
     if key
         .last_used_at
@@ -409,7 +406,7 @@ mod tests {
                 id: 1,
                 tenant_id: 1,
                 name: "n".into(),
-                role: "ADMIN".into(),
+                role: Role::Admin,
                 key_hash: hash_key(&plain),
                 key_prefix: plain.chars().take(SHOWN_PREFIX_LEN).collect(),
                 created_at: Utc::now(),

@@ -1,69 +1,6 @@
-use std::{fmt, str::FromStr};
-
 use crate::error::{ServiceError, ServiceResult};
 
-/// Roles of an API key, from most to least powerful.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Runs the deployment: everything an ADMIN may do in its own tenant, plus the
-    /// deployment-wide operations (key rotation, provider statistics, detailed system
-    /// health, the deployment-wide audit entries). Created on the command line only.
-    Operator,
-    /// Everything within its tenant, including API keys and deactivation.
-    Admin,
-    /// Connect, refresh and disconnect accounts; read access tokens.
-    Integrator,
-    /// Read only.
-    Viewer,
-}
-
-impl Role {
-    /// The stored and displayed name (`OPERATOR`, `ADMIN`, `INTEGRATOR`, `VIEWER`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "OPERATOR",
-            Role::Admin => "ADMIN",
-            Role::Integrator => "INTEGRATOR",
-            Role::Viewer => "VIEWER",
-        }
-    }
-
-    fn rank(self) -> u8 {
-        match self {
-            Role::Operator => 4,
-            Role::Admin => 3,
-            Role::Integrator => 2,
-            Role::Viewer => 1,
-        }
-    }
-
-    /// Whether this role includes everything `required` may do.
-    pub fn includes(self, required: Role) -> bool {
-        self.rank() >= required.rank()
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = ServiceError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_uppercase().as_str() {
-            "OPERATOR" => Ok(Role::Operator),
-            "ADMIN" => Ok(Role::Admin),
-            "INTEGRATOR" => Ok(Role::Integrator),
-            "VIEWER" => Ok(Role::Viewer),
-            _ => Err(ServiceError::bad_input(format!(
-                "unknown role {s:?}: expected OPERATOR, ADMIN, INTEGRATOR or VIEWER"
-            ))),
-        }
-    }
-}
+pub use entity::enums::Role;
 
 /// Who did something, as written to the audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,21 +116,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn roles_are_ordered() {
-        assert!(Role::Operator.includes(Role::Admin));
-        assert!(!Role::Admin.includes(Role::Operator));
-        assert!(Role::Admin.includes(Role::Integrator));
-        assert!(Role::Integrator.includes(Role::Viewer));
-        assert!(!Role::Viewer.includes(Role::Integrator));
-        assert!(!Role::Integrator.includes(Role::Admin));
-    }
-
-    #[test]
     fn role_parses_case_insensitively_and_rejects_unknown() {
         assert_eq!("viewer".parse::<Role>().ok(), Some(Role::Viewer));
         assert_eq!("OPERATOR".parse::<Role>().ok(), Some(Role::Operator));
         assert!(matches!(
-            "root".parse::<Role>(),
+            "root".parse::<Role>().map_err(ServiceError::from),
             Err(ServiceError::BadInput(_))
         ));
     }

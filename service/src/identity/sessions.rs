@@ -17,7 +17,7 @@ use crate::{
     identity::{
         api_keys::hash_key,
         audit::{self, AuditAction, Target},
-        caller::{Actor, Caller, Principal, Role},
+        caller::{Actor, Caller, Principal},
         tenants, users,
     },
     tokens::vault::KeyRing,
@@ -349,10 +349,7 @@ where
     if !users::accept_code(db, vault, &user, &attempt.code).await? {
         return fail("INVALID_CODE", SignInError::InvalidCode).await;
     }
-    let role: Role = user
-        .role
-        .parse()
-        .map_err(|_| ServiceError::Internal(format!("user {} has a bad role", user.id)))?;
+    let role = user.role;
     let tenant = tenants::find(db, user.tenant_id)
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("user {} has no tenant", user.id)))?;
@@ -441,10 +438,7 @@ pub async fn authenticate(
     if user.disabled_at.is_some() {
         return Err(ServiceError::Unauthenticated(INVALID));
     }
-    let role: Role = user
-        .role
-        .parse()
-        .map_err(|_| ServiceError::Internal(format!("user {} has a bad role", user.id)))?;
+    let role = user.role;
     let tenant = tenants::find(db, user.tenant_id)
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("user {} has no tenant", user.id)))?;

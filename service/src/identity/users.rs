@@ -219,7 +219,7 @@ where
     let inserted = user::ActiveModel {
         tenant_id: Set(tenant.id),
         email: Set(email.clone()),
-        role: Set(role.as_str().to_owned()),
+        role: Set(role),
         password_hash: Set(password_hash),
         totp_secret_enc: Set(String::new()),
         totp_last_step: Set(None),

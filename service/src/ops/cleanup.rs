@@ -63,7 +63,7 @@ where
             .rows_affected;
         crate::connections::accounts::scrub_personal_data(&txn, &account).await?;
         let deactivated_at = account.deactivated_at;
-        let platform = account.platform.clone();
+        let platform = account.platform;
         let id = account.id;
         let mut active: social_account::ActiveModel = account.into();
         active.username = Set(None);

@@ -31,7 +31,7 @@ pub const CALLS_WINDOW: Duration = Duration::from_secs(300);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderProbe {
-    pub platform: String,
+    pub platform: Platform,
     pub available: bool,
     pub latency_ms: Option<u32>,
 }
@@ -51,9 +51,7 @@ pub struct HealthSnapshot {
 impl HealthSnapshot {
     /// The probe of one platform.
     pub fn provider(&self, platform: Platform) -> Option<&ProviderProbe> {
-        self.providers
-            .iter()
-            .find(|p| p.platform == platform.as_str())
+        self.providers.iter().find(|p| p.platform == platform)
     }
 }
 
@@ -227,7 +225,7 @@ mod tests {
 
     fn probe(available: bool, latency_ms: Option<u32>) -> ProviderProbe {
         ProviderProbe {
-            platform: Platform::TikTok.as_str().into(),
+            platform: Platform::TikTok,
             available,
             latency_ms,
         }

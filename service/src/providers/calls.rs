@@ -73,7 +73,7 @@ async fn write(db: &DatabaseConnection, batch: Vec<ProviderCall>) {
         .record(f64::from(call.latency_ms) / 1000.0);
     }
     let rows = batch.into_iter().map(|call| provider_call::ActiveModel {
-        platform: Set(call.platform.as_str().to_owned()),
+        platform: Set(call.platform),
         operation: Set(call.operation.to_owned()),
         http_status: Set(call.http_status.map(i32::from)),
         error_code: Set(call.error_code),
@@ -127,7 +127,7 @@ pub fn parse_window(text: &str) -> ServiceResult<Duration> {
 /// One group's counts, aggregated by the database.
 #[derive(Debug, FromQueryResult)]
 struct GroupCounts {
-    platform: String,
+    platform: Platform,
     operation: String,
     requests: i64,
     errors: i64,
@@ -167,9 +167,7 @@ pub async fn stats(
         .await?;
     let mut out = Vec::with_capacity(groups.len());
     for group in groups {
-        let Ok(platform) = group.platform.parse::<Platform>() else {
-            continue;
-        };
+        let platform = group.platform;
         let requests = u64::try_from(group.requests).unwrap_or(0);
         if requests == 0 {
             continue;
@@ -180,7 +178,7 @@ pub async fn stats(
             provider_call::Entity::find()
                 .select_only()
                 .column(provider_call::Column::LatencyMs)
-                .filter(provider_call::Column::Platform.eq(group.platform.as_str()))
+                .filter(provider_call::Column::Platform.eq(platform))
                 .filter(provider_call::Column::Operation.eq(group.operation.as_str()))
                 .filter(provider_call::Column::OccurredAt.gte(since))
                 .order_by_asc(provider_call::Column::LatencyMs)

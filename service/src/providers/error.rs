@@ -4,45 +4,12 @@
 //! tells the caller what to do next (retry later, ask the user to reconnect, fix the
 //! configuration...). Messages are sanitized: no tokens, secrets or raw bodies.
 
-use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-/// What a failed provider call means for the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// Temporary: network, timeout, 5xx, rate limit. Retry later (see `retry_after`).
-    Transient,
-    /// The grant is dead (revoked, expired, password changed...): the user must reconnect.
-    GrantDead,
-    /// Our configuration is wrong (client id/secret, redirect URI, app permissions).
-    Config,
-    /// The token is too young to be refreshed (Instagram: under 24 hours); try again later.
-    NotRefreshableYet,
-    /// The request itself was invalid (bad parameter, malformed code...).
-    InvalidInput,
-}
-
-impl ErrorClass {
-    /// Stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Transient => "transient",
-            ErrorClass::GrantDead => "grant_dead",
-            ErrorClass::Config => "config",
-            ErrorClass::NotRefreshableYet => "not_refreshable_yet",
-            ErrorClass::InvalidInput => "invalid_input",
-        }
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use entity::enums::ErrorClass;
 
 /// A classified provider failure. `Display` and `Debug` are safe to log and to show.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -201,15 +201,15 @@ pub async fn attempts_per_hour(
     let mut out = Vec::new();
     for row in db.query_all(&select).await? {
         let bucket: String = row.try_get("", "bucket")?;
-        let platform: String = row.try_get("", "platform")?;
-        let outcome: String = row.try_get("", "outcome")?;
+        let platform: Platform = row.try_get("", "platform")?;
+        let outcome: Outcome = row.try_get("", "outcome")?;
         let hour = DateTime::parse_from_rfc3339(&bucket)
             .map_err(|_| ServiceError::Internal(format!("bad hour bucket {bucket:?}")))?
             .with_timezone(&Utc);
         out.push(AttemptBucket {
             hour,
-            platform: platform.parse()?,
-            outcome: outcome.parse()?,
+            platform,
+            outcome,
             count: count_of(&row, "n")?,
         });
     }
@@ -255,10 +255,8 @@ pub async fn failure_reasons(
                 .gte(now - window.duration()),
         )
         .and_where(
-            Expr::col((refresh_attempt::Entity, refresh_attempt::Column::Outcome)).is_in([
-                Outcome::FailedTransient.as_str(),
-                Outcome::FailedPermanent.as_str(),
-            ]),
+            Expr::col((refresh_attempt::Entity, refresh_attempt::Column::Outcome))
+                .is_in([Outcome::FailedTransient, Outcome::FailedPermanent]),
         )
         .add_group_by([
             Expr::col((social_account::Entity, social_account::Column::Platform)),
@@ -275,10 +273,10 @@ pub async fn failure_reasons(
     let rows = db.query_all(&select).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
-        let platform: String = row.try_get("", "platform")?;
+        let platform: Platform = row.try_get("", "platform")?;
         let last_seen_at: DateTime<Utc> = row.try_get("", "last_seen")?;
         items.push(FailureReason {
-            platform: platform.parse()?,
+            platform,
             code: row.try_get("", "code")?,
             class: row.try_get("", "class")?,
             count: count_of(row, "n")?,
@@ -342,10 +340,10 @@ pub async fn expiring_per_day(
     let mut out = Vec::new();
     for row in db.query_all(&select).await? {
         let bucket: String = row.try_get("", "bucket")?;
-        let platform: String = row.try_get("", "platform")?;
+        let platform: Platform = row.try_get("", "platform")?;
         out.push(ExpiryBucket {
             day: parse_day(&bucket)?,
-            platform: platform.parse()?,
+            platform,
             count: count_of(&row, "n")?,
         });
     }

@@ -11,48 +11,12 @@ use crate::{
     error::ServiceResult,
     identity::caller::Caller,
     pagination::{self, Direction, Page, PageArgs},
+    providers::ErrorClass,
+    tokens::queue::Trigger,
 };
 
 /// How an attempt ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// New tokens stored.
-    Succeeded,
-    /// A transient failure; a retry is scheduled.
-    FailedTransient,
-    /// A dead grant or a configuration problem; no automatic retry will help.
-    FailedPermanent,
-    /// Nothing to do (already fresh, not due, not refreshable yet).
-    Skipped,
-}
-
-impl Outcome {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "SUCCEEDED",
-            Outcome::FailedTransient => "FAILED_TRANSIENT",
-            Outcome::FailedPermanent => "FAILED_PERMANENT",
-            Outcome::Skipped => "SKIPPED",
-        }
-    }
-}
-
-impl std::str::FromStr for Outcome {
-    type Err = crate::ServiceError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Outcome::Succeeded,
-            Outcome::FailedTransient,
-            Outcome::FailedPermanent,
-            Outcome::Skipped,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == s)
-        .ok_or_else(|| crate::ServiceError::Internal(format!("unknown outcome {s:?}")))
-    }
-}
+pub use entity::enums::RefreshOutcome as Outcome;
 
 /// One finished attempt, ready to store.
 #[derive(Clone, Debug)]
@@ -60,10 +24,10 @@ pub struct NewAttempt {
     pub tenant_id: i64,
     pub account_id: i64,
     pub attempt: i32,
-    pub trigger: &'static str,
+    pub trigger: Trigger,
     pub started_at: DateTime<Utc>,
     pub outcome: Outcome,
-    pub error_class: Option<String>,
+    pub error_class: Option<ErrorClass>,
     pub error_code: Option<String>,
 }
 
@@ -80,10 +44,10 @@ pub async fn record(
         tenant_id: Set(attempt.tenant_id),
         account_id: Set(attempt.account_id),
         attempt: Set(attempt.attempt),
-        trigger: Set(attempt.trigger.to_owned()),
+        trigger: Set(attempt.trigger),
         started_at: Set(attempt.started_at),
         finished_at: Set(finished),
-        outcome: Set(attempt.outcome.as_str().to_owned()),
+        outcome: Set(attempt.outcome),
         error_class: Set(attempt.error_class),
         error_code: Set(attempt.error_code),
         latency_ms: Set(latency as i32),

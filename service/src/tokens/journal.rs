@@ -28,8 +28,7 @@ use serde::{Deserialize, Serialize};
 pub struct PendingTokens {
     pub tenant_id: i64,
     pub account_id: i64,
-    /// `tiktok` or `instagram`.
-    pub platform: String,
+    pub platform: entity::enums::Platform,
     /// The token row version the refresh started from (compare-and-swap).
     pub version: i64,
     pub key_id: String,
@@ -270,7 +269,7 @@ mod tests {
         PendingTokens {
             tenant_id: 1,
             account_id,
-            platform: "tiktok".into(),
+            platform: entity::enums::Platform::TikTok,
             version,
             key_id: "k1".into(),
             access_enc: "tw1.a".into(),

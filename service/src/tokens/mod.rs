@@ -213,7 +213,7 @@ pub fn seal_refreshed(
     Ok(PendingTokens {
         tenant_id: account.tenant_id,
         account_id: account.id,
-        platform: account.platform.clone(),
+        platform: account.platform,
         version,
         key_id: sealed.key_id,
         access_enc: sealed.access,

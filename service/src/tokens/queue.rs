@@ -6,30 +6,8 @@
 
 use std::{future::Future, time::Duration};
 
-/// Why a refresh runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
-    /// On demand (`refreshAccountToken`, `accessToken`): a caller waits. Never queued.
-    Manual,
-    /// The sweep found the token inside its refresh window.
-    Sweep,
-    /// A retry after a transient failure.
-    Retry,
-    /// A bulk `refreshAccounts` asked for it (runs whether due or not).
-    Bulk,
-}
-
-impl Trigger {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Sweep => "sweep",
-            Trigger::Retry => "retry",
-            Trigger::Bulk => "bulk",
-        }
-    }
-}
+/// Why a refresh runs (only `Manual` is never queued: a caller waits for it).
+pub use entity::enums::RefreshTrigger as Trigger;
 
 /// One refresh to run later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

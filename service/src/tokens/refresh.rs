@@ -115,11 +115,11 @@ static UNKNOWN_FAILURE: std::sync::LazyLock<ProviderError> = std::sync::LazyLock
 
 /// Refuses accounts that cannot be refreshed or read at all.
 pub fn ensure_usable_status(account: &social_account::Model) -> ServiceResult<()> {
-    let status: AccountStatus = account.status.parse()?;
+    let status: AccountStatus = account.status;
     match status {
         AccountStatus::Active | AccountStatus::RefreshFailing => Ok(()),
         AccountStatus::ReconnectRequired | AccountStatus::Expired => Err(ServiceError::Provider(
-            account.platform.parse()?,
+            account.platform,
             ProviderError::new(
                 ErrorClass::GrantDead,
                 account
@@ -181,7 +181,7 @@ async fn refresh_detached(
     let token = tokens::find_by_account(db, account_id)
         .await?
         .ok_or_else(|| ServiceError::bad_input("the account has no tokens; reconnect it"))?;
-    let status: AccountStatus = account.status.parse()?;
+    let status: AccountStatus = account.status;
     let attempt = token.failure_count + 1;
     let started_at = Utc::now();
     let report = refresh_locked(db, engine, account, token, &options).await?;
@@ -260,10 +260,10 @@ fn attempt_row(
         tenant_id: account.tenant_id,
         account_id: account.id,
         attempt,
-        trigger: trigger.as_str(),
+        trigger,
         started_at,
         outcome: decision.outcome,
-        error_class: error.map(|e| e.class.as_str().to_owned()),
+        error_class: error.map(|e| e.class),
         error_code: error.map(|e| e.code.clone()),
     }
 }
@@ -321,8 +321,8 @@ async fn queued_detached(
     let Some(token) = tokens::find_by_account(db, account.id).await? else {
         return Ok(Ran::Nothing);
     };
-    let platform: Platform = account.platform.parse()?;
-    let status: AccountStatus = account.status.parse()?;
+    let platform: Platform = account.platform;
+    let status: AccountStatus = account.status;
     let started_at = Utc::now();
     let attempt = token.failure_count + 1;
     let due = sweep::is_due(settings, platform, &token, started_at);
@@ -417,8 +417,8 @@ async fn refresh_locked<D>(
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let platform: Platform = account.platform.parse()?;
-    let status: AccountStatus = account.status.parse()?;
+    let platform: Platform = account.platform;
+    let status: AccountStatus = account.status;
     let attempt = token.failure_count + 1;
     let decide =
         |error: &ProviderError| decide(Observed::Failed(error), status, attempt, options.trigger);
@@ -715,7 +715,7 @@ where
     let revived = social_account::Entity::update_many()
         .col_expr(
             social_account::Column::Status,
-            Expr::value(AccountStatus::Active.as_str()),
+            Expr::value(AccountStatus::Active),
         )
         .col_expr(
             social_account::Column::StatusReason,
@@ -755,7 +755,7 @@ where
             NewEvent {
                 tenant_id: updated.tenant_id,
                 account_id: updated.id,
-                platform: updated.platform.parse()?,
+                platform: updated.platform,
                 kind: EventKind::Refreshed,
                 error: None,
             },
@@ -838,8 +838,8 @@ where
     let Some(kind) = decision.event else {
         return Ok(account);
     };
-    let current: AccountStatus = account.status.parse()?;
-    let platform: Platform = account.platform.parse()?;
+    let current: AccountStatus = account.status;
+    let platform: Platform = account.platform;
     let view = crate::tokens::failures::describe(error, platform, account.username.as_deref());
     let status = decision.status.unwrap_or(current);
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
@@ -847,7 +847,7 @@ where
     // Only while the account is still refreshable: a deactivation or disconnect that
     // happened during the provider call wins over the failure.
     let applied = social_account::Entity::update_many()
-        .col_expr(social_account::Column::Status, Expr::value(status.as_str()))
+        .col_expr(social_account::Column::Status, Expr::value(status))
         .col_expr(
             social_account::Column::StatusReason,
             Expr::value(Some(error.code.clone())),

@@ -38,7 +38,7 @@ pub async fn summary(
     caller: &Caller,
     now: DateTime<Utc>,
 ) -> ServiceResult<Summary> {
-    let rows: Vec<(String, String, i64)> = social_account::Entity::find()
+    let rows: Vec<(Platform, AccountStatus, i64)> = social_account::Entity::find()
         .select_only()
         .column(social_account::Column::Platform)
         .column(social_account::Column::Status)
@@ -49,14 +49,14 @@ pub async fn summary(
         .into_tuple()
         .all(db)
         .await?;
-    let mut by_status = Vec::new();
-    for (platform, status, count) in rows {
-        by_status.push(StatusCount {
-            platform: platform.parse()?,
-            status: status.parse()?,
+    let mut by_status: Vec<StatusCount> = rows
+        .into_iter()
+        .map(|(platform, status, count)| StatusCount {
+            platform,
+            status,
             count: u64::try_from(count).unwrap_or(0),
-        });
-    }
+        })
+        .collect();
     by_status.sort_by_key(|s| (s.platform, s.status.as_str()));
     let live = social_account::Entity::find()
         .select_only()

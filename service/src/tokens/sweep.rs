@@ -71,11 +71,8 @@ pub struct Due {
 }
 
 /// The statuses whose tokens are kept fresh.
-pub fn refreshable_statuses() -> [&'static str; 2] {
-    [
-        AccountStatus::Active.as_str(),
-        AccountStatus::RefreshFailing.as_str(),
-    ]
+pub fn refreshable_statuses() -> [AccountStatus; 2] {
+    [AccountStatus::Active, AccountStatus::RefreshFailing]
 }
 
 /// Whether a token is inside its refresh window at `now` (and still refreshable).
@@ -113,7 +110,7 @@ fn account_refreshable(platform: Option<Platform>) -> Expr {
         .filter(social_account::Column::Status.is_in(refreshable_statuses()))
         .filter(social_account::Column::DeactivatedAt.is_null());
     if let Some(platform) = platform {
-        accounts = accounts.filter(social_account::Column::Platform.eq(platform.as_str()));
+        accounts = accounts.filter(social_account::Column::Platform.eq(platform));
     }
     Expr::exists(accounts.into_query())
 }
@@ -315,9 +312,9 @@ where
         txn.commit().await?; // Not refreshable any more: parked is right.
         return Ok(None);
     };
-    let previous = account.status.clone();
+    let previous = account.status;
     let mut active: social_account::ActiveModel = account.into();
-    active.status = Set(AccountStatus::Expired.as_str().to_owned());
+    active.status = Set(AccountStatus::Expired);
     active.status_reason = Set(Some("expired".into()));
     active.updated_at = Set(now);
     let updated = active.update(&txn).await?;
@@ -430,7 +427,7 @@ where
                     ))
                     .equals((oauth_token::Entity, oauth_token::Column::AccountId)),
                 )
-                .filter(entity::token_event::Column::Kind.eq(EventKind::Expiring.as_str()))
+                .filter(entity::token_event::Column::Kind.eq(EventKind::Expiring))
                 // Once per connection: events since the account was (re)connected.
                 .filter(Expr::cust(
                     "token_events.occurred_at >= (SELECT COALESCE(a.connected_at, a.created_at) \
@@ -486,7 +483,7 @@ async fn raise_expiring<D>(
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let platform: Platform = account.platform.parse()?;
+    let platform: Platform = account.platform;
     let who = account
         .username
         .as_deref()
