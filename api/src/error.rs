@@ -50,7 +50,7 @@ impl ApiError {
     }
 
     /// UNAUTHENTICATED with a message.
-    pub fn unauthenticated(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthenticated(message: impl Into<String>) -> Self {
         Self::new(code::UNAUTHENTICATED, message)
     }
 

@@ -119,7 +119,7 @@ impl SocketCounter {
     }
 
     /// A place for one more socket of `key`, or `None` when it holds `max` already.
-    pub fn try_open(&self, key: i64) -> Option<SocketSlot> {
+    pub(crate) fn try_open(&self, key: i64) -> Option<SocketSlot> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(key).or_default();
         if *count >= self.max {

@@ -20,6 +20,6 @@ pub fn metrics_handle() -> Option<&'static metrics_exporter_prometheus::Promethe
 }
 
 /// The Prometheus text exposition of this process's metrics.
-pub fn render_metrics() -> String {
+pub(crate) fn render_metrics() -> String {
     metrics_handle().map(|h| h.render()).unwrap_or_default()
 }

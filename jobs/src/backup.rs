@@ -80,12 +80,18 @@ impl Tier {
 }
 
 /// apalis-cron handler of the daily tier.
-pub async fn handle_daily(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
+pub(crate) async fn handle_daily(
+    _tick: Tick,
+    ctx: Data<Arc<JobContext>>,
+) -> Result<(), BoxDynError> {
     handle(&ctx, Tier::Daily).await
 }
 
 /// apalis-cron handler of the hourly tier.
-pub async fn handle_hourly(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
+pub(crate) async fn handle_hourly(
+    _tick: Tick,
+    ctx: Data<Arc<JobContext>>,
+) -> Result<(), BoxDynError> {
     handle(&ctx, Tier::Hourly).await
 }
 

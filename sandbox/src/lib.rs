@@ -316,7 +316,7 @@ pub fn tiktok_open_id(user: &str) -> String {
 }
 
 /// Deterministic TikTok `union_id` of a sandbox user name.
-pub fn tiktok_union_id(user: &str) -> String {
+pub(crate) fn tiktok_union_id(user: &str) -> String {
     format!("tt-union-{user}")
 }
 
@@ -656,7 +656,7 @@ impl Sandbox {
     /// `reason` (default 1, the user disconnected), or Meta's deauthorize callback (and the
     /// data deletion callback when `data_deletion`). Returns whether a grant was revoked and
     /// each callback's URL and HTTP status (`None`: not delivered).
-    pub async fn revoke_and_notify(
+    pub(crate) async fn revoke_and_notify(
         &self,
         platform: Platform,
         provider_account_id: &str,

@@ -97,7 +97,7 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 const MIGRATION_LOCK: i64 = 0x746f_6b65_6e77_6172;
 
 /// Whether the URL names a SQLite database.
-pub fn is_sqlite(url: &str) -> bool {
+fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
 

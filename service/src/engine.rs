@@ -199,7 +199,7 @@ impl Engine {
     }
 
     /// Replaces the key ring (key rotation).
-    pub fn set_vault(&self, vault: KeyRing) {
+    pub(crate) fn set_vault(&self, vault: KeyRing) {
         *self
             .vault
             .write()

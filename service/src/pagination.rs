@@ -56,7 +56,7 @@ impl<T> Page<T> {
 }
 
 /// Keyset pagination by id: constant cost per page, stable under inserts.
-pub async fn paginate<E, C>(
+pub(crate) async fn paginate<E, C>(
     db: &impl ConnectionTrait,
     select: Select<E>,
     id: C,

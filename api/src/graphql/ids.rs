@@ -9,7 +9,7 @@ pub fn encode(kind: &str, id: i64) -> ID {
 }
 
 /// Decodes any global id into its type name and row id.
-pub fn decode_any(id: &ID) -> ApiResult<(String, i64)> {
+pub(crate) fn decode_any(id: &ID) -> ApiResult<(String, i64)> {
     let invalid = || ApiError::bad_input(format!("{:?} is not a valid id", id.as_str()));
     let bytes = URL_SAFE_NO_PAD
         .decode(id.as_bytes())

@@ -235,7 +235,11 @@ impl Extension for CostLimits {
 
 /// The complexity of a connection field: its page size times its selection, plus one.
 /// Saturates far below `usize::MAX`, so async-graphql's sums cannot overflow.
-pub fn connection_cost(first: Option<i32>, last: Option<i32>, child_complexity: usize) -> usize {
+pub(crate) fn connection_cost(
+    first: Option<i32>,
+    last: Option<i32>,
+    child_complexity: usize,
+) -> usize {
     const CEILING: usize = 1 << 40;
     let page = first
         .or(last)

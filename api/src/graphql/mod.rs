@@ -45,4 +45,5 @@ pub mod viewer;
 pub mod webhooks;
 
 pub use context::{ContextExt, RequestAuth};
-pub use schema::{AppSchema, build_schema};
+pub use schema::AppSchema;
+pub(crate) use schema::build_schema;

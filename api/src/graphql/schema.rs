@@ -62,7 +62,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, EventsSubscription> {
 }
 
 /// Builds the served schema with the configured limits and hardening.
-pub fn build_schema(
+pub(crate) fn build_schema(
     db: DatabaseConnection,
     engine: Arc<Engine>,
     queue: jobs::Queue,

@@ -270,7 +270,7 @@ async fn execute(
 }
 
 /// `POST /graphql` with an `application/json` body `{query, operationName?, variables?}`.
-pub async fn post_handler(
+pub(crate) async fn post_handler(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -329,7 +329,7 @@ pub async fn post_handler(
 }
 
 /// `GET /graphql?query=...&variables=...&operationName=...`: queries only.
-pub async fn get_handler(
+pub(crate) async fn get_handler(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,

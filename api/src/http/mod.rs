@@ -29,7 +29,7 @@ pub use graphql::ViaGet;
 pub use health::Probes;
 
 /// Only the probes, for processes that serve no API (`tokenwarden worker`).
-pub fn probe_router(probes: Probes) -> Router {
+pub(crate) fn probe_router(probes: Probes) -> Router {
     observe::layer(
         Router::new()
             .route("/healthz", get(health::healthz))

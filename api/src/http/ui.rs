@@ -101,7 +101,7 @@ pub async fn graphiql(headers: HeaderMap) -> Response {
 }
 
 /// `GET /assets/{*path}`: the dashboard's files; `vendor/` only when GraphiQL is served.
-pub async fn asset(
+pub(crate) async fn asset(
     graphiql_enabled: bool,
     Path(path): Path<String>,
     headers: HeaderMap,

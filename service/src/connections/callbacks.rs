@@ -81,7 +81,7 @@ pub fn tiktok_signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 }
 
 /// Verifies `TikTok-Signature: t=...,s=...` over `body`; returns the timestamp.
-pub fn verify_tiktok_signature(
+fn verify_tiktok_signature(
     header: Option<&str>,
     body: &[u8],
     secret: &[u8],
@@ -146,7 +146,7 @@ pub struct SignedRequest {
 }
 
 /// Verifies and decodes a Meta `signed_request`.
-pub fn parse_signed_request(raw: &str, secret: &[u8]) -> Result<SignedRequest, CallbackError> {
+fn parse_signed_request(raw: &str, secret: &[u8]) -> Result<SignedRequest, CallbackError> {
     let (sig, payload) = raw
         .trim()
         .split_once('.')
@@ -179,7 +179,7 @@ pub fn parse_signed_request(raw: &str, secret: &[u8]) -> Result<SignedRequest, C
 
 /// The `content.reason` codes of TikTok's `authorization.removed`
 /// (developers.tiktok.com/doc/webhooks-events), as stable reasons.
-pub fn tiktok_removal_reason(code: i64) -> &'static str {
+fn tiktok_removal_reason(code: i64) -> &'static str {
     match code {
         1 => "user_disconnected",
         2 => "account_deleted",

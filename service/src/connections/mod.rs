@@ -62,7 +62,7 @@ fn hash_state(state: &str) -> String {
 /// The OAuth `state` of a launch secret: `base64url(SHA-256("tokenwarden/v1/oauth-state\0"
 /// || secret))`. Knowing the state (it travels through the platform) reveals nothing of the
 /// secret.
-pub fn state_of(launch_secret: &str) -> String {
+fn state_of(launch_secret: &str) -> String {
     use base64::Engine as _;
     let mut input = b"tokenwarden/v1/oauth-state\0".to_vec();
     input.extend_from_slice(launch_secret.as_bytes());
@@ -82,7 +82,7 @@ pub fn browser_cookie_name(state: &str) -> String {
 /// segments (`/settings` allows `/settings` and `/settings/social`, never
 /// `/settings-evil`). Both URLs are parsed first, so `..`, `%2e%2e` and default ports are
 /// resolved before the comparison. No allow-list = no redirects.
-pub fn check_redirect(allowed: &[String], redirect_after: &str) -> ServiceResult<()> {
+pub(crate) fn check_redirect(allowed: &[String], redirect_after: &str) -> ServiceResult<()> {
     let refused = || {
         let shown: String = redirect_after.chars().take(200).collect();
         ServiceError::bad_input(format!(

@@ -57,7 +57,7 @@ pub async fn record(
 /// Appends a once-only event (EXPIRING for one connection, and the like): the first insert
 /// with `once_key` stores it, any other (a concurrent worker's, a retry's) does nothing and
 /// returns `None`. Same transaction and publish rules as [`record`].
-pub async fn record_once(
+pub(crate) async fn record_once(
     db: &impl ConnectionTrait,
     event: NewEvent<'_>,
     once_key: String,
@@ -67,7 +67,7 @@ pub async fn record_once(
 
 /// Appends a deployment-wide event (provider health, key rotation): every tenant's
 /// subscribers and webhooks receive it. Publish the returned row after the commit.
-pub async fn record_global(
+pub(crate) async fn record_global(
     db: &impl ConnectionTrait,
     kind: EventKind,
     platform: Option<Platform>,
@@ -226,7 +226,7 @@ pub async fn replay(
 }
 
 /// The commit position of event `id` (`None`: no such event, or not committed yet).
-pub async fn seq_of(db: &impl ConnectionTrait, id: i64) -> ServiceResult<Option<i64>> {
+pub(crate) async fn seq_of(db: &impl ConnectionTrait, id: i64) -> ServiceResult<Option<i64>> {
     Ok(token_event::Entity::find_by_id(id)
         .select_only()
         .column(token_event::Column::Seq)
@@ -237,7 +237,7 @@ pub async fn seq_of(db: &impl ConnectionTrait, id: i64) -> ServiceResult<Option<
 }
 
 /// The highest commit position so far (0 with no events).
-pub async fn last_seq(db: &impl ConnectionTrait) -> ServiceResult<i64> {
+pub(crate) async fn last_seq(db: &impl ConnectionTrait) -> ServiceResult<i64> {
     Ok(token_event::Entity::find()
         .select_only()
         .column_as(token_event::Column::Seq.max(), "seq")

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// The incident an event opens, if any.
-pub fn incident_of(kind: EventKind) -> Option<Incident> {
+fn incident_of(kind: EventKind) -> Option<Incident> {
     match kind {
         EventKind::ReconnectRequired => Some(Incident::ReconnectRequired),
         EventKind::Expired => Some(Incident::Expired),
@@ -30,7 +30,7 @@ pub fn incident_of(kind: EventKind) -> Option<Incident> {
 
 /// Opens an incident for an account unless the same one is already open. Call it in the
 /// transaction of the failure. Returns the new notification, if one was created.
-pub async fn open_incident(
+pub(crate) async fn open_incident(
     db: &impl ConnectionTrait,
     tenant_id: i64,
     account_id: i64,
@@ -69,7 +69,7 @@ pub async fn open_incident(
 }
 
 /// Closes an account's open incidents (it works again).
-pub async fn resolve(db: &impl ConnectionTrait, account_id: i64) -> ServiceResult<()> {
+pub(crate) async fn resolve(db: &impl ConnectionTrait, account_id: i64) -> ServiceResult<()> {
     notification::Entity::update_many()
         .col_expr(
             notification::Column::ResolvedAt,

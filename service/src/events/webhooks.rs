@@ -77,7 +77,7 @@ fn in_v6(ip: std::net::Ipv6Addr, (net, len): ([u16; 8], u8)) -> bool {
 /// Whether an address must not be called: every special-purpose range of IPv4 and IPv6,
 /// IPv4 addresses in their IPv6 forms included (see the two tables). Only public unicast
 /// passes.
-pub fn is_forbidden(ip: IpAddr) -> bool {
+fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => FORBIDDEN_V4.iter().any(|&net| in_v4(v4, net)),
         IpAddr::V6(v6) => {
@@ -126,7 +126,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 /// SSRF guard: the URL must be http(s) and every address its host resolves to must be
 /// public, unless private targets are allowed (TOKENWARDEN_WEBHOOK_ALLOW_PRIVATE).
-pub async fn check_target(url: &str, allow_private: bool) -> ServiceResult<url::Url> {
+async fn check_target(url: &str, allow_private: bool) -> ServiceResult<url::Url> {
     let parsed = url::Url::parse(url)
         .map_err(|_| ServiceError::bad_input(format!("{url:?} is not a URL")))?;
     if !matches!(parsed.scheme(), "https" | "http")
@@ -313,7 +313,7 @@ pub async fn deliveries(
 
 /// Creates the deliveries of a tenant event for its active, matching webhooks. Called in
 /// the event's transaction.
-pub async fn enqueue_for_event(
+pub(crate) async fn enqueue_for_event(
     db: &impl ConnectionTrait,
     event: &token_event::Model,
 ) -> ServiceResult<()> {

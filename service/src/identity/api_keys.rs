@@ -55,7 +55,7 @@ pub fn generate_key() -> ServiceResult<SecretString> {
 }
 
 /// Hex SHA-256 of a key: the only form stored.
-pub fn hash_key(key: &str) -> String {
+pub(crate) fn hash_key(key: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, key.as_bytes()))
 }
 
@@ -174,7 +174,7 @@ pub async fn count(db: &impl ConnectionTrait, caller: &Caller) -> ServiceResult<
 }
 
 /// Whether a key still exists and is not revoked (long-lived connections re-check this).
-pub async fn is_active(db: &impl ConnectionTrait, id: i64) -> ServiceResult<bool> {
+pub(crate) async fn is_active(db: &impl ConnectionTrait, id: i64) -> ServiceResult<bool> {
     Ok(api_key::Entity::find_by_id(id)
         .one(db)
         .await?

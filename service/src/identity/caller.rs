@@ -80,7 +80,7 @@ impl Caller {
     }
 
     /// The audit-log actor label: `api_key:<id>` or `user:<email>`.
-    pub fn actor_name(&self) -> String {
+    pub(crate) fn actor_name(&self) -> String {
         match &self.principal {
             Principal::ApiKey { id } => format!("api_key:{id}"),
             Principal::User { email, .. } => format!("user:{email}"),
@@ -98,7 +98,7 @@ impl Caller {
 
     /// The audit-log actor of a deployment-wide operation (OPERATOR): the entry belongs
     /// to no tenant, so every operator sees it and no tenant's ADMIN does.
-    pub fn deployment_actor(&self) -> Actor {
+    pub(crate) fn deployment_actor(&self) -> Actor {
         Actor {
             tenant_id: None,
             ..self.actor()

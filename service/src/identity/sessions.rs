@@ -473,7 +473,7 @@ pub async fn authenticate(
 
 /// Whether a session is still live and its user enabled (long-lived connections re-check
 /// this; it does not slide the session).
-pub async fn is_active(
+pub(crate) async fn is_active(
     db: &impl ConnectionTrait,
     settings: &SessionSettings,
     session_id: i64,

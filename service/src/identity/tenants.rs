@@ -8,7 +8,7 @@ use crate::error::{ServiceError, ServiceResult};
 pub const DEFAULT_TENANT: &str = "default";
 
 /// Validates a tenant name: 1-64 characters of `[a-z0-9_-]`.
-pub fn validate_name(name: &str) -> ServiceResult<()> {
+pub(crate) fn validate_name(name: &str) -> ServiceResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -24,7 +24,7 @@ pub fn validate_name(name: &str) -> ServiceResult<()> {
 }
 
 /// Finds a tenant by name.
-pub async fn find_by_name(
+async fn find_by_name(
     db: &impl ConnectionTrait,
     name: &str,
 ) -> ServiceResult<Option<tenant::Model>> {

@@ -55,7 +55,7 @@ impl std::fmt::Debug for CreatedUser {
 }
 
 /// Lowercases and checks an email address (the sign-in name; unique across tenants).
-pub fn normalize_email(email: &str) -> ServiceResult<String> {
+pub(crate) fn normalize_email(email: &str) -> ServiceResult<String> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
         && email
@@ -93,7 +93,7 @@ fn random_bytes<const N: usize>() -> ServiceResult<[u8; N]> {
 
 /// Argon2id (default parameters: 19 MiB, 2 passes) with a random salt, as a PHC string.
 /// Runs on the blocking pool: it takes tens of milliseconds on purpose.
-pub async fn hash_password(password: SecretString) -> ServiceResult<String> {
+async fn hash_password(password: SecretString) -> ServiceResult<String> {
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.expose_secret().as_bytes())
@@ -305,7 +305,7 @@ pub async fn find(
 }
 
 /// A user by (normalized) email, any tenant.
-pub async fn find_by_email(
+pub(crate) async fn find_by_email(
     db: &impl ConnectionTrait,
     email: &str,
 ) -> ServiceResult<Option<user::Model>> {
@@ -316,7 +316,7 @@ pub async fn find_by_email(
 }
 
 /// The audit actor label of a user: `user:<email>` (or `user:<id>` once deleted).
-pub async fn actor_name(db: &impl ConnectionTrait, id: i64) -> ServiceResult<String> {
+pub(crate) async fn actor_name(db: &impl ConnectionTrait, id: i64) -> ServiceResult<String> {
     Ok(match user::Entity::find_by_id(id).one(db).await? {
         Some(user) => format!("user:{}", user.email),
         None => format!("user:{id}"),
@@ -414,15 +414,6 @@ pub(crate) async fn accept_code(
         .exec(db)
         .await?;
     Ok(spent.rows_affected == 1)
-}
-
-/// How many unused recovery codes a user has left.
-pub async fn recovery_codes_left(db: &impl ConnectionTrait, user_id: i64) -> ServiceResult<u64> {
-    Ok(user_recovery_code::Entity::find()
-        .filter(user_recovery_code::Column::UserId.eq(user_id))
-        .filter(user_recovery_code::Column::UsedAt.is_null())
-        .count(db)
-        .await?)
 }
 
 #[cfg(test)]

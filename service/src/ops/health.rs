@@ -90,7 +90,7 @@ pub async fn record_sweep(db: &impl ConnectionTrait, at: DateTime<Utc>) -> Servi
 }
 
 /// When the sweep last completed; `None` before the first one (or an unreadable value).
-pub async fn last_sweep(db: &impl ConnectionTrait) -> ServiceResult<Option<DateTime<Utc>>> {
+async fn last_sweep(db: &impl ConnectionTrait) -> ServiceResult<Option<DateTime<Utc>>> {
     Ok(settings::get(db, LAST_SWEEP)
         .await?
         .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
@@ -111,7 +111,7 @@ pub struct ProviderStatus {
 }
 
 /// Judges one platform from its configuration, its last probe and its recent calls.
-pub fn provider_status(
+fn provider_status(
     platform: Platform,
     configured: bool,
     probe: Option<&ProviderProbe>,

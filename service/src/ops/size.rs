@@ -282,7 +282,7 @@ pub async fn load(db: &impl ConnectionTrait) -> ServiceResult<Option<DatabaseSiz
 }
 
 /// `1.5 MiB`-style sizes for messages.
-pub fn human_bytes(bytes: u64) -> String {
+fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -107,7 +107,7 @@ const MAX_WINDOW_TEXT: usize = 32;
 
 /// Parses a window such as `15m`, `1h` or `7d`: positive, at most [`MAX_WINDOW`]. Never
 /// panics or overflows, whatever the input (fuzzed in tests/api/fuzz.rs).
-pub fn parse_window(text: &str) -> ServiceResult<Duration> {
+pub(crate) fn parse_window(text: &str) -> ServiceResult<Duration> {
     let invalid = || {
         let shown: String = text.chars().take(MAX_WINDOW_TEXT).collect();
         ServiceError::bad_input(format!(

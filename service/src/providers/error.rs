@@ -66,7 +66,7 @@ impl ProviderError {
     }
 
     /// Sets the usage report unless one is already set.
-    pub fn or_usage(mut self, usage: Option<UsageReport>) -> Self {
+    pub(crate) fn or_usage(mut self, usage: Option<UsageReport>) -> Self {
         if self.usage().is_none() && usage.is_some() {
             self.extras.get_or_insert_with(Box::default).usage = usage;
         }
@@ -74,14 +74,14 @@ impl ProviderError {
     }
 
     /// The permission / scope the grant lacks, if known.
-    pub fn missing_permission(&self) -> Option<&str> {
+    pub(crate) fn missing_permission(&self) -> Option<&str> {
         self.extras
             .as_ref()
             .and_then(|x| x.missing_permission.as_deref())
     }
 
     /// Names the missing permission.
-    pub fn with_missing_permission(mut self, permission: Option<String>) -> Self {
+    pub(crate) fn with_missing_permission(mut self, permission: Option<String>) -> Self {
         if permission.is_some() {
             self.extras
                 .get_or_insert_with(Box::default)
@@ -91,7 +91,7 @@ impl ProviderError {
     }
 
     /// Names `permission` as missing when the error is a removed permission that names none.
-    pub fn or_missing_permission(self, permission: &str) -> Self {
+    pub(crate) fn or_missing_permission(self, permission: &str) -> Self {
         let removed = matches!(
             self.reason,
             Some("permission_revoked" | "scope_not_authorized")
@@ -104,19 +104,19 @@ impl ProviderError {
     }
 
     /// Sets `retry_after`.
-    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+    pub(crate) fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
         self.retry_after = retry_after;
         self
     }
 
     /// Sets `http_status`.
-    pub fn with_status(mut self, status: Option<u16>) -> Self {
+    pub(crate) fn with_status(mut self, status: Option<u16>) -> Self {
         self.http_status = status;
         self
     }
 
     /// Sets `reason`.
-    pub fn with_reason(mut self, reason: Option<&'static str>) -> Self {
+    pub(crate) fn with_reason(mut self, reason: Option<&'static str>) -> Self {
         self.reason = reason;
         self
     }
@@ -142,14 +142,6 @@ impl ProviderError {
         self.reason.map(describe_reason)
     }
 
-    /// Whether retrying later may succeed (transient or not-refreshable-yet).
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self.class,
-            ErrorClass::Transient | ErrorClass::NotRefreshableYet
-        )
-    }
-
     /// Whether the user must reconnect.
     pub fn is_grant_dead(&self) -> bool {
         self.class == ErrorClass::GrantDead
@@ -157,7 +149,7 @@ impl ProviderError {
 
     /// Classifies a transport error (no response). The URL, which may hold a token in its
     /// query, is never included.
-    pub fn from_transport(err: &reqwest::Error) -> Self {
+    pub(crate) fn from_transport(err: &reqwest::Error) -> Self {
         if err.is_timeout() {
             Self::new(
                 ErrorClass::Transient,
@@ -188,7 +180,7 @@ impl ProviderError {
 
 /// The first permission or scope name in a provider message: Meta's `instagram_*` /
 /// `pages_*` / `business_*` permissions, TikTok's dotted scopes (`video.publish`).
-pub fn permission_in(message: &str) -> Option<String> {
+pub(crate) fn permission_in(message: &str) -> Option<String> {
     message
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
         .map(|w| w.trim_matches('.'))
@@ -209,7 +201,7 @@ pub fn permission_in(message: &str) -> Option<String> {
 pub const TEMPORARILY_BLOCKED_WAIT: Duration = Duration::from_secs(3600);
 
 /// Human description of a dead-grant reason code.
-pub fn describe_reason(reason: &str) -> &'static str {
+pub(crate) fn describe_reason(reason: &str) -> &'static str {
     match reason {
         "app_removed" => "the user removed the app",
         "user_checkpointed" => "the account is checkpointed and the user must log in to Instagram",
@@ -241,7 +233,7 @@ const TOKEN_LIKE_MIN_LEN: usize = 24;
 
 /// Makes provider text safe to log: strips control characters, redacts long token-like
 /// runs (anything that could be an echoed token or secret) and caps the length.
-pub fn sanitize_message(raw: &str) -> String {
+pub(crate) fn sanitize_message(raw: &str) -> String {
     let is_token_char = |c: char| {
         c.is_ascii_alphanumeric()
             || matches!(c, '-' | '_' | '.' | '~' | '+' | '/' | '=' | '%' | '|' | '!')
@@ -276,7 +268,7 @@ pub fn sanitize_message(raw: &str) -> String {
 }
 
 /// Parses `Retry-After` (delta seconds or HTTP date).
-pub fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -310,7 +302,7 @@ pub const USAGE_WARN_PERCENT: u32 = 80;
 
 impl UsageReport {
     /// Highest of the three percentages.
-    pub fn max_percent(&self) -> u32 {
+    pub(crate) fn max_percent(&self) -> u32 {
         self.call_count.max(self.total_time).max(self.total_cputime)
     }
 
@@ -320,7 +312,7 @@ impl UsageReport {
     }
 
     /// Reads `X-App-Usage` and `X-Business-Use-Case-Usage`; `None` when neither parses.
-    pub fn from_headers(headers: &HeaderMap, observed_at: DateTime<Utc>) -> Option<Self> {
+    pub(crate) fn from_headers(headers: &HeaderMap, observed_at: DateTime<Utc>) -> Option<Self> {
         let mut report: Option<UsageReport> = None;
         let mut merge = |entry: &serde_json::Value| {
             let pct = |k: &str| {

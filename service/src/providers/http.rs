@@ -46,7 +46,7 @@ const SECRET_PARAMS: &[&str] = &[
 
 /// `url` with the value of every credential-carrying query parameter replaced by
 /// `[redacted]`. Every URL that is logged or recorded goes through this.
-pub fn redact_url(url: &url::Url) -> String {
+fn redact_url(url: &url::Url) -> String {
     let mut out = url.clone();
     out.set_fragment(None);
     if url.query().is_some() {

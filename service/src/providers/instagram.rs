@@ -45,7 +45,7 @@ const ME_FIELDS: &str = "id,user_id,username,name,profile_picture_url";
 
 /// Strips what Instagram appends to the code in the redirect (`#_`, or `%23_` when the
 /// fragment was URL-encoded), and surrounding whitespace.
-pub fn clean_code(code: &str) -> &str {
+fn clean_code(code: &str) -> &str {
     let code = code.trim();
     let code = code.split_once('#').map_or(code, |(c, _)| c);
     code.strip_suffix("%23_").unwrap_or(code)
@@ -113,7 +113,7 @@ impl InstagramProvider {
     }
 
     /// The same provider with calls made at another priority.
-    pub fn with_priority(&self, priority: Priority) -> Self {
+    pub(crate) fn with_priority(&self, priority: Priority) -> Self {
         Self {
             inner: self.inner.clone(),
             priority,
@@ -497,7 +497,7 @@ fn class_for_code(
 /// HTTP status. 190 is `GrantDead` with the subcode as [`ProviderError::reason`]; throttling
 /// codes, 1/2, 429 and 5xx are `Transient`; usage headers at 100% make any other error a rate
 /// limit. The code is `"<code>/<subcode>"` or `"<code>"`.
-pub fn classify(status: Option<u16>, headers: &HeaderMap, body: &str) -> ProviderError {
+pub(crate) fn classify(status: Option<u16>, headers: &HeaderMap, body: &str) -> ProviderError {
     let v: Option<Value> = serde_json::from_str(body).ok();
     let text = |v: Option<&Value>| {
         v.and_then(Value::as_str)

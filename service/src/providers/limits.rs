@@ -106,7 +106,7 @@ impl RateQuota {
     /// At most `count` calls in **any** window of `window` (a sliding window, as TikTok
     /// counts): bursts of a tenth of `count`, and the rest spread so that burst + refill
     /// never exceeds `count` within one window.
-    pub fn sliding_window(count: u32, window: Duration) -> Self {
+    fn sliding_window(count: u32, window: Duration) -> Self {
         let burst = (count / 10).max(1);
         let spread = count.saturating_sub(burst).max(1);
         Self {
@@ -117,7 +117,7 @@ impl RateQuota {
     }
 
     /// Whether the quota limits anything.
-    pub fn is_limited(&self) -> bool {
+    pub(crate) fn is_limited(&self) -> bool {
         self.count > 0 && !self.period.is_zero()
     }
 
@@ -286,11 +286,6 @@ impl RateLimits {
     pub fn interactive_wait(&self) -> Duration {
         self.interactive_wait
     }
-
-    /// Whether the counts are shared through Redis.
-    pub fn is_shared(&self) -> bool {
-        matches!(self.backend, Backend::Redis { .. })
-    }
 }
 
 /// One configured limit of an app: its quota, its Redis key, its local limiter.
@@ -370,14 +365,14 @@ impl AppLimiter {
     }
 
     /// The app-wide budget.
-    pub fn app_quota(&self) -> Option<RateQuota> {
+    pub(crate) fn app_quota(&self) -> Option<RateQuota> {
         self.app.as_ref().map(|l| l.quota)
     }
 
     /// Waits for capacity for one call to `endpoint` as `priority` allows, and takes it.
     /// Fails with `Transient` / `rate_limited_local` (and the wait as `retry_after`) when an
     /// interactive call would have to wait longer than the interactive wait.
-    pub async fn acquire(
+    pub(crate) async fn acquire(
         &self,
         endpoint: Endpoint,
         priority: Priority,
@@ -417,7 +412,7 @@ impl AppLimiter {
     }
 
     /// Records the usage Meta reported with a response.
-    pub fn note_usage(&self, usage: UsageReport) {
+    pub(crate) fn note_usage(&self, usage: UsageReport) {
         *self.usage.lock().unwrap_or_else(PoisonError::into_inner) = Some(usage);
     }
 

@@ -38,10 +38,12 @@ use url::Url;
 
 pub use self::error::{
     ErrorClass, ErrorExtras, ProviderError, TEMPORARILY_BLOCKED_WAIT, USAGE_LIMIT_PERCENT,
-    USAGE_WARN_PERCENT, UsageReport, describe_reason, permission_in, retry_after_header,
-    sanitize_message,
+    USAGE_WARN_PERCENT, UsageReport,
 };
-pub use self::http::{CallSink, ProviderCall, call_sink, redact_url};
+pub(crate) use self::error::{
+    describe_reason, permission_in, retry_after_header, sanitize_message,
+};
+pub use self::http::{CallSink, ProviderCall, call_sink};
 pub use self::instagram::InstagramProvider;
 pub use self::limits::{AppLimiter, Endpoint, Priority, RateLimits, RateQuota};
 pub use self::tiktok::TikTokProvider;
@@ -522,18 +524,6 @@ impl Providers {
         platform: Platform,
     ) -> Result<Arc<dyn OAuthProvider>, ProviderError> {
         self.registered(platform).map(|r| r.interactive.clone())
-    }
-
-    /// The provider of `platform` at `priority`.
-    pub fn get_at(
-        &self,
-        platform: Platform,
-        priority: Priority,
-    ) -> Result<Arc<dyn OAuthProvider>, ProviderError> {
-        match priority {
-            Priority::Interactive => self.get_interactive(platform),
-            Priority::Background => self.get(platform),
-        }
     }
 
     /// The rate limiter of `platform`'s app (shared by both handles).

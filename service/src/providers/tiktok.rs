@@ -83,7 +83,7 @@ impl TikTokProvider {
     }
 
     /// The same provider with calls made at another priority.
-    pub fn with_priority(&self, priority: Priority) -> Self {
+    pub(crate) fn with_priority(&self, priority: Priority) -> Self {
         Self {
             inner: self.inner.clone(),
             priority,
@@ -422,7 +422,7 @@ fn class_for_code(
 /// and API errors `{"error":{"code","message","log_id"}}`, else by HTTP status. `status`
 /// `None` means no response. 429 and 5xx are always `Transient`; `Retry-After` is honoured
 /// (60 s assumed for a rate limit without one).
-pub fn classify(status: Option<u16>, headers: &HeaderMap, body: &str) -> ProviderError {
+pub(crate) fn classify(status: Option<u16>, headers: &HeaderMap, body: &str) -> ProviderError {
     let v: Option<Value> = serde_json::from_str(body).ok();
     let text = |v: Option<&Value>| {
         v.and_then(Value::as_str)

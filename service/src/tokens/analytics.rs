@@ -353,7 +353,7 @@ pub async fn expiring_per_day(
 
 /// Counts one access-token read of `account_id` by the caller: one upsert of today's counter
 /// row for this account and reader.
-pub async fn record_read(
+pub(crate) async fn record_read(
     db: &impl ConnectionTrait,
     caller: &Caller,
     account_id: i64,

@@ -78,7 +78,7 @@ pub async fn list(
 }
 
 /// After a transient failure: counts it and sets when the next try is due.
-pub async fn schedule_retry(
+pub(crate) async fn schedule_retry(
     db: &impl ConnectionTrait,
     account_id: i64,
     failures: i32,

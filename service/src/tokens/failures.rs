@@ -18,7 +18,7 @@ pub struct FailureView {
 }
 
 /// Whether a transient failure is a rate limit (ours or the provider's).
-pub fn is_rate_limited(error: &ProviderError) -> bool {
+fn is_rate_limited(error: &ProviderError) -> bool {
     error.http_status == Some(429)
         || error.code.contains("rate_limit")
         || matches!(

@@ -85,7 +85,7 @@ impl Journal {
     }
 
     /// The journal of process `instance` of `deployment` in `dir` (created on first use).
-    pub fn in_dir(dir: &Path, deployment: &str, instance: &str) -> Self {
+    pub(crate) fn in_dir(dir: &Path, deployment: &str, instance: &str) -> Self {
         Self {
             path: Some(dir.join(format!("{PREFIX}{deployment}-{instance}.jsonl"))),
             open: Mutex::new(None),
@@ -195,7 +195,7 @@ impl Leftover {
 
 /// The journal files in `dir` of dead processes of `deployment`. Files of live
 /// processes (locked) are skipped; a torn last line (a crash mid-write) is ignored.
-pub fn leftovers(dir: &Path, deployment: &str) -> std::io::Result<Vec<Leftover>> {
+pub(crate) fn leftovers(dir: &Path, deployment: &str) -> std::io::Result<Vec<Leftover>> {
     let prefix = format!("{PREFIX}{deployment}-");
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,

@@ -61,7 +61,7 @@ impl Drop for Waiting<'_> {
 
 /// `(per second, burst)` of background admissions for a platform limit of `per_second`
 /// calls with `reserve` kept free; `None` when the platform is unlimited.
-pub fn background_quota(per_second: u32, reserve: f64) -> Option<(f64, u32)> {
+fn background_quota(per_second: u32, reserve: f64) -> Option<(f64, u32)> {
     if per_second == 0 {
         return None;
     }
@@ -112,7 +112,7 @@ impl Lanes {
 
     /// Waits until a background refresh may call `platform`: within the background share,
     /// and not while an on-demand refresh waits for capacity.
-    pub async fn admit_background(&self, platform: Platform) {
+    pub(crate) async fn admit_background(&self, platform: Platform) {
         let gate = match platform {
             Platform::TikTok => &self.tiktok,
             Platform::Instagram => &self.instagram,
@@ -127,7 +127,7 @@ impl Lanes {
 
     /// Marks an on-demand refresh of `platform` as waiting for capacity until the returned
     /// guard is dropped.
-    pub fn on_demand_waiting(&self, platform: Platform) -> Waiting<'_> {
+    pub(crate) fn on_demand_waiting(&self, platform: Platform) -> Waiting<'_> {
         let count = self.waiting_count(platform);
         count.fetch_add(1, Ordering::SeqCst);
         Waiting(count)

@@ -77,7 +77,7 @@ pub async fn find_by_accounts(
 }
 
 /// The token row of one account.
-pub async fn find_by_account(
+pub(crate) async fn find_by_account(
     db: &impl ConnectionTrait,
     account_id: i64,
 ) -> ServiceResult<Option<oauth_token::Model>> {
@@ -95,11 +95,7 @@ pub struct Sealed {
 }
 
 /// Encrypts a token set for `account` with the active key.
-pub fn seal(
-    vault: &KeyRing,
-    account: &social_account::Model,
-    set: &TokenSet,
-) -> ServiceResult<Sealed> {
+fn seal(vault: &KeyRing, account: &social_account::Model, set: &TokenSet) -> ServiceResult<Sealed> {
     let access = vault
         .encrypt(
             &set.access_token,
@@ -203,7 +199,7 @@ pub async fn store_connected(
 }
 
 /// Seals refreshed tokens for `account`, to be stored over the row at `version`.
-pub fn seal_refreshed(
+pub(crate) fn seal_refreshed(
     vault: &KeyRing,
     account: &social_account::Model,
     version: i64,
@@ -228,7 +224,7 @@ pub fn seal_refreshed(
 
 /// Writes refreshed (sealed) tokens if the row is still at their version
 /// (compare-and-swap) and clears the lease. Returns whether the write happened.
-pub async fn store_refreshed(
+pub(crate) async fn store_refreshed(
     db: &impl ConnectionTrait,
     sealed: &PendingTokens,
 ) -> ServiceResult<bool> {
@@ -294,7 +290,7 @@ pub async fn store_refreshed(
 
 /// Takes the database refresh lease of a token at `version`, so no other process
 /// refreshes it meanwhile. Returns whether this process now holds it.
-pub async fn take_lease(
+pub(crate) async fn take_lease(
     db: &impl ConnectionTrait,
     account_id: i64,
     version: i64,
@@ -325,7 +321,7 @@ pub async fn take_lease(
 }
 
 /// Gives a lease back without changing the tokens (after a failed refresh).
-pub async fn release_lease(
+pub(crate) async fn release_lease(
     db: &impl ConnectionTrait,
     account_id: i64,
     owner: &str,

@@ -66,12 +66,12 @@ impl Jitter {
     pub const NONE: Jitter = Jitter(1.0);
 
     /// The factor for a random byte: 0 → 0.8, 255 → 1.2.
-    pub fn from_byte(byte: u8) -> Self {
+    fn from_byte(byte: u8) -> Self {
         Jitter(0.8 + 0.4 * f64::from(byte) / 255.0)
     }
 
     /// A random factor (none when the system's random source fails).
-    pub fn draw() -> Self {
+    pub(crate) fn draw() -> Self {
         let mut byte = [0u8; 1];
         match SystemRandom::new().fill(&mut byte) {
             Ok(()) => Self::from_byte(byte[0]),
@@ -124,7 +124,7 @@ pub struct Decision {
 }
 
 /// Statuses whose tokens are kept fresh.
-pub fn is_refreshable(status: AccountStatus) -> bool {
+fn is_refreshable(status: AccountStatus) -> bool {
     matches!(
         status,
         AccountStatus::Active | AccountStatus::RefreshFailing
@@ -172,7 +172,7 @@ pub fn backoff(
 ///   becomes the code), `REFRESH_FAILED`, a slow retry at the cap (about hourly).
 /// - Only queued refreshes retry; an on-demand refresh (`Manual`) reports the failure to
 ///   its caller and holds no claim.
-pub fn decide(input: Input<'_>) -> Decision {
+pub(crate) fn decide(input: Input<'_>) -> Decision {
     let queued = input.trigger != Trigger::Manual;
     let nothing = |outcome| Decision {
         outcome,

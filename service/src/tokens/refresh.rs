@@ -98,7 +98,7 @@ pub struct RefreshReport {
 
 impl RefreshReport {
     /// The result, as the [`policy`] reads it.
-    pub fn observed(&self) -> Observed<'_> {
+    pub(crate) fn observed(&self) -> Observed<'_> {
         match (&self.kind, &self.error) {
             (RefreshKind::Refreshed, _) => Observed::Refreshed,
             (RefreshKind::AlreadyFresh, _) => Observed::AlreadyFresh,
@@ -114,7 +114,7 @@ static UNKNOWN_FAILURE: std::sync::LazyLock<ProviderError> = std::sync::LazyLock
 });
 
 /// Refuses accounts that cannot be refreshed or read at all.
-pub fn ensure_usable_status(account: &social_account::Model) -> ServiceResult<()> {
+pub(crate) fn ensure_usable_status(account: &social_account::Model) -> ServiceResult<()> {
     let status: AccountStatus = account.status;
     match status {
         AccountStatus::Active | AccountStatus::RefreshFailing => Ok(()),

@@ -71,12 +71,12 @@ pub struct Due {
 }
 
 /// The statuses whose tokens are kept fresh.
-pub fn refreshable_statuses() -> [AccountStatus; 2] {
+pub(crate) fn refreshable_statuses() -> [AccountStatus; 2] {
     [AccountStatus::Active, AccountStatus::RefreshFailing]
 }
 
 /// Whether a token is inside its refresh window at `now` (and still refreshable).
-pub fn is_due(
+pub(crate) fn is_due(
     settings: &SweepSettings,
     platform: Platform,
     token: &oauth_token::Model,
@@ -94,7 +94,7 @@ pub fn is_due(
 /// `next_refresh_at` of a parked token: its account cannot be refreshed (deactivated,
 /// expired, reconnect required), so no sweep query looks at it again. Reconnecting,
 /// reactivating or a successful refresh clears it.
-pub fn parked_at() -> DateTime<Utc> {
+pub(crate) fn parked_at() -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(253_402_214_400, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
@@ -130,7 +130,7 @@ fn refreshable_token(platform: Platform, now: DateTime<Utc>) -> Condition {
 /// run from several workers at once: a token is claimed by one statement only. Two
 /// index-driven, LIMITed statements per platform: tokens inside their window (partial
 /// index on `expires_at` of unscheduled tokens) and retries whose time has come.
-pub async fn claim_due(
+async fn claim_due(
     db: &impl ConnectionTrait,
     settings: &SweepSettings,
     now: DateTime<Utc>,
@@ -182,7 +182,7 @@ pub async fn claim_due(
 /// Parks (see [`parked_at`]) up to `batch` tokens inside the widest refresh window whose
 /// account cannot be refreshed any more. Returns how many; call until it returns less than
 /// `batch`. After one pass over a backlog, dead rows cost nothing per sweep.
-pub async fn park_dead(
+async fn park_dead(
     db: &impl ConnectionTrait,
     settings: &SweepSettings,
     now: DateTime<Utc>,
@@ -213,7 +213,7 @@ pub async fn park_dead(
 }
 
 /// Forgets a claim (the job ran, or could not be queued).
-pub async fn release_claim(db: &impl ConnectionTrait, account_id: i64) -> ServiceResult<()> {
+pub(crate) async fn release_claim(db: &impl ConnectionTrait, account_id: i64) -> ServiceResult<()> {
     oauth_token::Entity::update_many()
         .col_expr(
             oauth_token::Column::SweepClaimedUntil,
@@ -372,7 +372,7 @@ where
 
 /// Accounts whose tokens can no longer be refreshed become EXPIRED: the user must
 /// reconnect. Works in LIMITed batches; returns them.
-pub async fn expire_unrefreshable<D>(
+async fn expire_unrefreshable<D>(
     db: &D,
     bus: &EventBus,
     now: DateTime<Utc>,
@@ -555,7 +555,7 @@ pub const QUEUE_BACKOFF: &str = "sweep_queue_backoff";
 
 /// How long sweeps stop claiming after the queue failed `failures` times in a row: 1 s
 /// doubling up to 5 minutes (the default schedule period).
-pub fn queue_backoff(failures: u32) -> Duration {
+fn queue_backoff(failures: u32) -> Duration {
     Duration::from_secs(Ord::min(
         1u64 << Ord::min(failures.saturating_sub(1), 9),
         300,

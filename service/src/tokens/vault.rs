@@ -49,6 +49,7 @@ const CANARY_PLAINTEXT: &[u8] = b"tokenwarden-canary-v1";
 /// AAD of the canary ciphertext (distinct from every token AAD).
 const CANARY_AAD: &[u8] = b"tokenwarden/v1/canary";
 /// AAD used by [`KeyRing::self_test`].
+#[cfg(test)]
 const SELF_TEST_AAD: &[u8] = b"tokenwarden/v1/self-test";
 
 /// HKDF salt and info of the MAC key derived from each encryption key.
@@ -141,7 +142,7 @@ impl Aad {
     }
 
     /// The AAD bytes: `tokenwarden/v1/tenant=<t>/account=<a>/kind=<access|refresh>`.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    fn to_bytes(self) -> Vec<u8> {
         format!(
             "tokenwarden/v1/tenant={}/account={}/kind={}",
             self.tenant_id,
@@ -208,7 +209,7 @@ fn truncate_for_message(s: &str) -> String {
 /// Decodes a standard-base64 key and builds the `ring` key.
 /// The key id named by an `active=<id>` key-file line, or `None` for any other line (a key
 /// whose id merely starts with "active", such as `active2025:...`, is a key line).
-pub fn active_line(line: &str) -> Option<&str> {
+pub(crate) fn active_line(line: &str) -> Option<&str> {
     line.trim()
         .strip_prefix("active")
         .and_then(|rest| rest.trim_start().strip_prefix('='))
@@ -427,7 +428,7 @@ impl KeyRing {
     }
 
     /// Adds a key (standard base64 of 32 bytes) without activating it.
-    pub fn add_key(&mut self, id: &str, key_b64: &SecretString) -> Result<(), VaultError> {
+    pub(crate) fn add_key(&mut self, id: &str, key_b64: &SecretString) -> Result<(), VaultError> {
         check_key_id(id)?;
         if self.keys.contains_key(id) {
             return Err(VaultError::InvalidConfig(format!(
@@ -447,7 +448,7 @@ impl KeyRing {
     }
 
     /// Makes an existing key the active one.
-    pub fn set_active(&mut self, id: &str) -> Result<(), VaultError> {
+    pub(crate) fn set_active(&mut self, id: &str) -> Result<(), VaultError> {
         if !self.keys.contains_key(id) {
             return Err(VaultError::UnknownKey(truncate_for_message(id)));
         }
@@ -456,18 +457,16 @@ impl KeyRing {
     }
 
     /// Returns this ring with a new key added and made active (key rotation).
-    pub fn with_new_active(
-        mut self,
-        id: &str,
-        key_b64: &SecretString,
-    ) -> Result<KeyRing, VaultError> {
+    #[cfg(test)]
+    fn with_new_active(mut self, id: &str, key_b64: &SecretString) -> Result<KeyRing, VaultError> {
         self.add_key(id, key_b64)?;
         self.set_active(id)?;
         Ok(self)
     }
 
     /// Removes a retired key. The active key cannot be removed.
-    pub fn remove_key(&mut self, id: &str) -> Result<(), VaultError> {
+    #[cfg(test)]
+    fn remove_key(&mut self, id: &str) -> Result<(), VaultError> {
         if id == self.active {
             return Err(VaultError::InvalidConfig(format!(
                 "cannot remove the active key {id:?}"
@@ -480,14 +479,16 @@ impl KeyRing {
     }
 
     /// Encryptions performed with key `id` since this process loaded it.
-    pub fn encryption_count(&self, id: &str) -> Option<u64> {
+    #[cfg(test)]
+    fn encryption_count(&self, id: &str) -> Option<u64> {
         self.keys
             .get(id)
             .map(|e| e.encryptions.load(Ordering::Relaxed))
     }
 
     /// In-memory encryption counts of all keys, by id.
-    pub fn encryption_counts(&self) -> Vec<(String, u64)> {
+    #[cfg(test)]
+    fn encryption_counts(&self) -> Vec<(String, u64)> {
         self.keys
             .iter()
             .map(|(id, e)| (id.clone(), e.encryptions.load(Ordering::Relaxed)))
@@ -522,7 +523,7 @@ impl KeyRing {
     }
 
     /// Whether the ciphertext was encrypted with a key other than the active one.
-    pub fn needs_rewrap(&self, ciphertext: &str) -> bool {
+    pub(crate) fn needs_rewrap(&self, ciphertext: &str) -> bool {
         Self::key_id_of(ciphertext) != Some(self.active.as_str())
     }
 
@@ -540,7 +541,11 @@ impl KeyRing {
     /// Signs `message` for `purpose` (a fixed label such as `reconnect-link`, so a tag made
     /// for one purpose never verifies for another) with the MAC key of the active key.
     /// Returns the key id (to name in the signed text) and the HMAC-SHA256 tag.
-    pub fn mac_sign(&self, purpose: &str, message: &[u8]) -> Result<(String, Vec<u8>), VaultError> {
+    pub(crate) fn mac_sign(
+        &self,
+        purpose: &str,
+        message: &[u8],
+    ) -> Result<(String, Vec<u8>), VaultError> {
         let entry = self
             .keys
             .get(&self.active)
@@ -551,7 +556,7 @@ impl KeyRing {
 
     /// Checks a tag made by [`KeyRing::mac_sign`] with key `id` (in constant time). Fails
     /// when the ring no longer holds that key.
-    pub fn mac_verify(
+    pub(crate) fn mac_verify(
         &self,
         id: &str,
         purpose: &str,
@@ -567,13 +572,13 @@ impl KeyRing {
 
     /// Encrypts the fixed canary value with the active key, for storing at setup and checking
     /// later with [`KeyRing::verify_canary`].
-    pub fn encrypt_canary(&self) -> Result<String, VaultError> {
+    pub(crate) fn encrypt_canary(&self) -> Result<String, VaultError> {
         self.encrypt_with(&self.active, CANARY_PLAINTEXT, CANARY_AAD)
     }
 
     /// Checks that a stored canary still decrypts to the canary value ("token encryption
     /// verification" of readiness checks).
-    pub fn verify_canary(&self, stored: &str) -> Result<(), VaultError> {
+    pub(crate) fn verify_canary(&self, stored: &str) -> Result<(), VaultError> {
         let plaintext = self.decrypt_raw(stored, CANARY_AAD)?;
         if plaintext.as_slice() == CANARY_PLAINTEXT {
             Ok(())
@@ -583,7 +588,8 @@ impl KeyRing {
     }
 
     /// Encrypts and decrypts a random value with every key of the ring.
-    pub fn self_test(&self) -> Result<(), VaultError> {
+    #[cfg(test)]
+    fn self_test(&self) -> Result<(), VaultError> {
         for id in self.keys.keys() {
             let mut value = Zeroizing::new([0u8; 32]);
             self.rng

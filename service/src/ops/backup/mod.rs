@@ -137,7 +137,7 @@ tables!(
 );
 
 /// The names of every table a backup holds, in restore order.
-pub fn table_names() -> Vec<&'static str> {
+pub(crate) fn table_names() -> Vec<&'static str> {
     tables().into_iter().map(|t| t.name).collect()
 }
 
@@ -402,7 +402,7 @@ pub struct Decryption {
 
 impl Decryption {
     /// Every ciphertext decrypts.
-    pub fn all_decrypt(&self) -> bool {
+    fn all_decrypt(&self) -> bool {
         self.tokens == self.tokens_decrypted
             && self.secrets == self.secrets_decrypted
             && self.canary != Some(false)
@@ -426,7 +426,7 @@ impl Decryption {
 }
 
 /// Decrypts every ciphertext of a database with `vault` (a page at a time) and counts.
-pub async fn check_decryption(
+async fn check_decryption(
     db: &impl ConnectionTrait,
     vault: &KeyRing,
 ) -> Result<Decryption, BackupError> {
@@ -520,7 +520,7 @@ pub async fn check_decryption(
 }
 
 /// The key ids a backup needs that `vault` does not have.
-pub fn missing_keys(manifest: &Manifest, vault: &KeyRing) -> Vec<String> {
+fn missing_keys(manifest: &Manifest, vault: &KeyRing) -> Vec<String> {
     manifest
         .key_ids
         .iter()
