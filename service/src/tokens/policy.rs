@@ -12,13 +12,9 @@ use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::{
-    domain::AccountStatus,
-    events::EventKind,
-    providers::{ErrorClass, ProviderError},
-    tokens::attempts::Outcome,
-    tokens::queue::Trigger,
-};
+use entity::enums::{AccountStatus, ErrorClass, RefreshOutcome, RefreshTrigger};
+
+use crate::{events::EventKind, providers::ProviderError};
 
 /// What a refresh ran into.
 #[derive(Clone, Copy, Debug)]
@@ -89,7 +85,7 @@ pub struct Input<'a> {
     /// Failures in a row including this attempt (1 = the first try after a success).
     pub attempt: u32,
     /// Why the refresh runs: on request (`Manual`) or queued (sweep, retry, bulk).
-    pub trigger: Trigger,
+    pub trigger: RefreshTrigger,
     /// The backoff; the platform's Retry-After comes with the error.
     pub rules: RetryRules,
     pub jitter: Jitter,
@@ -112,7 +108,7 @@ pub enum Claim {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Decision {
     /// Recorded with the attempt.
-    pub outcome: Outcome,
+    pub outcome: RefreshOutcome,
     /// The account's new status; `None` leaves it as it is.
     pub status: Option<AccountStatus>,
     /// The event (and notification incident) to record; `None` records none. A failure
@@ -133,8 +129,8 @@ fn is_refreshable(status: AccountStatus) -> bool {
 
 /// Whether a queued refresh runs: the account must be refreshable and its token due; a bulk
 /// refresh (`refreshAccounts`) runs whether due or not.
-pub fn runs(trigger: Trigger, status: AccountStatus, due: bool) -> bool {
-    is_refreshable(status) && (due || trigger == Trigger::Bulk)
+pub fn runs(trigger: RefreshTrigger, status: AccountStatus, due: bool) -> bool {
+    is_refreshable(status) && (due || trigger == RefreshTrigger::Bulk)
 }
 
 /// The delay before retry number `failures` (1 = the first retry): `rules.first` doubling
@@ -173,7 +169,7 @@ pub fn backoff(
 /// - Only queued refreshes retry; an on-demand refresh (`Manual`) reports the failure to
 ///   its caller and holds no claim.
 pub(crate) fn decide(input: Input<'_>) -> Decision {
-    let queued = input.trigger != Trigger::Manual;
+    let queued = input.trigger != RefreshTrigger::Manual;
     let nothing = |outcome| Decision {
         outcome,
         status: None,
@@ -189,7 +185,7 @@ pub(crate) fn decide(input: Input<'_>) -> Decision {
         Observed::Refreshed => {
             let served = is_refreshable(input.status);
             return Decision {
-                outcome: Outcome::Succeeded,
+                outcome: RefreshOutcome::Succeeded,
                 status: served.then_some(AccountStatus::Active),
                 event: served.then_some(EventKind::Refreshed),
                 retry_in: None,
@@ -197,15 +193,15 @@ pub(crate) fn decide(input: Input<'_>) -> Decision {
             };
         }
         Observed::AlreadyFresh | Observed::NotDue | Observed::Refused(_) => {
-            return nothing(Outcome::Skipped);
+            return nothing(RefreshOutcome::Skipped);
         }
         Observed::Failed(error) => error,
     };
     let outcome = match error.class {
-        ErrorClass::Transient => Outcome::FailedTransient,
-        ErrorClass::NotRefreshableYet => Outcome::Skipped,
+        ErrorClass::Transient => RefreshOutcome::FailedTransient,
+        ErrorClass::NotRefreshableYet => RefreshOutcome::Skipped,
         ErrorClass::GrantDead | ErrorClass::Config | ErrorClass::InvalidInput => {
-            Outcome::FailedPermanent
+            RefreshOutcome::FailedPermanent
         }
     };
     if !is_refreshable(input.status) {
@@ -261,11 +257,11 @@ mod tests {
     };
     use Claim::{ClearedBySuccess, KeptForRetry, NotHeld, Release};
     use EventKind as E;
-    use Outcome::{
+    use RefreshOutcome::{
         FailedPermanent as PERMANENT, FailedTransient as TRANSIENT, Skipped as SKIPPED,
         Succeeded as SUCCEEDED,
     };
-    use Trigger::{Bulk, Manual, Retry, Sweep};
+    use RefreshTrigger::{Bulk, Manual, Retry, Sweep};
 
     const fn secs(secs: u64) -> Option<Duration> {
         Some(Duration::from_secs(secs))
@@ -345,9 +341,9 @@ mod tests {
     type Row = (
         AccountStatus,
         Seen,
-        Trigger,
+        RefreshTrigger,
         u32,
-        Outcome,
+        RefreshOutcome,
         Option<AccountStatus>,
         Option<EventKind>,
         Option<Duration>,
