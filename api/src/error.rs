@@ -10,7 +10,7 @@ pub mod code {
     pub const MISSING_SCOPES: &str = "MISSING_SCOPES";
     /// The OAuth callback came without the cookie of the browser that started the flow.
     pub const OAUTH_BROWSER_MISMATCH: &str = "OAUTH_BROWSER_MISMATCH";
-    pub const INTERNAL: &str = "INTERNAL";
+    pub(crate) const INTERNAL: &str = "INTERNAL";
     /// Too many potential nodes, root fields or aliases in one operation.
     pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
     /// The API key's request budget is spent; `extensions.retryAfterSeconds` says when to retry.

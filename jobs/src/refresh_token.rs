@@ -15,9 +15,6 @@ pub use service::tokens::refresh::Ran;
 
 use crate::worker::JobContext;
 
-/// The job name in logs.
-pub const NAME: &str = "refresh-token";
-
 /// Refresh one account's tokens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshToken {

@@ -30,7 +30,7 @@ pub const INSTAGRAM_CLIENT_ID: &str = "sandbox-instagram-app";
 pub const INSTAGRAM_CLIENT_SECRET: &str = "sandbox-instagram-secret";
 
 /// Minimum age (sandbox clock) of an Instagram long-lived token before it may be refreshed.
-pub const INSTAGRAM_MIN_REFRESH_AGE_S: i64 = 24 * 3600;
+pub(crate) const INSTAGRAM_MIN_REFRESH_AGE_S: i64 = 24 * 3600;
 /// Default TikTok access-token lifetime: "Access token: 2 hours" (Manage OAuth Access
 /// Tokens, developers.tiktok.com/doc/oauth-user-access-token-management, updated
 /// 2026-11-05; the older page said 24 hours).
@@ -40,11 +40,11 @@ pub const TIKTOK_ACCESS_TTL_S: i64 = 2 * 3600;
 pub const TIKTOK_REFRESH_TTL_S: i64 = 180 * 86_400;
 /// Default Instagram long-lived token lifetime: about 60 days (Instagram API with Instagram
 /// Login, long-lived tokens).
-pub const INSTAGRAM_LONG_TTL_S: i64 = 60 * 86_400;
+pub(crate) const INSTAGRAM_LONG_TTL_S: i64 = 60 * 86_400;
 /// Lifetime of a TikTok authorization code.
-pub const TIKTOK_CODE_TTL_S: i64 = 600;
+pub(crate) const TIKTOK_CODE_TTL_S: i64 = 600;
 /// Lifetime of an Instagram authorization code.
-pub const INSTAGRAM_CODE_TTL_S: i64 = 3600;
+pub(crate) const INSTAGRAM_CODE_TTL_S: i64 = 3600;
 
 /// OAuth provider simulated by the sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// The global-id type name of accounts.
-pub const KIND: &str = "SocialAccount";
+pub(crate) const KIND: &str = "SocialAccount";
 
 /// A social platform.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]

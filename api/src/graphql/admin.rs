@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// The global-id type name of API keys.
-pub const KIND: &str = "ApiKey";
+pub(crate) const KIND: &str = "ApiKey";
 
 /// What a key may do.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]

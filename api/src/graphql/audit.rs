@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// The global-id type name of audit entries.
-pub const KIND: &str = "AuditEntry";
+pub(crate) const KIND: &str = "AuditEntry";
 
 /// Everything the audit log records.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// The global-id type name of events.
-pub const KIND: &str = "TokenEvent";
+pub(crate) const KIND: &str = "TokenEvent";
 
 /// What happened.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -175,7 +175,7 @@ fn stopped(why: subscription::Stopped) -> ApiError {
 }
 
 /// The global-id type name of notifications.
-pub const NOTIFICATION_KIND: &str = "Notification";
+pub(crate) const NOTIFICATION_KIND: &str = "Notification";
 
 /// A signed reconnect link (see `Notification.reconnectLink`).
 #[derive(async_graphql::SimpleObject)]

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// The global-id type name of refresh attempts.
-pub const ATTEMPT_KIND: &str = "RefreshAttempt";
+pub(crate) const ATTEMPT_KIND: &str = "RefreshAttempt";
 
 /// How a refresh attempt ended.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]

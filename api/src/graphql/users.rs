@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// The global-id type name of dashboard users.
-pub const KIND: &str = "User";
+pub(crate) const KIND: &str = "User";
 
 /// A dashboard user (created with `tokenwarden user create`). Every user signs in with a
 /// password and a TOTP or recovery code.

@@ -7,7 +7,7 @@ use crate::{
 };
 
 /// The global-id type name of tenants.
-pub const TENANT_KIND: &str = "Tenant";
+pub(crate) const TENANT_KIND: &str = "Tenant";
 
 /// A tenant.
 #[derive(SimpleObject)]

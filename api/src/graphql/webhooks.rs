@@ -15,9 +15,9 @@ use crate::{
 };
 
 /// The global-id type name of webhooks.
-pub const KIND: &str = "Webhook";
+pub(crate) const KIND: &str = "Webhook";
 /// The global-id type name of deliveries.
-pub const DELIVERY_KIND: &str = "WebhookDelivery";
+pub(crate) const DELIVERY_KIND: &str = "WebhookDelivery";
 
 /// A registered webhook.
 pub struct Webhook(pub webhook::Model);

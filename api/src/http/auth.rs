@@ -21,11 +21,11 @@ use service::{
 use crate::app::AppState;
 
 /// The session cookie (HttpOnly).
-pub const SESSION_COOKIE: &str = "tw_session";
+pub(crate) const SESSION_COOKIE: &str = "tw_session";
 /// The CSRF cookie (readable by the dashboard's script).
-pub const CSRF_COOKIE: &str = "tw_csrf";
+pub(crate) const CSRF_COOKIE: &str = "tw_csrf";
 /// The header that must echo the CSRF token on state-changing requests.
-pub const CSRF_HEADER: &str = "x-csrf-token";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
 /// The value of cookie `name` from the request's `Cookie` headers.
 pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -470,16 +470,16 @@ async fn authenticate_socket(
 /// The close codes `/graphql/ws` sends besides the protocol's own (docs/api.md lists them).
 mod close {
     /// The server is shutting down.
-    pub const GOING_AWAY: u16 = 1001;
+    pub(crate) const GOING_AWAY: u16 = 1001;
     /// A message over the size limit.
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    pub(crate) const MESSAGE_TOO_BIG: u16 = 1009;
     /// The CSRF/Origin check of a session socket failed, or its key was revoked or its
     /// session ended.
     pub const FORBIDDEN: u16 = 4403;
     /// No `connection_init` within the init timeout (graphql-transport-ws's code).
-    pub const INIT_TIMEOUT: u16 = 4408;
+    pub(crate) const INIT_TIMEOUT: u16 = 4408;
     /// The caller already holds the most sockets allowed.
-    pub const TOO_MANY_SOCKETS: u16 = 4429;
+    pub(crate) const TOO_MANY_SOCKETS: u16 = 4429;
 }
 
 /// The one frame field the socket limits need from client and server messages.

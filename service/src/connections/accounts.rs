@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// The GraphQL type name of accounts, used as audit target type.
-pub const TARGET: &str = "SocialAccount";
+pub(crate) const TARGET: &str = "SocialAccount";
 
 /// Narrows an account listing; empty lists mean "any".
 #[derive(Clone, Debug, Default)]
@@ -196,7 +196,7 @@ where
 }
 
 /// What a purged account's `@username` becomes in the messages kept about it.
-pub const PURGED_MENTION: &str = "a purged account";
+pub(crate) const PURGED_MENTION: &str = "a purged account";
 
 /// Rows read per statement while scrubbing.
 const SCRUB_BATCH: u64 = 500;

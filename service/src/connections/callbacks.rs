@@ -37,9 +37,9 @@ use crate::{
 };
 
 /// How far a TikTok webhook timestamp may be from now, in seconds.
-pub const TIKTOK_TOLERANCE_S: i64 = 300;
+pub(crate) const TIKTOK_TOLERANCE_S: i64 = 300;
 /// Largest callback body read (TikTok events and signed requests are small).
-pub const MAX_CALLBACK_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_CALLBACK_BYTES: usize = 64 * 1024;
 
 /// Why a callback was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -33,7 +33,7 @@ use crate::{
 };
 
 /// How long a reconnect link can be opened.
-pub const LINK_LIFETIME: Duration = Duration::hours(72);
+pub(crate) const LINK_LIFETIME: Duration = Duration::hours(72);
 /// The MAC purpose label: a tag made for anything else never verifies as a link.
 const PURPOSE: &str = "reconnect-link";
 /// Longer tokens are refused before decoding.

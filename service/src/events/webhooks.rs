@@ -27,7 +27,7 @@ use crate::{
 
 /// Deliveries are retried for this long, then given up; a webhook failing this long is
 /// disabled.
-pub const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
+pub(crate) const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
 
 /// IPv4 special-purpose ranges (IANA IPv4 Special-Purpose Address Registry, RFC 6890 and
 /// successors) plus multicast and the reserved 240/4: none is a webhook target.
@@ -528,7 +528,7 @@ where
 }
 
 /// How long a receiver may take.
-pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The time a delivery was made from a signature header (receiver side helper, for tests
 /// and docs): verifies `v1` and returns `t`.

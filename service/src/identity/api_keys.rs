@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// Every generated key starts with this, so leaked keys are easy to recognise and scan for.
-pub const KEY_PREFIX: &str = "tw_";
+pub(crate) const KEY_PREFIX: &str = "tw_";
 /// How many leading characters of a key are stored in clear to tell keys apart.
 const SHOWN_PREFIX_LEN: usize = 10;
 /// `last_used_at` is written at most this often per key, so reads stay reads.

@@ -5,7 +5,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use crate::error::{ServiceError, ServiceResult};
 
 /// The tenant the bootstrap admin key belongs to.
-pub const DEFAULT_TENANT: &str = "default";
+pub(crate) const DEFAULT_TENANT: &str = "default";
 
 /// Validates a tenant name: 1-64 characters of `[a-z0-9_-]`.
 pub(crate) fn validate_name(name: &str) -> ServiceResult<()> {

@@ -26,11 +26,11 @@ use crate::{
 };
 
 /// How many recovery codes a new user gets.
-pub const RECOVERY_CODES: usize = 10;
+pub(crate) const RECOVERY_CODES: usize = 10;
 /// Shortest accepted password (NIST SP 800-63B allows 8; an admin console deserves more).
-pub const MIN_PASSWORD_CHARS: usize = 12;
+pub(crate) const MIN_PASSWORD_CHARS: usize = 12;
 /// Longest accepted password, so hashing stays bounded.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
 /// The issuer shown by authenticator apps.
 const TOTP_ISSUER: &str = "tokenwarden";
 /// Alphabet of recovery codes (RFC 4648 base32, lowercase): 32 symbols, 5 bits each.

@@ -19,13 +19,13 @@ use crate::{
 };
 
 /// The setting holding the latest snapshot.
-pub const SNAPSHOT: &str = "health_snapshot";
+pub(crate) const SNAPSHOT: &str = "health_snapshot";
 
 /// The setting holding when the sweep last completed (RFC 3339).
-pub const LAST_SWEEP: &str = "last_sweep_at";
+pub(crate) const LAST_SWEEP: &str = "last_sweep_at";
 
 /// Provider calls are judged over this window.
-pub const CALLS_WINDOW: Duration = Duration::from_secs(300);
+pub(crate) const CALLS_WINDOW: Duration = Duration::from_secs(300);
 
 /// One provider probe.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

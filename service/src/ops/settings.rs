@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// The name of the canary setting.
-pub const CANARY: &str = "vault_canary";
+pub(crate) const CANARY: &str = "vault_canary";
 
 /// Reads a setting.
 pub async fn get(db: &impl ConnectionTrait, name: &str) -> ServiceResult<Option<String>> {
@@ -45,7 +45,7 @@ pub async fn put(db: &impl ConnectionTrait, name: &str, value: String) -> Servic
 }
 
 /// The name of the deployment id setting.
-pub const DEPLOYMENT_ID: &str = "deployment_id";
+pub(crate) const DEPLOYMENT_ID: &str = "deployment_id";
 
 /// A random id of this deployment (its database), made on first start: it names local
 /// files that belong to this database (the refresh journal), so files of another

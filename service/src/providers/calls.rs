@@ -100,7 +100,7 @@ pub struct OperationStats {
 
 /// The longest `providerStats` window: beyond it there is nothing left to aggregate (call
 /// records are pruned after the retention period, 30 days by default).
-pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Longest window text accepted (`"366d"`, `"1h 30m"`...).
 const MAX_WINDOW_TEXT: usize = 32;

@@ -198,7 +198,7 @@ pub(crate) fn permission_in(message: &str) -> Option<String> {
 
 /// How long to wait after Meta's code 368 ("temporarily blocked for policies violations"):
 /// long, as Mixpost waits an hour at the app level when Meta blocks or throttles it.
-pub const TEMPORARILY_BLOCKED_WAIT: Duration = Duration::from_secs(3600);
+pub(crate) const TEMPORARILY_BLOCKED_WAIT: Duration = Duration::from_secs(3600);
 
 /// Human description of a dead-grant reason code.
 pub(crate) fn describe_reason(reason: &str) -> &'static str {
@@ -296,9 +296,9 @@ pub struct UsageReport {
 }
 
 /// Usage at or above this percent is treated as rate limited.
-pub const USAGE_LIMIT_PERCENT: u32 = 100;
+pub(crate) const USAGE_LIMIT_PERCENT: u32 = 100;
 /// Usage at or above this percent is logged as a warning.
-pub const USAGE_WARN_PERCENT: u32 = 80;
+pub(crate) const USAGE_WARN_PERCENT: u32 = 80;
 
 impl UsageReport {
     /// Highest of the three percentages.

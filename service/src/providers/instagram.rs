@@ -32,13 +32,13 @@ use super::{
 };
 
 /// Scopes requested by default.
-pub const DEFAULT_SCOPES: &[&str] = &[
+pub(crate) const DEFAULT_SCOPES: &[&str] = &[
     "instagram_business_basic",
     "instagram_business_content_publish",
 ];
 
 /// Minimum age of a long-lived token before Instagram accepts a refresh.
-pub const MIN_REFRESH_AGE_S: i64 = 24 * 3600;
+pub(crate) const MIN_REFRESH_AGE_S: i64 = 24 * 3600;
 
 /// Fields read from `/me`.
 const ME_FIELDS: &str = "id,user_id,username,name,profile_picture_url";

@@ -72,7 +72,7 @@ pub enum Priority {
 }
 
 /// From this percentage of Meta's reported usage on, background calls are slowed down.
-pub const USAGE_SLOW_PERCENT: u32 = 75;
+pub(crate) const USAGE_SLOW_PERCENT: u32 = 75;
 
 /// A rate: `count` calls per `period`, in bursts of up to `burst` (`count` 0 = unlimited).
 ///

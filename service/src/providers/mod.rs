@@ -36,10 +36,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-pub use self::error::{
-    ErrorClass, ErrorExtras, ProviderError, TEMPORARILY_BLOCKED_WAIT, USAGE_LIMIT_PERCENT,
-    USAGE_WARN_PERCENT, UsageReport,
-};
+pub use self::error::{ErrorClass, ErrorExtras, ProviderError, UsageReport};
 pub(crate) use self::error::{
     describe_reason, permission_in, retry_after_header, sanitize_message,
 };

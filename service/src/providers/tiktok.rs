@@ -24,7 +24,7 @@ use super::{
 };
 
 /// Scopes requested by default: basic profile, username, and video publishing.
-pub const DEFAULT_SCOPES: &[&str] = &[
+pub(crate) const DEFAULT_SCOPES: &[&str] = &[
     "user.info.basic",
     "user.info.profile",
     "video.publish",

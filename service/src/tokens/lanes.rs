@@ -25,10 +25,10 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use crate::{domain::Platform, providers::Providers};
 
 /// The share of each platform's rate limit kept for on-demand refreshes by default.
-pub const DEFAULT_RESERVE: f64 = 0.05;
+pub(crate) const DEFAULT_RESERVE: f64 = 0.05;
 /// How long an on-demand refresh waits for rate-limit capacity before it fails with
 /// RATE_LIMITED.
-pub const ON_DEMAND_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const ON_DEMAND_WAIT: Duration = Duration::from_secs(2);
 
 /// Which lane a refresh runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -36,7 +36,7 @@ use crate::{
 
 /// A token is `Expiring` when less than a quarter of its lifetime remains, and at most
 /// this long: a day for Instagram's 60-day tokens, six hours for TikTok's 24-hour ones.
-pub const EXPIRING_WITHIN: Duration = Duration::hours(24);
+pub(crate) const EXPIRING_WITHIN: Duration = Duration::hours(24);
 
 /// The health of an account's access token, derived from its timestamps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -59,7 +59,7 @@ pub struct Jitter(f64);
 
 impl Jitter {
     /// No jitter (factor 1).
-    pub const NONE: Jitter = Jitter(1.0);
+    pub(crate) const NONE: Jitter = Jitter(1.0);
 
     /// The factor for a random byte: 0 → 0.8, 255 → 1.2.
     fn from_byte(byte: u8) -> Self {

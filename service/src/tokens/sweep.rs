@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// Instagram refuses to refresh tokens younger than this.
-pub const INSTAGRAM_MIN_AGE: chrono::Duration = chrono::Duration::hours(24);
+pub(crate) const INSTAGRAM_MIN_AGE: chrono::Duration = chrono::Duration::hours(24);
 
 /// How early tokens are refreshed, and how sweeps claim work.
 #[derive(Clone, Debug)]
@@ -398,9 +398,9 @@ where
 
 /// A TikTok refresh token is flagged EXPIRING this long before its own expiry (it cannot
 /// be extended: the user must reconnect before then).
-pub const EXPIRING_NOTICE: chrono::Duration = chrono::Duration::days(7);
+pub(crate) const EXPIRING_NOTICE: chrono::Duration = chrono::Duration::days(7);
 /// An account is flagged EXPIRING after this many refreshes failed in a row.
-pub const FAILING_NOTICE: i32 = 5;
+pub(crate) const FAILING_NOTICE: i32 = 5;
 
 /// Raises EXPIRING (once per connection) for refreshable accounts whose TikTok refresh
 /// token ends within a week (Instagram tokens are extended by every refresh, so never for
@@ -551,7 +551,7 @@ pub struct SweepReport {
 }
 
 /// The setting holding the queue backoff: `<until, RFC 3339> <failures in a row>`.
-pub const QUEUE_BACKOFF: &str = "sweep_queue_backoff";
+pub(crate) const QUEUE_BACKOFF: &str = "sweep_queue_backoff";
 
 /// How long sweeps stop claiming after the queue failed `failures` times in a row: 1 s
 /// doubling up to 5 minutes (the default schedule period).

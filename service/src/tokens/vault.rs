@@ -32,13 +32,13 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 /// Version prefix of the ciphertext text format.
-pub const CIPHERTEXT_PREFIX: &str = "tw1";
+pub(crate) const CIPHERTEXT_PREFIX: &str = "tw1";
 /// Length in bytes of an AES-256-GCM key.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 /// NIST SP 800-38D: at most 2^32 encryptions with random 96-bit nonces per key.
-pub const MAX_ENCRYPTIONS_PER_KEY: u64 = 1 << 32;
+pub(crate) const MAX_ENCRYPTIONS_PER_KEY: u64 = 1 << 32;
 /// Above this many encryptions with one key, a warning asks the operator to rotate.
-pub const ENCRYPTION_WARN_THRESHOLD: u64 = 1 << 31;
+pub(crate) const ENCRYPTION_WARN_THRESHOLD: u64 = 1 << 31;
 
 /// Length of the GCM authentication tag.
 const TAG_LEN: usize = 16;

@@ -19,9 +19,9 @@ use serde_json::Value as Json;
 use super::BackupError;
 
 /// The `format` field of every manifest.
-pub const FORMAT: &str = "tokenwarden-backup";
+pub(crate) const FORMAT: &str = "tokenwarden-backup";
 /// The version of the layout described in this module.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 /// The longest accepted line (manifest or row): a hostile file cannot make a reader buffer
 /// more than this.
 const MAX_LINE: u64 = 64 * 1024 * 1024;
