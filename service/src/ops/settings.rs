@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use entity::setting;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+use sea_orm::{ConnectionTrait, EntityTrait, Set, sea_query::OnConflict};
 
 use crate::{
     error::{ServiceError, ServiceResult},
@@ -21,26 +21,21 @@ pub async fn get(db: &impl ConnectionTrait, name: &str) -> ServiceResult<Option<
         .map(|s| s.value))
 }
 
-/// Writes a setting.
+/// Writes a setting: one upsert, so processes (or sweep passes) writing the same new
+/// setting at once do not fail on its primary key.
 pub async fn put(db: &impl ConnectionTrait, name: &str, value: String) -> ServiceResult<()> {
-    let now = Utc::now();
-    match setting::Entity::find_by_id(name.to_owned()).one(db).await? {
-        Some(existing) => {
-            let mut active: setting::ActiveModel = existing.into();
-            active.value = Set(value);
-            active.updated_at = Set(now);
-            active.update(db).await?;
-        }
-        None => {
-            setting::ActiveModel {
-                name: Set(name.to_owned()),
-                value: Set(value),
-                updated_at: Set(now),
-            }
-            .insert(db)
-            .await?;
-        }
-    }
+    setting::Entity::insert(setting::ActiveModel {
+        name: Set(name.to_owned()),
+        value: Set(value),
+        updated_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::column(setting::Column::Name)
+            .update_columns([setting::Column::Value, setting::Column::UpdatedAt])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
     Ok(())
 }
 
