@@ -11,6 +11,11 @@ use crate::worker::JobContext;
 
 /// apalis-cron handler.
 pub async fn handle(_tick: Tick, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
+    // One scheduled pass at a time per process: a tick during a pass skips.
+    let Ok(_pass) = ctx.engine.sweep_pass.try_lock() else {
+        tracing::debug!("the previous sweep pass is still running; skipping this tick");
+        return Ok(());
+    };
     match run(&ctx).await {
         Ok(report) => {
             if report.queued + report.expired > 0 {

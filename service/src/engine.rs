@@ -153,6 +153,10 @@ pub struct Engine {
     pub journal: Journal,
     /// Refreshed tokens not stored yet.
     pub stores: Stores,
+    /// Held while a scheduled sweep pass runs in this process: a tick that finds it taken
+    /// skips, so passes that outlast their period never pile up (each would hold a
+    /// pooled connection).
+    pub sweep_pass: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -181,6 +185,7 @@ impl Engine {
             instance,
             journal: Journal::disabled(),
             stores: Stores::default(),
+            sweep_pass: tokio::sync::Mutex::new(()),
         }
     }
 
