@@ -12,7 +12,12 @@ use crate::{
     domain::Platform,
     events::EventBus,
     providers::{ProviderError, Providers},
-    tokens::{journal::Journal, lanes::Lanes, vault::KeyRing},
+    tokens::{
+        batch::{BatchFailed, Combiner, LeaseRequest, StoreRequest, Stored},
+        journal::Journal,
+        lanes::Lanes,
+        vault::KeyRing,
+    },
 };
 
 /// Settings of connections and refreshes.
@@ -157,6 +162,12 @@ pub struct Engine {
     /// skips, so passes that outlast their period never pile up (each would hold a
     /// pooled connection).
     pub sweep_pass: tokio::sync::Mutex<()>,
+    /// Refresh leases taken in batches (see [`crate::tokens::batch`]).
+    pub(crate) leases: Combiner<LeaseRequest, Result<bool, BatchFailed>>,
+    /// Refreshed tokens stored in batches (see [`crate::tokens::batch`]).
+    pub(crate) writes: Combiner<StoreRequest, Result<Stored, BatchFailed>>,
+    /// Attempt rows inserted in batches (see [`crate::tokens::batch`]).
+    pub(crate) attempts: Combiner<entity::refresh_attempt::ActiveModel, Result<(), BatchFailed>>,
 }
 
 impl Engine {
@@ -186,6 +197,9 @@ impl Engine {
             journal: Journal::disabled(),
             stores: Stores::default(),
             sweep_pass: tokio::sync::Mutex::new(()),
+            leases: Combiner::default(),
+            writes: Combiner::default(),
+            attempts: Combiner::default(),
         }
     }
 

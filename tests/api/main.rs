@@ -26,6 +26,7 @@ mod pkce;
 mod protocols;
 mod rate_limits;
 mod reconnect_links;
+mod refresh_batch;
 mod rotation;
 mod schema;
 mod ssrf;

@@ -329,23 +329,29 @@ pub(crate) async fn enqueue_for_event(
         if !wanted {
             continue;
         }
-        webhook_delivery::ActiveModel {
-            webhook_id: Set(hook.id),
-            tenant_id: Set(hook.tenant_id),
-            event_id: Set(event.id),
-            status: Set(DeliveryStatus::Pending),
-            attempts: Set(0),
-            last_status_code: Set(None),
-            last_error: Set(None),
-            next_attempt_at: Set(event.occurred_at),
-            created_at: Set(event.occurred_at),
-            delivered_at: Set(None),
-            ..Default::default()
-        }
-        .insert(db)
-        .await?;
+        delivery_row(&hook, event).insert(db).await?;
     }
     Ok(())
+}
+
+/// A pending delivery of `event` to `hook`, ready to insert.
+pub(crate) fn delivery_row(
+    hook: &webhook::Model,
+    event: &token_event::Model,
+) -> webhook_delivery::ActiveModel {
+    webhook_delivery::ActiveModel {
+        webhook_id: Set(hook.id),
+        tenant_id: Set(hook.tenant_id),
+        event_id: Set(event.id),
+        status: Set(DeliveryStatus::Pending),
+        attempts: Set(0),
+        last_status_code: Set(None),
+        last_error: Set(None),
+        next_attempt_at: Set(event.occurred_at),
+        created_at: Set(event.occurred_at),
+        delivered_at: Set(None),
+        ..Default::default()
+    }
 }
 
 /// The JSON body of a delivery.

@@ -41,11 +41,25 @@ pub async fn record(
     target: Option<Target>,
     details: Value,
 ) -> ServiceResult<audit_log::Model> {
+    Ok(entry(actor, action, target, details, Utc::now())
+        .insert(db)
+        .await?)
+}
+
+/// An audit entry ready to insert (several at once: `insert_many`). Same rules as
+/// [`record`]: the change's transaction, no secrets in `details`.
+pub(crate) fn entry(
+    actor: &Actor,
+    action: AuditAction,
+    target: Option<Target>,
+    details: Value,
+    occurred_at: DateTime<Utc>,
+) -> audit_log::ActiveModel {
     let (target_type, target_id) = match target {
         Some(t) => (Some(t.kind.to_owned()), Some(t.id)),
         None => (None, None),
     };
-    Ok(audit_log::ActiveModel {
+    audit_log::ActiveModel {
         tenant_id: Set(actor.tenant_id),
         actor: Set(actor.name.clone()),
         action: Set(action),
@@ -53,11 +67,9 @@ pub async fn record(
         target_id: Set(target_id),
         details: Set(details),
         client_ip: Set(actor.client_ip.clone()),
-        occurred_at: Set(Utc::now()),
+        occurred_at: Set(occurred_at),
         ..Default::default()
     }
-    .insert(db)
-    .await?)
 }
 
 /// Filter of the audit listing; every field narrows the result.

@@ -36,11 +36,16 @@ pub async fn record(
     db: &impl ConnectionTrait,
     attempt: NewAttempt,
 ) -> ServiceResult<refresh_attempt::Model> {
-    let finished = Utc::now();
+    Ok(row(attempt, Utc::now()).insert(db).await?)
+}
+
+/// The row of an attempt that finished at `finished`, ready to insert (several at once:
+/// [`crate::tokens::batch::record_attempt`]).
+pub(crate) fn row(attempt: NewAttempt, finished: DateTime<Utc>) -> refresh_attempt::ActiveModel {
     let latency = (finished - attempt.started_at)
         .num_milliseconds()
         .clamp(0, i64::from(i32::MAX));
-    Ok(refresh_attempt::ActiveModel {
+    refresh_attempt::ActiveModel {
         tenant_id: Set(attempt.tenant_id),
         account_id: Set(attempt.account_id),
         attempt: Set(attempt.attempt),
@@ -53,8 +58,6 @@ pub async fn record(
         latency_ms: Set(latency as i32),
         ..Default::default()
     }
-    .insert(db)
-    .await?)
 }
 
 /// An account's attempts, newest first (tenant-scoped).

@@ -2,6 +2,8 @@
 pub mod analytics;
 /// Refresh attempts and retry scheduling.
 pub mod attempts;
+/// Group commit of refresh writes: leases and stored results, in batches.
+pub mod batch;
 /// Provider failures in words: code, message, action.
 pub mod failures;
 /// Rotated tokens the database has not taken yet, on local disk.
@@ -199,7 +201,7 @@ pub async fn store_connected(
 }
 
 /// Seals refreshed tokens for `account`, to be stored over the row at `version`.
-pub(crate) fn seal_refreshed(
+pub fn seal_refreshed(
     vault: &KeyRing,
     account: &social_account::Model,
     version: i64,

@@ -372,7 +372,8 @@ async fn queued_detached(
             Err(err) => return Err(err),
         }
     };
-    tokens::attempts::record(
+    tokens::batch::record_attempt(
+        engine,
         db,
         attempt_row(
             &account,
@@ -466,15 +467,7 @@ where
         engine.lanes.admit_background(platform).await;
     }
 
-    if !tokens::take_lease(
-        db,
-        account.id,
-        token.version,
-        &engine.instance,
-        engine.settings.refresh_lease,
-    )
-    .await?
-    {
+    if !tokens::batch::take_lease(engine, db, account.id, token.version).await? {
         // Another process is refreshing this account: wait for its result instead of
         // presenting the same refresh token a second time.
         return wait_for_other_process(db, engine, account, token.version).await;
@@ -631,7 +624,14 @@ where
     let mut journaled = false;
     let mut failures: u32 = 0;
     loop {
-        match persist_refreshed(db, &engine.events, &sealed, actor).await {
+        // First in a batch with the process's other results; after a failure alone, so
+        // one bad row cannot hold a batch back.
+        let result = if failures == 0 {
+            tokens::batch::store(engine, db, &sealed, actor).await
+        } else {
+            persist_refreshed(db, &engine.events, &sealed, actor).await
+        };
+        match result {
             Ok(stored) => {
                 if journaled && let Err(err) = engine.journal.done(account.id, version) {
                     // Harmless: a replay of a stored result fails its compare-and-swap.
