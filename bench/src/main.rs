@@ -442,8 +442,10 @@ async fn sweep_in(
 
     // 6. Correctness.
     let stats = sandbox.stats().tiktok;
+    // The seeded dead rows are deactivated on purpose; any other account must be ACTIVE.
     let not_active = social_account::Entity::find()
         .filter(social_account::Column::Status.ne("ACTIVE"))
+        .filter(social_account::Column::DeactivatedAt.is_null())
         .count(&db)
         .await?;
     let ok = stats.reused_refresh_tokens == 0 && not_active == 0;
