@@ -11,6 +11,10 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 pub use entity::enums::ErrorClass;
 
+/// The code of a call our own rate limiter refused before sending it (see
+/// [`super::limits`]).
+pub(crate) const LOCAL_RATE_LIMIT: &str = "rate_limited_local";
+
 /// A classified provider failure. `Display` and `Debug` are safe to log and to show.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{class} ({code}): {message}")]
@@ -140,6 +144,12 @@ impl ProviderError {
     /// "Instagram access for @name was revoked because the password was changed".
     pub fn reason_description(&self) -> Option<&'static str> {
         self.reason.map(describe_reason)
+    }
+
+    /// Whether our own rate limiter refused the call before anything was sent: the
+    /// platform saw nothing, so this says nothing about the account.
+    pub(crate) fn is_local_rate_limit(&self) -> bool {
+        self.code == LOCAL_RATE_LIMIT
     }
 
     /// Whether the user must reconnect.

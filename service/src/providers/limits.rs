@@ -526,7 +526,7 @@ impl AppLimiter {
         metrics::counter!("tokenwarden_provider_rate_limited_local_total", "platform" => self.platform.as_str()).increment(1);
         ProviderError::new(
             ErrorClass::Transient,
-            "rate_limited_local",
+            super::error::LOCAL_RATE_LIMIT,
             format!(
                 "the {} app's rate limit is reached; retry shortly",
                 self.platform.display_name()

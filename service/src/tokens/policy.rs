@@ -153,14 +153,15 @@ pub fn backoff(
 /// - A success makes a refreshable account `ACTIVE` with a `REFRESHED` event; an account
 ///   deactivated or disconnected meanwhile keeps its status (its tokens are stored, not
 ///   served). The store clears the claim.
-/// - Nothing to do (fresh already, not due, refused before starting): `SKIPPED`, the claim
-///   released.
+/// - Nothing to do (fresh already, not due, refused before starting, or our own rate
+///   limit used up so that nothing was sent): `SKIPPED`, the status left as it is, the
+///   claim released.
 /// - A failure records its outcome by class: transient → `FAILED_TRANSIENT`; too young to
 ///   refresh (Instagram's first day) → `SKIPPED`; dead grant, configuration, bad input →
 ///   `FAILED_PERMANENT`.
 /// - A failure of an account that is no longer refreshable changes nothing else: the
 ///   deactivation, disconnect or dead grant recorded before wins.
-/// - Transient (network, timeout, 5xx, 429, a local rate limit): `REFRESH_FAILING`,
+/// - Transient (network, timeout, 5xx, 429 from the platform): `REFRESH_FAILING`,
 ///   `REFRESH_FAILED`, a retry with backoff.
 /// - Too young: nothing else; the sweep's window knows when it is old enough.
 /// - Dead grant: `RECONNECT_REQUIRED` (`EXPIRED` for the code `expired`), no retry.
@@ -193,6 +194,11 @@ pub(crate) fn decide(input: Input<'_>) -> Decision {
             };
         }
         Observed::AlreadyFresh | Observed::NotDue | Observed::Refused(_) => {
+            return nothing(RefreshOutcome::Skipped);
+        }
+        // Our own limiter refused before anything was sent (an on-demand refresh that
+        // waited its limit): the platform saw nothing and the account is fine.
+        Observed::Failed(error) if error.is_local_rate_limit() => {
             return nothing(RefreshOutcome::Skipped);
         }
         Observed::Failed(error) => error,
@@ -284,6 +290,8 @@ mod tests {
         Transient,
         /// 429 with `Retry-After: 600`.
         RateLimited,
+        /// Our own limiter refused before sending (`rate_limited_local`).
+        LocalLimit,
         /// Instagram under 24 hours.
         TooYoung,
         /// `invalid_grant`.
@@ -300,6 +308,7 @@ mod tests {
         refused: ProviderError,
         transient: ProviderError,
         rate_limited: ProviderError,
+        local_limit: ProviderError,
         too_young: ProviderError,
         revoked: ProviderError,
         expired: ProviderError,
@@ -313,6 +322,7 @@ mod tests {
                 refused: error(ErrorClass::Config, "not_configured", None),
                 transient: error(ErrorClass::Transient, "http_503", None),
                 rate_limited: error(ErrorClass::Transient, "rate_limit_exceeded", Some(600)),
+                local_limit: error(ErrorClass::Transient, "rate_limited_local", Some(1)),
                 too_young: error(ErrorClass::NotRefreshableYet, "too_young", None),
                 revoked: error(ErrorClass::GrantDead, "invalid_grant", None),
                 expired: error(ErrorClass::GrantDead, "expired", None),
@@ -329,6 +339,7 @@ mod tests {
                 Seen::Refused => Observed::Refused(&self.refused),
                 Seen::Transient => Observed::Failed(&self.transient),
                 Seen::RateLimited => Observed::Failed(&self.rate_limited),
+                Seen::LocalLimit => Observed::Failed(&self.local_limit),
                 Seen::TooYoung => Observed::Failed(&self.too_young),
                 Seen::Revoked => Observed::Failed(&self.revoked),
                 Seen::ExpiredGrant => Observed::Failed(&self.expired),
@@ -379,6 +390,11 @@ mod tests {
         (Active,            Seen::Transient,     Manual, 1,  TRANSIENT, Some(RefreshFailing),    Some(E::RefreshFailed),     None,     NotHeld),
         (Active,            Seen::RateLimited,   Sweep,  1,  TRANSIENT, Some(RefreshFailing),    Some(E::RefreshFailed),     secs(600),   KeptForRetry),
         (RefreshFailing,    Seen::RateLimited,   Retry,  7,  TRANSIENT, Some(RefreshFailing),    Some(E::RefreshFailed),     secs(1920),  KeptForRetry),
+        // Our own rate limit, nothing sent: not the account's failure (no REFRESH_FAILING
+        // because another tenant's bulk refresh used the app's capacity).
+        (Active,            Seen::LocalLimit,    Manual, 1,  SKIPPED,   None,                    None,                       None,     NotHeld),
+        (RefreshFailing,    Seen::LocalLimit,    Manual, 2,  SKIPPED,   None,                    None,                       None,     NotHeld),
+        (Active,            Seen::LocalLimit,    Sweep,  1,  SKIPPED,   None,                    None,                       None,     Release),
         (ReconnectRequired, Seen::Transient,     Retry,  2,  TRANSIENT, None,                    None,                       None,     Release),
         (Expired,           Seen::Transient,     Retry,  2,  TRANSIENT, None,                    None,                       None,     Release),
         (Disconnected,      Seen::Transient,     Sweep,  1,  TRANSIENT, None,                    None,                       None,     Release),

@@ -533,7 +533,7 @@ async fn refresh_call(
     let mut waiting = None;
     loop {
         match provider.refresh(request).await {
-            Err(error) if lane == Lane::OnDemand && error.code == "rate_limited_local" => {
+            Err(error) if lane == Lane::OnDemand && error.is_local_rate_limit() => {
                 let wait = error
                     .retry_after
                     .unwrap_or(Duration::from_millis(50))
