@@ -588,7 +588,7 @@ async fn manual_refreshes_are_counted_with_their_failure_reason(app: TestApp) {
             let data = app
                 .gql_ok(
                     &key,
-                    "query($id: ID!) { account(id: $id) { refreshHistory(first: 10) { nodes { trigger outcome errorCode } } } }",
+                    "query($id: ID!) { account(id: $id) { refreshHistory(first: 10) { nodes { triggeredBy outcome errorCode } } } }",
                     json!({ "id": id }),
                 )
                 .await;
@@ -600,7 +600,7 @@ async fn manual_refreshes_are_counted_with_their_failure_reason(app: TestApp) {
     assert_eq!(ok["refreshAccountToken"]["refreshed"], true);
     assert_eq!(
         history(fine.clone()).await,
-        json!([{ "trigger": "manual", "outcome": "SUCCEEDED", "errorCode": null }])
+        json!([{ "triggeredBy": "MANUAL", "outcome": "SUCCEEDED", "errorCode": null }])
     );
 
     // Revoked at the platform: a manual refresh fails for good.
@@ -633,7 +633,7 @@ async fn manual_refreshes_are_counted_with_their_failure_reason(app: TestApp) {
     );
     let nodes = history(dead).await;
     assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
-    assert_eq!(nodes[0]["trigger"], "manual");
+    assert_eq!(nodes[0]["triggeredBy"], "MANUAL");
     assert_eq!(nodes[0]["outcome"], "FAILED_PERMANENT");
     let code = nodes[0]["errorCode"]
         .as_str()

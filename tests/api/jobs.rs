@@ -130,7 +130,7 @@ async fn scheduled_sweep_refreshes_due_tokens_once(app: TestApp) {
     let data = app
         .gql_ok(
             &app.admin_key,
-            "query($id: ID!) { account(id: $id) { refreshHistory { edges { node { attempt trigger outcome errorCode latencyMs } } } } }",
+            "query($id: ID!) { account(id: $id) { refreshHistory { edges { node { attempt trigger triggeredBy outcome errorCode latencyMs } } } } }",
             json!({ "id": global_id("SocialAccount", ids[0]) }),
         )
         .await;
@@ -138,6 +138,8 @@ async fn scheduled_sweep_refreshes_due_tokens_once(app: TestApp) {
     assert!(history.as_array().is_some_and(|h| !h.is_empty()));
     assert_eq!(history[0]["node"]["outcome"], "SUCCEEDED");
     assert_eq!(history[0]["node"]["attempt"], 1);
+    assert_eq!(history[0]["node"]["triggeredBy"], "SWEEP");
+    // The deprecated string field still answers, with the stored name.
     assert_eq!(history[0]["node"]["trigger"], "sweep");
     let health = app
         .gql_ok(

@@ -1,6 +1,6 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object, Subscription};
 use chrono::{DateTime, Utc};
-use entity::{enums::Incident, token_event};
+use entity::token_event;
 use futures::{Stream, StreamExt};
 use service::events::{EventFilter, subscription};
 
@@ -187,6 +187,18 @@ pub struct ReconnectLink {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What a notification is about.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::Incident")]
+pub enum Incident {
+    /// The grant is dead: the user must reconnect.
+    ReconnectRequired,
+    /// The token expired before it could be refreshed: the user must reconnect.
+    Expired,
+    /// Refreshes keep failing transiently; nothing for the user to do yet.
+    RefreshFailing,
+}
+
 /// A message for the account's owner: what happened and what to do. One per incident.
 pub struct Notification(pub entity::notification::Model);
 
@@ -196,9 +208,8 @@ impl Notification {
         ids::encode(NOTIFICATION_KIND, self.0.id)
     }
 
-    /// RECONNECT_REQUIRED, EXPIRED or REFRESH_FAILING.
-    async fn incident(&self) -> &str {
-        self.0.incident.as_str()
+    async fn incident(&self) -> Incident {
+        self.0.incident.into()
     }
 
     async fn platform(&self) -> Option<Platform> {
@@ -218,7 +229,7 @@ impl Notification {
     /// Whether the fix is a reconnect: call `startConnection` with this platform and send
     /// the user to its `authorizationUrl`.
     async fn reconnect_required(&self) -> bool {
-        self.0.incident != Incident::RefreshFailing
+        self.0.incident != entity::enums::Incident::RefreshFailing
     }
 
     /// A reconnect link for an open reconnect incident (INTEGRATOR), to send to the

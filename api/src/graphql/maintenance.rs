@@ -26,6 +26,21 @@ pub enum RefreshOutcome {
     Skipped,
 }
 
+/// Why a refresh ran.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "entity::enums::RefreshTrigger")]
+pub enum RefreshTrigger {
+    /// The sweep found the token inside its refresh window.
+    Sweep,
+    /// A retry after a transient failure.
+    Retry,
+    /// A bulk `refreshAccounts`.
+    Bulk,
+    /// A request: `refreshAccountToken`, the dashboard, or `accessToken` refreshing a
+    /// token about to expire.
+    Manual,
+}
+
 /// One refresh attempt of an account.
 #[derive(SimpleObject)]
 pub struct RefreshAttempt {
@@ -33,7 +48,10 @@ pub struct RefreshAttempt {
     /// 1 for the first try after a success, then 2, 3... while failures last.
     pub attempt: i32,
     /// `sweep`, `retry`, `bulk` (jobs) or `manual` (requests).
+    #[graphql(deprecation = "Use `triggeredBy`: the same value as an enum.")]
     pub trigger: String,
+    /// Why the refresh ran.
+    pub triggered_by: RefreshTrigger,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub outcome: RefreshOutcome,
@@ -52,6 +70,7 @@ impl TryFrom<refresh_attempt::Model> for RefreshAttempt {
             id: ids::encode(ATTEMPT_KIND, m.id),
             attempt: m.attempt,
             trigger: m.trigger.as_str().to_owned(),
+            triggered_by: m.trigger.into(),
             started_at: m.started_at,
             finished_at: m.finished_at,
             outcome: m.outcome.into(),

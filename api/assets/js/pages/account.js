@@ -11,7 +11,7 @@ const QUERY = `query Account($id: ID!) {
     connectedAt deactivatedAt createdAt
     tokenHealth { state expiresAt refreshExpiresAt issuedAt lastRefreshedAt scopes }
     refreshHistory(first: 20) {
-      nodes { id attempt trigger startedAt outcome errorClass errorCode latencyMs }
+      nodes { id attempt triggeredBy startedAt outcome errorClass errorCode latencyMs }
     }
   }
   auditLog(first: 20, filter: { accountId: $id }) {
@@ -53,7 +53,7 @@ export async function show(main, id) {
   ];
   const history = a.refreshHistory.nodes.map((r) => h('tr', { class: r.outcome.startsWith('FAILED') ? 'failure' : null },
     h('td', {}, when(r.startedAt)), h('td', {}, badge(r.outcome)), h('td', {}, String(r.attempt)),
-    h('td', {}, r.trigger), h('td', { class: 'mono' }, [r.errorClass, r.errorCode].filter(Boolean).join(' ') || '—'),
+    h('td', {}, r.triggeredBy.toLowerCase()), h('td', { class: 'mono' }, [r.errorClass, r.errorCode].filter(Boolean).join(' ') || '—'),
     h('td', {}, `${r.latencyMs} ms`)));
   const audit = data.auditLog.nodes.map((e) => h('tr', {},
     h('td', {}, when(e.occurredAt)), h('td', {}, humanize(e.action)), h('td', { class: 'mono' }, e.actor),
