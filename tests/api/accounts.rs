@@ -1,5 +1,6 @@
 //! Accounts: listing, filters, pagination, tenant isolation, deactivation, data loading.
 
+use entity::enums::{AccountStatus, Platform};
 use serde_json::{Value, json};
 
 use crate::{
@@ -35,16 +36,46 @@ fn usernames(data: &Value) -> Vec<String> {
 }
 
 async fn seed_default(app: &TestApp) {
-    app.seed_account("default", "tiktok", "alice", "ACTIVE", Some(48))
-        .await;
-    app.seed_account("default", "instagram", "Bob_Shop", "ACTIVE", Some(2))
-        .await;
-    app.seed_account("default", "tiktok", "carol", "RECONNECT_REQUIRED", Some(-1))
-        .await;
-    app.seed_account("default", "instagram", "dave%", "EXPIRED", None)
-        .await;
-    app.seed_account("default", "tiktok", "erin", "REFRESH_FAILING", Some(1))
-        .await;
+    app.seed_account(
+        "default",
+        Platform::TikTok,
+        "alice",
+        AccountStatus::Active,
+        Some(48),
+    )
+    .await;
+    app.seed_account(
+        "default",
+        Platform::Instagram,
+        "Bob_Shop",
+        AccountStatus::Active,
+        Some(2),
+    )
+    .await;
+    app.seed_account(
+        "default",
+        Platform::TikTok,
+        "carol",
+        AccountStatus::ReconnectRequired,
+        Some(-1),
+    )
+    .await;
+    app.seed_account(
+        "default",
+        Platform::Instagram,
+        "dave%",
+        AccountStatus::Expired,
+        None,
+    )
+    .await;
+    app.seed_account(
+        "default",
+        Platform::TikTok,
+        "erin",
+        AccountStatus::RefreshFailing,
+        Some(1),
+    )
+    .await;
 }
 
 async fn listing_filters_and_counts(app: TestApp) {
@@ -154,7 +185,13 @@ async fn pagination_forward_and_backward(app: TestApp) {
 async fn other_tenants_accounts_are_invisible(app: TestApp) {
     seed_default(&app).await;
     let theirs = app
-        .seed_account("acme", "tiktok", "acme-brand", "ACTIVE", Some(48))
+        .seed_account(
+            "acme",
+            Platform::TikTok,
+            "acme-brand",
+            AccountStatus::Active,
+            Some(48),
+        )
         .await;
     let acme = app.key_for_tenant("acme", "ADMIN").await;
 
@@ -230,10 +267,22 @@ async fn other_tenants_accounts_are_invisible(app: TestApp) {
 
 async fn deactivate_and_reactivate_are_audited(app: TestApp) {
     let id = app
-        .seed_account("default", "tiktok", "alice", "ACTIVE", Some(48))
+        .seed_account(
+            "default",
+            Platform::TikTok,
+            "alice",
+            AccountStatus::Active,
+            Some(48),
+        )
         .await;
     let expired = app
-        .seed_account("default", "instagram", "old", "ACTIVE", Some(-2))
+        .seed_account(
+            "default",
+            Platform::Instagram,
+            "old",
+            AccountStatus::Active,
+            Some(-2),
+        )
         .await;
     let gid = global_id("SocialAccount", id);
     let data = app
@@ -322,7 +371,13 @@ async fn deactivate_and_reactivate_are_audited(app: TestApp) {
 
 async fn roles_guard_account_mutations(app: TestApp) {
     let id = app
-        .seed_account("default", "tiktok", "alice", "ACTIVE", Some(48))
+        .seed_account(
+            "default",
+            Platform::TikTok,
+            "alice",
+            AccountStatus::Active,
+            Some(48),
+        )
         .await;
     let gid = global_id("SocialAccount", id);
     for role in ["VIEWER", "INTEGRATOR"] {
@@ -371,9 +426,9 @@ async fn token_health_loads_in_constant_queries(app: TestApp) {
     for i in 0..12 {
         app.seed_account(
             "default",
-            "tiktok",
+            Platform::TikTok,
             &format!("user{i:02}"),
-            "ACTIVE",
+            AccountStatus::Active,
             Some(30),
         )
         .await;

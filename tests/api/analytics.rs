@@ -4,6 +4,7 @@
 //! per account, reader and day). Every query sees only the caller's tenant.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use entity::enums::{AccountStatus, Platform};
 use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
 use serde_json::{Value, json};
 use service::{
@@ -82,10 +83,22 @@ fn buckets(rows: &Value) -> Vec<(String, String, String, u64)> {
 async fn refresh_attempts_per_hour_by_platform_and_outcome(app: TestApp) {
     let key = app.admin_key.clone();
     let tiktok = app
-        .seed_account("default", "tiktok", "ana", "ACTIVE", Some(20))
+        .seed_account(
+            "default",
+            Platform::TikTok,
+            "ana",
+            AccountStatus::Active,
+            Some(20),
+        )
         .await;
     let instagram = app
-        .seed_account("default", "instagram", "ivy", "ACTIVE", Some(200))
+        .seed_account(
+            "default",
+            Platform::Instagram,
+            "ivy",
+            AccountStatus::Active,
+            Some(200),
+        )
         .await;
     let now = Utc::now();
     attempt(&app, tiktok, now, Outcome::Succeeded, None).await;
@@ -112,7 +125,13 @@ async fn refresh_attempts_per_hour_by_platform_and_outcome(app: TestApp) {
     .await;
     // Another tenant's attempts never show.
     let other = app
-        .seed_account("other", "tiktok", "zed", "ACTIVE", Some(5))
+        .seed_account(
+            "other",
+            Platform::TikTok,
+            "zed",
+            AccountStatus::Active,
+            Some(5),
+        )
         .await;
     attempts::record(
         &app.db,
@@ -179,10 +198,22 @@ async fn refresh_attempts_per_hour_by_platform_and_outcome(app: TestApp) {
 async fn failure_reasons_are_ranked_and_paged(app: TestApp) {
     let key = app.admin_key.clone();
     let tiktok = app
-        .seed_account("default", "tiktok", "tia", "REFRESH_FAILING", Some(3))
+        .seed_account(
+            "default",
+            Platform::TikTok,
+            "tia",
+            AccountStatus::RefreshFailing,
+            Some(3),
+        )
         .await;
     let instagram = app
-        .seed_account("default", "instagram", "ian", "ACTIVE", Some(300))
+        .seed_account(
+            "default",
+            Platform::Instagram,
+            "ian",
+            AccountStatus::Active,
+            Some(300),
+        )
         .await;
     let now = Utc::now();
     for _ in 0..3 {
@@ -280,37 +311,69 @@ async fn tokens_expiring_per_day(app: TestApp) {
     let now = Utc::now();
     // Hours from now -> counted on that UTC day.
     let live = [
-        ("tiktok", 1),
-        ("tiktok", 30),
-        ("instagram", 30),
-        ("instagram", 100),
+        (Platform::TikTok, 1),
+        (Platform::TikTok, 30),
+        (Platform::Instagram, 30),
+        (Platform::Instagram, 100),
     ];
     for (i, (platform, hours)) in live.iter().enumerate() {
         app.seed_account(
             "default",
-            platform,
+            *platform,
             &format!("u{i}"),
-            "ACTIVE",
+            AccountStatus::Active,
             Some(*hours),
         )
         .await;
     }
-    app.seed_account("default", "tiktok", "failing", "REFRESH_FAILING", Some(30))
-        .await;
+    app.seed_account(
+        "default",
+        Platform::TikTok,
+        "failing",
+        AccountStatus::RefreshFailing,
+        Some(30),
+    )
+    .await;
     // Not counted: expired already, not refreshable, beyond 7 days, another tenant.
-    app.seed_account("default", "tiktok", "gone", "ACTIVE", Some(-1))
-        .await;
-    app.seed_account("default", "tiktok", "off", "DEACTIVATED", Some(30))
-        .await;
-    app.seed_account("default", "instagram", "far", "ACTIVE", Some(24 * 9))
-        .await;
-    app.seed_account("other", "tiktok", "theirs", "ACTIVE", Some(30))
-        .await;
+    app.seed_account(
+        "default",
+        Platform::TikTok,
+        "gone",
+        AccountStatus::Active,
+        Some(-1),
+    )
+    .await;
+    app.seed_account(
+        "default",
+        Platform::TikTok,
+        "off",
+        AccountStatus::Deactivated,
+        Some(30),
+    )
+    .await;
+    app.seed_account(
+        "default",
+        Platform::Instagram,
+        "far",
+        AccountStatus::Active,
+        Some(24 * 9),
+    )
+    .await;
+    app.seed_account(
+        "other",
+        Platform::TikTok,
+        "theirs",
+        AccountStatus::Active,
+        Some(30),
+    )
+    .await;
 
     let mut expected = std::collections::BTreeMap::<(String, String), u64>::new();
-    for (platform, hours) in live.iter().chain([("tiktok", 30)].iter()) {
+    for (platform, hours) in live.iter().chain([(Platform::TikTok, 30)].iter()) {
         let day = (now + Duration::hours(*hours)).date_naive().to_string();
-        *expected.entry((day, platform.to_uppercase())).or_default() += 1;
+        *expected
+            .entry((day, platform.as_str().to_uppercase()))
+            .or_default() += 1;
     }
     let data = app
         .gql_ok(
@@ -514,7 +577,13 @@ async fn analytics_arguments_are_bounded(app: TestApp) {
 async fn prune_drops_old_read_counters_and_stale_sign_in_throttles(app: TestApp) {
     use entity::sign_in_throttle;
     let account = app
-        .seed_account("default", "tiktok", "pruned", "ACTIVE", Some(10))
+        .seed_account(
+            "default",
+            Platform::TikTok,
+            "pruned",
+            AccountStatus::Active,
+            Some(10),
+        )
         .await;
     let tenant_id = app.tenant_id("default").await;
     let now = Utc::now();

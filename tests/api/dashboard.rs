@@ -3,6 +3,7 @@
 //! `tests/browser/dashboard.mjs` (Playwright, no browser download), signed in as a user with
 //! password + TOTP.
 
+use entity::enums::{AccountStatus, Platform};
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -150,10 +151,22 @@ async fn the_dashboard_works_in_chromium() {
         accounts.push(data["account"].clone());
     }
     // Some history for the overview: an expired and a deactivated account.
-    app.seed_account("default", "tiktok", "erin", "EXPIRED", Some(-2))
-        .await;
-    app.seed_account("default", "instagram", "fred", "DEACTIVATED", None)
-        .await;
+    app.seed_account(
+        "default",
+        Platform::TikTok,
+        "erin",
+        AccountStatus::Expired,
+        Some(-2),
+    )
+    .await;
+    app.seed_account(
+        "default",
+        Platform::Instagram,
+        "fred",
+        AccountStatus::Deactivated,
+        None,
+    )
+    .await;
 
     // Token reads for the overview's analytics (as an integration posting would).
     for account in accounts.iter().skip(2) {

@@ -484,21 +484,21 @@ impl TestApp {
     pub async fn seed_account(
         &self,
         tenant: &str,
-        platform: &str,
+        platform: entity::enums::Platform,
         username: &str,
-        status: &str,
+        status: entity::enums::AccountStatus,
         expires_in_hours: Option<i64>,
     ) -> i64 {
         let tenant_id = self.tenant_id(tenant).await;
         let now = Utc::now();
         let account = social_account::ActiveModel {
             tenant_id: Set(tenant_id),
-            platform: Set(platform.parse().expect("a platform name")),
+            platform: Set(platform),
             provider_account_id: Set(format!("{platform}-{username}")),
             username: Set(Some(username.to_owned())),
             display_name: Set(Some(format!("{username} display"))),
             avatar_url: Set(None),
-            status: Set(status.parse().expect("an account status name")),
+            status: Set(status),
             status_reason: Set(None),
             deactivated_at: Set(None),
             connected_at: Set(Some(now)),

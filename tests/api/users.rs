@@ -2,6 +2,7 @@
 //! CSRF cookies, cookie-authenticated GraphQL and WebSockets (tenant-scoped, CSRF-checked),
 //! sign-out, idle and absolute expiry, and the `user` CLI of the real binary.
 
+use entity::enums::{AccountStatus, Platform};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -315,10 +316,22 @@ async fn client_address_is_locked_out_across_emails(app: TestApp) {
 
 async fn cookie_requests_need_csrf_and_see_only_their_tenant(app: TestApp) {
     let base = app.url("");
-    app.seed_account("default", "tiktok", "default_account", "ACTIVE", Some(5))
-        .await;
+    app.seed_account(
+        "default",
+        Platform::TikTok,
+        "default_account",
+        AccountStatus::Active,
+        Some(5),
+    )
+    .await;
     let acme_account = app
-        .seed_account("acme", "tiktok", "acme_account", "ACTIVE", Some(5))
+        .seed_account(
+            "acme",
+            Platform::TikTok,
+            "acme_account",
+            AccountStatus::Active,
+            Some(5),
+        )
         .await;
     let user = create_user(&app, "acme", "admin@acme.test", "ADMIN").await;
     let session = sign_in_with(&base, &user, &user.code()).await;
