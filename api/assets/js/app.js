@@ -92,12 +92,35 @@ async function route() {
   if (cleanup) { cleanup(); cleanup = null; }
   if (page === 'live') feed.unseenFailures = 0;
   updateBadge();
+  const view = viewFor(routes);
   try {
     const module = await import(PAGES[page]);
-    cleanup = (await module.show(main, decodeURIComponent(rest.join('/')), { enter, params })) || null;
+    const done = (await module.show(view, decodeURIComponent(rest.join('/')), { enter, params })) || null;
+    // A page that finished after the next route began (slow queries, then "Sign out")
+    // must not keep running: its view is stale and draws nothing.
+    if (view.stale) { if (done) done(); } else cleanup = done;
   } catch (err) {
-    render(main, 'Something went wrong', notice(errorText(err), 'error'));
+    render(view, 'Something went wrong', notice(errorText(err), 'error'));
   }
+}
+
+// The page's handle on <main>, valid while its route is the current one: once another
+// route has started, it changes nothing (a slow page cannot draw over the next one).
+function viewFor(route) {
+  const mutators = new Set(['replaceChildren', 'append', 'appendChild', 'prepend', 'insertBefore', 'replaceChild', 'removeChild']);
+  return new Proxy(main, {
+    get(target, prop) {
+      if (prop === 'stale') return route !== routes;
+      const value = Reflect.get(target, prop);
+      if (typeof value !== 'function') return value;
+      if (mutators.has(prop) && route !== routes) return () => {};
+      return value.bind(target);
+    },
+    set(target, prop, value) {
+      if (route === routes) Reflect.set(target, prop, value);
+      return true;
+    },
+  });
 }
 
 function updateBadge() {

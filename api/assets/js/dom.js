@@ -48,6 +48,7 @@ export function pageChanged(first) { focusHeading = !first; }
  * readers announce it); on the first page the skip link stays the first Tab stop.
  */
 export function render(main, title, ...children) {
+  if (main.stale) return;
   document.title = `${title} · tokenwarden`;
   const heading = h('h1', { tabindex: '-1' }, title);
   main.replaceChildren(heading, ...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
