@@ -168,12 +168,7 @@ pub fn issue(
     now: DateTime<Utc>,
 ) -> ServiceResult<ReconnectLink> {
     caller.require(Role::Integrator)?;
-    engine.providers.get_interactive(platform).map_err(|_| {
-        ServiceError::bad_input(format!(
-            "{} is not configured on this server",
-            platform.display_name()
-        ))
-    })?;
+    super::interactive_provider(engine, platform)?;
     if let Some(target) = &redirect_after {
         check_redirect(&engine.settings.allowed_redirects, target)?;
     }

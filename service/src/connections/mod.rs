@@ -178,12 +178,7 @@ pub(crate) async fn begin<D>(
 where
     D: ConnectionTrait + TransactionTrait,
 {
-    let provider = engine.providers.get_interactive(platform).map_err(|_| {
-        ServiceError::bad_input(format!(
-            "{} is not configured on this server",
-            platform.display_name()
-        ))
-    })?;
+    let provider = interactive_provider(engine, platform)?;
     if let Some(target) = &redirect_after {
         check_redirect(&engine.settings.allowed_redirects, target)?;
     }
@@ -926,6 +921,20 @@ pub async fn access_token(
     Ok(IssuedToken {
         token: plain,
         expires_at: token.expires_at,
+    })
+}
+
+/// The platform's provider for a person waiting on a connection, or BAD_USER_INPUT when the
+/// platform is not configured here.
+pub(crate) fn interactive_provider(
+    engine: &Engine,
+    platform: Platform,
+) -> ServiceResult<std::sync::Arc<dyn crate::providers::OAuthProvider>> {
+    engine.providers.get_interactive(platform).map_err(|_| {
+        ServiceError::bad_input(format!(
+            "{} is not configured on this server",
+            platform.display_name()
+        ))
     })
 }
 
