@@ -406,9 +406,7 @@ where
 {
     match store_many(db, requests).await {
         Ok((answers, events)) => {
-            for event in events {
-                bus.publish(event).await;
-            }
+            bus.publish_many(events).await;
             answers
         }
         Err(err) => {
