@@ -15,7 +15,7 @@ pub mod subscription;
 /// Signed webhooks and their deliveries.
 pub mod webhooks;
 
-use std::fmt;
+use std::{collections::HashMap, fmt};
 
 use chrono::{DateTime, Utc};
 use entity::token_event;
@@ -236,6 +236,37 @@ pub(crate) async fn seq_of(db: &impl ConnectionTrait, id: i64) -> ServiceResult<
         .flatten())
 }
 
+/// Fills in the commit position of every event of `events` that has none yet, in one
+/// query (callers pass one batch: at most [`crate::tokens::batch::MAX_BATCH`] events). An
+/// event not committed yet keeps `None`.
+pub(crate) async fn fill_seqs(
+    db: &impl ConnectionTrait,
+    events: &mut [token_event::Model],
+) -> ServiceResult<()> {
+    let missing: Vec<i64> = events
+        .iter()
+        .filter(|e| e.seq.is_none())
+        .map(|e| e.id)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let seqs: HashMap<i64, Option<i64>> = token_event::Entity::find()
+        .select_only()
+        .column(token_event::Column::Id)
+        .column(token_event::Column::Seq)
+        .filter(token_event::Column::Id.is_in(missing))
+        .into_tuple::<(i64, Option<i64>)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    for event in events.iter_mut().filter(|e| e.seq.is_none()) {
+        event.seq = seqs.get(&event.id).copied().flatten();
+    }
+    Ok(())
+}
+
 /// The highest commit position so far (0 with no events).
 pub(crate) async fn last_seq(db: &impl ConnectionTrait) -> ServiceResult<i64> {
     Ok(token_event::Entity::find()
@@ -351,15 +382,13 @@ impl EventBus {
     /// most of its time here). Failures are logged: the events are in the table, and
     /// subscribers catch up by replaying them.
     pub async fn publish_many(&self, mut events: Vec<token_event::Model>) {
-        if let Some(db) = &self.store {
-            for event in events.iter_mut().filter(|e| e.seq.is_none()) {
-                match seq_of(db, event.id).await {
-                    Ok(seq) => event.seq = seq,
-                    Err(err) => {
-                        tracing::warn!(error = %err, event_id = event.id, "could not read an event's commit position");
-                    }
-                }
-            }
+        if events.is_empty() {
+            return;
+        }
+        if let Some(db) = &self.store
+            && let Err(err) = fill_seqs(db, &mut events).await
+        {
+            tracing::warn!(error = %err, events = events.len(), "could not read events' commit positions");
         }
         match &self.redis {
             Some((conn, channel)) => {
@@ -373,9 +402,6 @@ impl EventBus {
                             tracing::error!(error = %err, event_id = event.id, "could not encode an event");
                         }
                     }
-                }
-                if events.is_empty() {
-                    return;
                 }
                 let mut conn = conn.clone();
                 let sent: Result<(), _> = pipe.query_async(&mut conn).await;

@@ -603,20 +603,9 @@ where
     }
     txn.commit().await?;
 
-    // Commit positions for the publish (assigned while committing on PostgreSQL).
-    if events.iter().any(|e| e.seq.is_none()) {
-        let seqs: HashMap<i64, Option<i64>> = token_event::Entity::find()
-            .filter(token_event::Column::Id.is_in(events.iter().map(|e| e.id)))
-            .all(db)
-            .await
-            .map(|rows| rows.into_iter().map(|e| (e.id, e.seq)).collect())
-            .unwrap_or_default();
-        for event in &mut events {
-            if let Some(seq) = seqs.get(&event.id) {
-                event.seq = *seq;
-            }
-        }
-    }
+    // Commit positions for the publish (assigned while committing on PostgreSQL); the
+    // bus fills in any still missing.
+    let _ = crate::events::fill_seqs(db, &mut events).await;
 
     let mut first = HashSet::new();
     let answers = requests
