@@ -63,6 +63,9 @@ impl std::fmt::Debug for Queue {
 const REFRESH_QUEUE: &str = "refresh-token";
 /// Jobs fetched per poll: the default (10) caps a worker at 10 jobs per poll interval.
 const FETCH_BATCH: usize = 100;
+/// Jobs written per round trip by [`JobQueue::enqueue_many`] (one Redis pipeline, one
+/// SQLite transaction).
+const PUSH_BATCH: usize = 500;
 /// An enqueue that takes longer than this counts as a failed one (Redis unreachable).
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -77,6 +80,23 @@ impl JobQueue for Queue {
                 PUSH_TIMEOUT.as_secs()
             ))),
         }
+    }
+
+    async fn enqueue_many(&self, jobs: &[QueuedRefresh]) -> Result<(), QueueError> {
+        for chunk in jobs.chunks(PUSH_BATCH) {
+            let chunk = chunk.iter().copied().map(RefreshToken::from).collect();
+            match tokio::time::timeout(PUSH_TIMEOUT, self.push_many(chunk)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => return Err(QueueError(format!("{err:#}"))),
+                Err(_) => {
+                    return Err(QueueError(format!(
+                        "no answer within {} s",
+                        PUSH_TIMEOUT.as_secs()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
@@ -163,6 +183,23 @@ impl Queue {
             Queue::Redis { storage, .. } => storage
                 .clone()
                 .push_task(task)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}")),
+        }
+    }
+
+    /// Enqueues several refreshes to run now, in one write (unbounded: the service
+    /// enqueues through [`JobQueue::enqueue_many`], in chunks of [`PUSH_BATCH`]).
+    pub(crate) async fn push_many(&self, jobs: Vec<RefreshToken>) -> anyhow::Result<()> {
+        match self {
+            Queue::Sqlite(storage) => storage
+                .clone()
+                .push_bulk(jobs)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}")),
+            Queue::Redis { storage, .. } => storage
+                .clone()
+                .push_bulk(jobs)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}")),
         }

@@ -13,7 +13,7 @@ use crate::{
     events::EventBus,
     providers::{ProviderError, Providers},
     tokens::{
-        batch::{BatchFailed, Combiner, LeaseRequest, StoreRequest, Stored},
+        batch::{BatchFailed, Combiner, LeaseRequest, LoadRequest, Loaded, StoreRequest, Stored},
         journal::Journal,
         lanes::Lanes,
         vault::KeyRing,
@@ -162,6 +162,8 @@ pub struct Engine {
     /// skips, so passes that outlast their period never pile up (each would hold a
     /// pooled connection).
     pub sweep_pass: tokio::sync::Mutex<()>,
+    /// Queued refreshes' accounts and tokens loaded in batches (see [`crate::tokens::batch`]).
+    pub(crate) reads: Combiner<LoadRequest, Result<Loaded, BatchFailed>>,
     /// Refresh leases taken in batches (see [`crate::tokens::batch`]).
     pub(crate) leases: Combiner<LeaseRequest, Result<bool, BatchFailed>>,
     /// Refreshed tokens stored in batches (see [`crate::tokens::batch`]).
@@ -197,6 +199,7 @@ impl Engine {
             journal: Journal::disabled(),
             stores: Stores::default(),
             sweep_pass: tokio::sync::Mutex::new(()),
+            reads: Combiner::default(),
             leases: Combiner::default(),
             writes: Combiner::default(),
             attempts: Combiner::default(),

@@ -30,6 +30,7 @@ in_every_mode!(
     health_check_feeds_system_health_and_prune_keeps_recent_records,
     error_rate_alerts_and_key_rotation_due_are_raised_once,
     tiktok_refresh_tokens_near_their_end_raise_expiring_once,
+    many_refreshes_are_queued_in_batches,
 );
 
 on_both_backends!(
@@ -1210,4 +1211,31 @@ async fn a_bulk_refresh_leaves_room_for_another_tenants_on_demand_refresh() {
     })
     .await;
     assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
+}
+
+/// `enqueue_many` writes in batches (one Redis pipeline, one SQLite transaction each):
+/// more jobs than one batch holds are all queued, each once.
+async fn many_refreshes_are_queued_in_batches(app: TestApp) {
+    use service::tokens::queue::{JobQueue, QueuedRefresh};
+
+    let before = app.jobs.queue.stats().await.expect("stats").pending;
+    let jobs: Vec<QueuedRefresh> = (0..1_201)
+        .map(|i| QueuedRefresh {
+            tenant_id: 1,
+            account_id: 1_000_000 + i,
+            trigger: if i % 2 == 0 {
+                Trigger::Sweep
+            } else {
+                Trigger::Bulk
+            },
+        })
+        .collect();
+    app.jobs.queue.enqueue_many(&jobs).await.expect("queued");
+    app.jobs
+        .queue
+        .enqueue_many(&[])
+        .await
+        .expect("nothing to queue");
+    let depth = app.jobs.queue.stats().await.expect("stats");
+    assert_eq!(depth.pending - before, 1_201, "{depth:?}");
 }

@@ -15,6 +15,7 @@ mod callbacks;
 mod classification;
 mod connections;
 mod dashboard;
+mod database;
 mod events;
 mod failover;
 mod http;

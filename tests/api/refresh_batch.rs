@@ -23,6 +23,7 @@ on_both_backends!(
     concurrent_refreshes_are_stored_once_each,
     a_batch_keeps_each_rows_compare_and_swap_and_status_rule,
     a_batch_of_leases_takes_each_lease_once,
+    a_batch_of_loads_answers_each_request_in_order,
 );
 
 async fn token(app: &TestApp, account_id: i64) -> oauth_token::Model {
@@ -283,4 +284,96 @@ async fn a_batch_of_leases_takes_each_lease_once(app: TestApp) {
         token(&app, held).await.refresh_lease_owner.as_deref(),
         Some("someone-else")
     );
+}
+
+/// One query loads several accounts with their tokens: each request gets its own answer in
+/// order, an account of another tenant, one without tokens and a missing id are not found,
+/// and an account asked for twice is answered twice. Concurrent loads through the engine
+/// each get their own account.
+async fn a_batch_of_loads_answers_each_request_in_order(app: TestApp) {
+    use entity::enums::{AccountStatus as Stored, Platform};
+
+    let default = app.tenant_id("default").await;
+    let other = app.tenant_id("other").await;
+    let first = app
+        .seed_account(
+            "default",
+            Platform::TikTok,
+            "first",
+            Stored::Active,
+            Some(5),
+        )
+        .await;
+    let second = app
+        .seed_account(
+            "default",
+            Platform::Instagram,
+            "second",
+            Stored::Active,
+            Some(9),
+        )
+        .await;
+    let tokenless = app
+        .seed_account(
+            "default",
+            Platform::TikTok,
+            "tokenless",
+            Stored::Active,
+            None,
+        )
+        .await;
+    let theirs = app
+        .seed_account("other", Platform::TikTok, "theirs", Stored::Active, Some(5))
+        .await;
+    let requests = [
+        (default, second),
+        (default, theirs),
+        (default, first),
+        (default, tokenless),
+        (default, i64::MAX),
+        (other, theirs),
+        (default, second),
+    ];
+    let loaded = batch::load_many(&app.jobs.db, &requests)
+        .await
+        .expect("query");
+    let ids: Vec<Option<(i64, i64)>> = loaded
+        .iter()
+        .map(|found| found.as_ref().map(|(a, t)| (a.id, t.account_id)))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            Some((second, second)),
+            None,
+            Some((first, first)),
+            None,
+            None,
+            Some((theirs, theirs)),
+            Some((second, second)),
+        ]
+    );
+    assert_eq!(
+        batch::load_many(&app.jobs.db, &[]).await.expect("empty"),
+        Vec::new()
+    );
+
+    let loads: Vec<_> = [first, second, theirs, tokenless]
+        .into_iter()
+        .cycle()
+        .take(40)
+        .map(|id| {
+            let db = app.jobs.db.clone();
+            let engine = app.jobs.engine.clone();
+            tokio::spawn(async move {
+                let found = batch::load(&engine, &db, default, id).await.expect("load");
+                (id, found.map(|(account, _)| account.id))
+            })
+        })
+        .collect();
+    for load in loads {
+        let (asked, found) = load.await.expect("task");
+        let expected = (asked == first || asked == second).then_some(asked);
+        assert_eq!(found, expected, "load of {asked}");
+    }
 }

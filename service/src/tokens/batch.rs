@@ -1,6 +1,7 @@
-//! Group commit of the refresh path's writes: concurrent refreshes of one process hand
-//! their database writes to a [`Combiner`], which runs them as one statement (leases,
-//! attempt rows) or one transaction (stored tokens) per batch instead of one per refresh.
+//! Group commit of the refresh path's database work: concurrent refreshes of one process
+//! hand their reads and writes to a [`Combiner`], which runs them as one statement (the
+//! account-and-token load a queued refresh starts with, leases, attempt rows) or one
+//! transaction (stored tokens) per batch instead of one per refresh.
 //!
 //! Batches form by themselves: while one batch is being written, the next requests wait in
 //! line and go together as soon as it is done; a lone request is written at once, so an
@@ -22,7 +23,7 @@ use std::{
 
 use chrono::Utc;
 use entity::{
-    audit_log, notification, refresh_attempt, social_account, token_event, webhook,
+    audit_log, notification, oauth_token, refresh_attempt, social_account, token_event, webhook,
     webhook_delivery,
 };
 use sea_orm::{
@@ -314,6 +315,77 @@ pub async fn take_lease<D: ConnectionTrait>(
         Some(Ok(taken)) => Ok(taken),
         Some(Err(failed)) => Err(batch_error(Some(failed))),
         None => super::take_lease(db, account_id, version, owner, lease).await,
+    }
+}
+
+/// A queued refresh's request to load its account: `(tenant_id, account_id)`.
+pub type LoadRequest = (i64, i64);
+
+/// An account with its token row, as a queued refresh starts from them (`None`: the
+/// account is gone, belongs to another tenant, or has no tokens).
+pub type Loaded = Option<(social_account::Model, oauth_token::Model)>;
+
+/// Loads several accounts with their token rows in one query (a join, at most
+/// [`MAX_BATCH`] ids). Answers each request in order; an account of another tenant than
+/// the one asked for is not found.
+pub async fn load_many(
+    db: &impl ConnectionTrait,
+    requests: &[LoadRequest],
+) -> ServiceResult<Vec<Loaded>> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: HashSet<i64> = requests.iter().map(|&(_, id)| id).collect();
+    let rows = social_account::Entity::find()
+        .filter(social_account::Column::Id.is_in(ids))
+        .find_also_related(oauth_token::Entity)
+        .all(db)
+        .await?;
+    let found: HashMap<i64, (social_account::Model, oauth_token::Model)> = rows
+        .into_iter()
+        .filter_map(|(account, token)| Some((account.id, (account, token?))))
+        .collect();
+    Ok(requests
+        .iter()
+        .map(|&(tenant_id, id)| {
+            found
+                .get(&id)
+                .filter(|(account, _)| account.tenant_id == tenant_id)
+                .cloned()
+        })
+        .collect())
+}
+
+/// Loads one account of `tenant_id` with its token row, in one query with the other
+/// queued refreshes of the process that start at the same time. `db` must be the
+/// connection pool, never a transaction.
+pub async fn load<D: ConnectionTrait>(
+    engine: &Engine,
+    db: &D,
+    tenant_id: i64,
+    account_id: i64,
+) -> ServiceResult<Loaded> {
+    let answer = engine
+        .reads
+        .submit((tenant_id, account_id), MAX_BATCH, |items| async move {
+            match load_many(db, &items).await {
+                Ok(loaded) => loaded.into_iter().map(Ok).collect(),
+                Err(err) => {
+                    let failed = BatchFailed(err.to_string());
+                    items.iter().map(|_| Err(failed.clone())).collect()
+                }
+            }
+        })
+        .await;
+    match answer {
+        Some(Ok(loaded)) => Ok(loaded),
+        Some(Err(BatchFailed(message))) => Err(ServiceError::Internal(format!(
+            "loading a batch of accounts: {message}"
+        ))),
+        None => Ok(load_many(db, &[(tenant_id, account_id)])
+            .await?
+            .pop()
+            .flatten()),
     }
 }
 

@@ -41,6 +41,15 @@ pub trait JobQueue: Send + Sync {
         delay: Option<Duration>,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 
+    /// Queues several refreshes to run now, in as few round trips as the queue allows
+    /// (one write per batch, not per job). On `Err` any of them may or may not be queued:
+    /// the caller releases their claims, and a job queued twice finds its account already
+    /// refreshed and skips.
+    fn enqueue_many(
+        &self,
+        jobs: &[QueuedRefresh],
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
     /// The refresh jobs waiting, running and failed for good.
     fn depth(&self) -> impl Future<Output = Result<QueueDepth, QueueError>> + Send;
 

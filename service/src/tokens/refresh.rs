@@ -315,10 +315,9 @@ async fn queued_detached(
     job: QueuedRefresh,
 ) -> ServiceResult<Ran> {
     let asked_at = Instant::now();
-    let Some(account) = accounts::find(db, job.tenant_id, job.account_id).await? else {
-        return Ok(Ran::Nothing);
-    };
-    let Some(token) = tokens::find_by_account(db, account.id).await? else {
+    let Some((account, token)) =
+        tokens::batch::load(engine, db, job.tenant_id, job.account_id).await?
+    else {
         return Ok(Ran::Nothing);
     };
     let platform: Platform = account.platform;

@@ -658,30 +658,34 @@ where
         if due.is_empty() {
             break;
         }
-        for (i, account) in due.iter().enumerate() {
-            let job = QueuedRefresh {
-                tenant_id: account.tenant_id,
-                account_id: account.account_id,
-                trigger: Trigger::Sweep,
-            };
-            if let Err(err) = queue.enqueue(job, None).await {
-                release_claims(db, &due[i..]).await?;
-                let until = backoff.fail(db).await;
-                tracing::warn!(
-                    error = %err,
-                    queued = report.queued,
-                    released = due.len() - i,
-                    until = %until,
-                    "could not queue refreshes; the sweep backs off"
-                );
-                report.queue_backoff_until = Some(until);
-                return Ok(report);
-            }
-            report.queued += 1;
+        if let Err(err) = queue.enqueue_many(&jobs_for(&due, Trigger::Sweep)).await {
+            release_claims(db, &due).await?;
+            let until = backoff.fail(db).await;
+            tracing::warn!(
+                error = %err,
+                queued = report.queued,
+                released = due.len(),
+                until = %until,
+                "could not queue refreshes; the sweep backs off"
+            );
+            report.queue_backoff_until = Some(until);
+            return Ok(report);
         }
+        report.queued += due.len();
     }
     backoff.clear(db).await?;
     Ok(report)
+}
+
+/// The jobs refreshing claimed accounts.
+fn jobs_for(due: &[Due], trigger: Trigger) -> Vec<QueuedRefresh> {
+    due.iter()
+        .map(|due| QueuedRefresh {
+            tenant_id: due.tenant_id,
+            account_id: due.account_id,
+            trigger,
+        })
+        .collect()
 }
 
 /// Queues a refresh of every refreshable account of the caller's tenant matching `filter`
@@ -736,20 +740,13 @@ pub async fn refresh_many<Q: JobQueue>(
                 account_id: t.account_id,
             })
             .collect();
-        for (i, due) in claimed.iter().enumerate() {
-            let job = QueuedRefresh {
-                tenant_id: due.tenant_id,
-                account_id: due.account_id,
-                trigger: Trigger::Bulk,
-            };
-            if let Err(err) = queue.enqueue(job, None).await {
-                release_claims(db, &claimed[i..]).await?;
-                return Err(ServiceError::Internal(format!(
-                    "bulk refresh stopped after {queued} accounts: {err}"
-                )));
-            }
-            queued += 1;
+        if let Err(err) = queue.enqueue_many(&jobs_for(&claimed, Trigger::Bulk)).await {
+            release_claims(db, &claimed).await?;
+            return Err(ServiceError::Internal(format!(
+                "bulk refresh stopped after {queued} accounts: {err}"
+            )));
         }
+        queued += claimed.len() as u64;
         if (claimed.len() as u64) < settings.batch {
             return Ok(queued);
         }
