@@ -675,10 +675,10 @@ async fn seed_rows(
         .await?;
         start += n;
     }
-    let tokens = "INSERT INTO oauth_tokens (account_id, tenant_id, key_id, access_token_enc, \
-         expires_at, refresh_expires_at, issued_at, scopes, version, failure_count, \
-         created_at, updated_at) \
-         SELECT id, tenant_id, 'seed', 'x', $1, $2, $3, '', 0, 0, $4, $4 \
+    let tokens = "INSERT INTO oauth_tokens (account_id, tenant_id, platform, key_id, \
+         access_token_enc, expires_at, refresh_expires_at, issued_at, scopes, version, \
+         failure_count, created_at, updated_at) \
+         SELECT id, tenant_id, platform, 'seed', 'x', $1, $2, $3, '', 0, 0, $4, $4 \
          FROM social_accounts WHERE provider_account_id LIKE $5";
     db.execute_raw(Statement::from_sql_and_values(
         backend,

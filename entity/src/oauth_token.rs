@@ -1,5 +1,6 @@
 //! `oauth_tokens`: the encrypted tokens of an account (at most one row per account).
 
+use crate::enums::Platform;
 use sea_orm::entity::prelude::*;
 
 /// Encrypted token columns hold the vault's versioned ciphertext (`tw1.<key id>.<data>`),
@@ -12,6 +13,8 @@ pub struct Model {
     #[sea_orm(unique)]
     pub account_id: i64,
     pub tenant_id: i64,
+    /// The account's platform (copied: it never changes), so sweep queries stay per platform.
+    pub platform: Platform,
     pub key_id: String,
     pub access_token_enc: String,
     pub refresh_token_enc: Option<String>,

@@ -15,6 +15,7 @@ mod m20261202_000070_event_order;
 mod m20261202_000130_token_reads;
 mod m20261202_000200_oauth_state_expiry;
 mod m20261202_000210_oauth_browser_binding;
+mod m20261204_000300_token_platform;
 
 /// Runs the migrations in order.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000130_token_reads::Migration),
             Box::new(m20261202_000200_oauth_state_expiry::Migration),
             Box::new(m20261202_000210_oauth_browser_binding::Migration),
+            Box::new(m20261204_000300_token_platform::Migration),
         ]
     }
 }

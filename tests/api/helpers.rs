@@ -514,6 +514,7 @@ impl TestApp {
             oauth_token::ActiveModel {
                 account_id: Set(account.id),
                 tenant_id: Set(tenant_id),
+                platform: Set(platform),
                 key_id: Set("seed".into()),
                 access_token_enc: Set("tw1.seed.not-a-real-ciphertext".into()),
                 refresh_token_enc: Set(None),

@@ -25,10 +25,10 @@ async fn seventy_thousand_dead_accounts_do_not_stop_the_sweep() {
         .expect("dead accounts");
     app.db
         .execute_unprepared(&format!(
-            "INSERT INTO oauth_tokens (account_id, tenant_id, key_id, access_token_enc, \
-             expires_at, refresh_expires_at, issued_at, scopes, version, failure_count, \
-             created_at, updated_at) \
-             SELECT id, {tenant}, 'seed', 'x', now() - interval '100 days', \
+            "INSERT INTO oauth_tokens (account_id, tenant_id, platform, key_id, \
+             access_token_enc, expires_at, refresh_expires_at, issued_at, scopes, version, \
+             failure_count, created_at, updated_at) \
+             SELECT id, {tenant}, platform, 'seed', 'x', now() - interval '100 days', \
              now() - interval '10 days', now() - interval '101 days', '', 0, 0, now(), now() \
              FROM social_accounts WHERE status = 'DEACTIVATED'"
         ))

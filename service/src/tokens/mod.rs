@@ -177,6 +177,7 @@ pub async fn store_connected(
         None => Ok(oauth_token::ActiveModel {
             account_id: Set(account.id),
             tenant_id: Set(account.tenant_id),
+            platform: Set(account.platform),
             key_id: Set(sealed.key_id),
             access_token_enc: Set(sealed.access),
             refresh_token_enc: Set(sealed.refresh),
@@ -365,6 +366,7 @@ mod tests {
             id: 1,
             account_id: 1,
             tenant_id: 1,
+            platform: crate::domain::Platform::TikTok,
             key_id: "k".into(),
             access_token_enc: "x".into(),
             refresh_token_enc: None,

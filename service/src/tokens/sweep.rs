@@ -147,6 +147,7 @@ async fn claim_due(
             let mut candidates = oauth_token::Entity::find()
                 .select_only()
                 .column(oauth_token::Column::Id)
+                .filter(oauth_token::Column::Platform.eq(platform))
                 .filter(oauth_token::Column::ExpiresAt.lte(now + settings.window(platform)))
                 .filter(refreshable_token(platform, now))
                 .filter(unclaimed.clone())
@@ -179,24 +180,22 @@ async fn claim_due(
     Ok(claimed)
 }
 
-/// Parks (see [`parked_at`]) up to `batch` tokens inside the widest refresh window whose
-/// account cannot be refreshed any more. Returns how many; call until it returns less than
-/// `batch`. After one pass over a backlog, dead rows cost nothing per sweep.
+/// Parks (see [`parked_at`]) up to `batch` tokens of `platform` inside its refresh window
+/// whose account cannot be refreshed any more. Returns how many; call until it returns
+/// less than `batch`. After one pass over a backlog, dead rows cost nothing per sweep, and
+/// the pass only reads the platform's tokens inside its window (the due ones).
 async fn park_dead(
     db: &impl ConnectionTrait,
     settings: &SweepSettings,
     now: DateTime<Utc>,
+    platform: Platform,
 ) -> ServiceResult<u64> {
-    let horizon = Platform::ALL
-        .iter()
-        .map(|p| now + settings.window(*p))
-        .max()
-        .unwrap_or(now);
     let dead = oauth_token::Entity::find()
         .select_only()
         .column(oauth_token::Column::Id)
+        .filter(oauth_token::Column::Platform.eq(platform))
         .filter(oauth_token::Column::NextRefreshAt.is_null())
-        .filter(oauth_token::Column::ExpiresAt.lte(horizon))
+        .filter(oauth_token::Column::ExpiresAt.lte(now + settings.window(platform)))
         .filter(account_refreshable(None).not())
         .order_by_asc(oauth_token::Column::ExpiresAt)
         .limit(settings.batch)
@@ -256,6 +255,7 @@ pub async fn find_unrefreshable(
             .select_only()
             .column(oauth_token::Column::AccountId)
             .column(oauth_token::Column::Version)
+            .filter(oauth_token::Column::Platform.eq(platform))
             .filter(oauth_token::Column::NextRefreshAt.is_null())
             .filter(dead)
             .filter(account_refreshable(Some(platform)))
@@ -642,7 +642,9 @@ where
 {
     let now = Utc::now();
     // Dead rows leave the candidate index once, in batches; then they cost nothing.
-    while park_dead(db, settings, now).await? >= settings.batch {}
+    for platform in Platform::ALL {
+        while park_dead(db, settings, now, platform).await? >= settings.batch {}
+    }
     let mut report = SweepReport {
         expired: expire_unrefreshable(db, bus, now).await?.len(),
         ..SweepReport::default()
@@ -766,6 +768,7 @@ mod tests {
             id: 1,
             account_id: 1,
             tenant_id: 1,
+            platform: Platform::TikTok,
             key_id: "k".into(),
             access_token_enc: String::new(),
             refresh_token_enc: None,
