@@ -222,13 +222,31 @@ pub async fn run_workers(
         sweep = %schedules.sweep,
         "workers started"
     );
-    monitor
+    // A worker that starts (a deploy, a restart after an outage) sweeps at once instead of
+    // waiting up to one schedule period for its first tick; ticks during this pass skip.
+    let first_sweep = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _pass = ctx.engine.sweep_pass.lock().await;
+            match sweep_expiring::run(&ctx).await {
+                Ok(report) => tracing::info!(
+                    queued = report.queued,
+                    expired = report.expired,
+                    "start-up sweep"
+                ),
+                Err(err) => tracing::error!(error = %err, "start-up sweep failed"),
+            }
+        })
+    };
+    let stopped = monitor
         .run_with_signal(async move {
             shutdown.await;
             Ok(())
         })
-        .await
-        .map_err(|e| anyhow::anyhow!("workers stopped with an error: {e}"))?;
+        .await;
+    // Stopped mid-pass, its claims lapse like a killed worker's (the accounts stay due).
+    first_sweep.abort();
+    stopped.map_err(|e| anyhow::anyhow!("workers stopped with an error: {e}"))?;
     tracing::info!("workers stopped");
     Ok(())
 }

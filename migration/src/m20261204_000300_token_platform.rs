@@ -1,6 +1,7 @@
 //! `oauth_tokens.platform`: the account's platform, copied onto its token row (an
 //! account's platform never changes), so that each platform's sweep queries scan only that
-//! platform's tokens inside that platform's refresh window.
+//! platform's tokens inside that platform's refresh window (and, with `id` in the index,
+//! each claim of a sweep pass starts where the previous one ended).
 //!
 //! Without it the candidate index (`expires_at` of unscheduled tokens) mixed the
 //! platforms: with a 7-day Instagram window and 24-hour TikTok tokens, every TikTok token
@@ -20,10 +21,10 @@ const UP: &[&str] = &[
     "UPDATE oauth_tokens SET platform = (SELECT a.platform FROM social_accounts a \
      WHERE a.id = oauth_tokens.account_id)",
     "DROP INDEX IF EXISTS idx_oauth_tokens_candidates",
-    // Due by window, per platform: ORDER BY expires_at LIMIT n over one platform's live,
-    // unscheduled tokens.
+    // Due by window, per platform: ORDER BY expires_at, id LIMIT n over one platform's
+    // live, unscheduled tokens, from where the sweep pass's previous claim ended.
     "CREATE INDEX IF NOT EXISTS idx_oauth_tokens_candidates ON oauth_tokens \
-     (platform, expires_at) WHERE next_refresh_at IS NULL",
+     (platform, expires_at, id) WHERE next_refresh_at IS NULL",
 ];
 
 const DOWN: &[&str] = &[

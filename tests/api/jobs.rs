@@ -1239,3 +1239,43 @@ async fn many_refreshes_are_queued_in_batches(app: TestApp) {
     let depth = app.jobs.queue.stats().await.expect("stats");
     assert_eq!(depth.pending - before, 1_201, "{depth:?}");
 }
+
+/// A worker process that starts sweeps at once: due accounts are refreshed without waiting
+/// for the first tick of the schedule (here once a year).
+async fn a_starting_worker_sweeps_at_once(app: TestApp) {
+    let ids = app.seed_connected("default", "startup", 2).await;
+    app.expire_in(&ids, 30).await;
+    let _workers = app.start_workers();
+    app.wait_for(30, "the due accounts refreshed", || async {
+        let mut done = 0;
+        for id in &ids {
+            if attempts(&app, *id)
+                .await
+                .iter()
+                .any(|a| a.outcome == Outcome::Succeeded)
+            {
+                done += 1;
+            }
+        }
+        done == ids.len()
+    })
+    .await;
+    assert_eq!(app.sandbox.stats().tiktok.reused_refresh_tokens, 0);
+}
+
+const YEARLY: [&str; 2] = ["--sweep-schedule", "0 0 0 1 1 *"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_worker_sweeps_at_once_sqlite() {
+    let app = TestApp::spawn_with(crate::helpers::Backend::Sqlite, &YEARLY).await;
+    a_starting_worker_sweeps_at_once(app).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_worker_sweeps_at_once_postgres_redis() {
+    let mut args: Vec<String> = crate::helpers::redis_args();
+    args.extend(YEARLY.map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let app = TestApp::spawn_with(crate::helpers::Backend::Postgres, &args).await;
+    a_starting_worker_sweeps_at_once(app).await
+}

@@ -126,14 +126,41 @@ fn refreshable_token(platform: Platform, now: DateTime<Utc>) -> Condition {
     }
 }
 
-/// Claims up to `settings.batch` due, unclaimed tokens and returns their accounts. Safe to
-/// run from several workers at once: a token is claimed by one statement only. Two
-/// index-driven, LIMITed statements per platform: tokens inside their window (partial
-/// index on `expires_at` of unscheduled tokens) and retries whose time has come.
+/// Where one sweep pass's claims of one kind (platform × window or retry) have got to:
+/// the largest `(ordering time, id)` claimed so far, so the next claim starts after it
+/// instead of reading the rows claimed before again (claimed rows stay in the candidate
+/// index until they are refreshed); `done` once a claim came back short.
+#[derive(Clone, Copy, Default)]
+struct Cursor {
+    after: Option<(DateTime<Utc>, i64)>,
+    done: bool,
+}
+
+/// The claim cursors of one sweep pass, one per platform and kind.
+#[derive(Default)]
+struct Cursors([Cursor; 4]);
+
+impl Cursors {
+    fn get(&mut self, platform: Platform, retries: bool) -> &mut Cursor {
+        let i = match platform {
+            Platform::TikTok => 0,
+            Platform::Instagram => 2,
+        } + usize::from(retries);
+        &mut self.0[i]
+    }
+}
+
+/// Claims up to `settings.batch` due, unclaimed tokens of each platform and kind and
+/// returns their accounts. Safe to run from several workers at once: a token is claimed by
+/// one statement only. Two index-driven, LIMITed statements per platform: tokens inside
+/// their window (partial index on `(platform, expires_at)` of unscheduled tokens) and
+/// retries whose time has come, each starting where this pass's previous claim of its
+/// kind ended (`cursors`), so a pass over a backlog of n due tokens reads each about once.
 async fn claim_due(
     db: &impl ConnectionTrait,
     settings: &SweepSettings,
     now: DateTime<Utc>,
+    cursors: &mut Cursors,
 ) -> ServiceResult<Vec<Due>> {
     let until = now
         + chrono::Duration::from_std(settings.claim_for)
@@ -144,6 +171,15 @@ async fn claim_due(
     let mut claimed = Vec::new();
     for platform in Platform::ALL {
         for retries in [false, true] {
+            let cursor = cursors.get(platform, retries);
+            if cursor.done {
+                continue;
+            }
+            let order = if retries {
+                oauth_token::Column::NextRefreshAt
+            } else {
+                oauth_token::Column::ExpiresAt
+            };
             let mut candidates = oauth_token::Entity::find()
                 .select_only()
                 .column(oauth_token::Column::Id)
@@ -153,15 +189,25 @@ async fn claim_due(
                 .filter(unclaimed.clone())
                 .filter(account_refreshable(Some(platform)));
             candidates = if retries {
-                candidates
-                    .filter(oauth_token::Column::NextRefreshAt.lte(now))
-                    .order_by_asc(oauth_token::Column::NextRefreshAt)
+                candidates.filter(oauth_token::Column::NextRefreshAt.lte(now))
             } else {
-                candidates
-                    .filter(oauth_token::Column::NextRefreshAt.is_null())
-                    .order_by_asc(oauth_token::Column::ExpiresAt)
+                candidates.filter(oauth_token::Column::NextRefreshAt.is_null())
             };
-            let candidates = candidates.limit(settings.batch).into_query();
+            // Keyset: `(order, id) > (last claimed)`, a range of the index.
+            if let Some((at, id)) = cursor.after {
+                candidates = candidates.filter(
+                    Expr::tuple([
+                        Expr::col((oauth_token::Entity, order)),
+                        Expr::col((oauth_token::Entity, oauth_token::Column::Id)),
+                    ])
+                    .gt(Expr::tuple([Expr::value(at), Expr::value(id)])),
+                );
+            }
+            let candidates = candidates
+                .order_by_asc(order)
+                .order_by_asc(oauth_token::Column::Id)
+                .limit(settings.batch)
+                .into_query();
             let rows = oauth_token::Entity::update_many()
                 .col_expr(
                     oauth_token::Column::SweepClaimedUntil,
@@ -171,6 +217,19 @@ async fn claim_due(
                 .filter(unclaimed.clone())
                 .exec_with_returning(db)
                 .await?;
+            cursor.done = (rows.len() as u64) < settings.batch;
+            let last = rows
+                .iter()
+                .filter_map(|t| {
+                    let at = if retries {
+                        t.next_refresh_at?
+                    } else {
+                        t.expires_at
+                    };
+                    Some((at, t.id))
+                })
+                .max();
+            cursor.after = last.or(cursor.after);
             claimed.extend(rows.into_iter().map(|t| Due {
                 tenant_id: t.tenant_id,
                 account_id: t.account_id,
@@ -655,8 +714,9 @@ where
         report.queue_backoff_until = Some(until);
         return Ok(report);
     }
+    let mut cursors = Cursors::default();
     loop {
-        let due = claim_due(db, settings, now).await?;
+        let due = claim_due(db, settings, now, &mut cursors).await?;
         if due.is_empty() {
             break;
         }
