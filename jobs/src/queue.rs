@@ -69,45 +69,35 @@ const PUSH_BATCH: usize = 500;
 /// An enqueue that takes longer than this counts as a failed one (Redis unreachable).
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Waits at most [`PUSH_TIMEOUT`] for a queue call; an error or no answer is a
+/// [`QueueError`].
+async fn bounded<T>(call: impl Future<Output = anyhow::Result<T>>) -> Result<T, QueueError> {
+    match tokio::time::timeout(PUSH_TIMEOUT, call).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(err)) => Err(QueueError(format!("{err:#}"))),
+        Err(_) => Err(QueueError(format!(
+            "no answer within {} s",
+            PUSH_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 /// The service's queue port. Every call is bounded by [`PUSH_TIMEOUT`].
 impl JobQueue for Queue {
     async fn enqueue(&self, job: QueuedRefresh, delay: Option<Duration>) -> Result<(), QueueError> {
-        match tokio::time::timeout(PUSH_TIMEOUT, self.push(job.into(), delay)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(QueueError(format!("{err:#}"))),
-            Err(_) => Err(QueueError(format!(
-                "no answer within {} s",
-                PUSH_TIMEOUT.as_secs()
-            ))),
-        }
+        bounded(self.push(job.into(), delay)).await
     }
 
     async fn enqueue_many(&self, jobs: &[QueuedRefresh]) -> Result<(), QueueError> {
         for chunk in jobs.chunks(PUSH_BATCH) {
             let chunk = chunk.iter().copied().map(RefreshToken::from).collect();
-            match tokio::time::timeout(PUSH_TIMEOUT, self.push_many(chunk)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => return Err(QueueError(format!("{err:#}"))),
-                Err(_) => {
-                    return Err(QueueError(format!(
-                        "no answer within {} s",
-                        PUSH_TIMEOUT.as_secs()
-                    )));
-                }
-            }
+            bounded(self.push_many(chunk)).await?;
         }
         Ok(())
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        match tokio::time::timeout(PUSH_TIMEOUT, self.stats()).await {
-            Ok(Ok(depth)) => Ok(depth),
-            Ok(Err(err)) => Err(QueueError(format!("{err:#}"))),
-            Err(_) => Err(QueueError(format!(
-                "no answer within {} s",
-                PUSH_TIMEOUT.as_secs()
-            ))),
-        }
+        bounded(self.stats()).await
     }
 
     async fn reachable(&self) -> Option<bool> {

@@ -17,6 +17,15 @@ mod m20261202_000200_oauth_state_expiry;
 mod m20261202_000210_oauth_browser_binding;
 mod m20261204_000300_token_platform;
 
+/// Runs plain SQL statements in order (migrations written as SQL that reads the same on
+/// SQLite and PostgreSQL).
+async fn execute_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    for sql in statements {
+        manager.get_connection().execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 /// Runs the migrations in order.
 pub struct Migrator;
 

@@ -153,7 +153,7 @@ impl Cursors {
 /// Claims up to `settings.batch` due, unclaimed tokens of each platform and kind and
 /// returns their accounts. Safe to run from several workers at once: a token is claimed by
 /// one statement only. Two index-driven, LIMITed statements per platform: tokens inside
-/// their window (partial index on `(platform, expires_at)` of unscheduled tokens) and
+/// their window (partial index on `(platform, expires_at, id)` of unscheduled tokens) and
 /// retries whose time has come, each starting where this pass's previous claim of its
 /// kind ended (`cursors`), so a pass over a backlog of n due tokens reads each about once.
 async fn claim_due(
